@@ -1,7 +1,40 @@
-"""Per-episode critic state machine (placeholder; full version being written)."""
+"""Per-episode critic state machine: frames, clip sampling, rewards, termination.
+
+Both wrappers (:mod:`primo_loop.wrappers`) are thin shells over :class:`EpisodeTracker`, so the
+per-episode logic lives here once. The tracker never talks to a critic itself: it says when a query
+is due and builds it, the caller batches queries (one env or many) into ``critic.assess`` and hands
+each verdict back. That split is what lets the vector wrapper score all sub-envs in one call.
+
+Life of an episode::
+
+    query = tracker.reset(instruction, frame, privileged)       # step 0: the baseline query
+    tracker.apply(critic.assess([query])[0])
+    while running:
+        obs, r, term, trunc, info = env.step(action)
+        tracker.advance(privileged, ended=term or trunc)
+        if tracker.needs_frame:                                  # only then pay ~60 ms for a render
+            tracker.add_frame(env.render_frame())
+        if (q := tracker.make_query()) is not None:
+            tracker.apply(critic.assess([q])[0])
+        result = tracker.finish_step(r)                          # shaped reward, termination, info
+"""
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
 import numpy as np
+
+from primo_loop.errors import ConfigError, check_choice
+from primo_loop.types import CriticQuery, CriticVerdict, Frame
+
+SHAPING_MODES = ("delta", "progress", "none")
+
+# Termination reasons (info["critic/terminated_reason"]).
+REASON_FAILURE = "failure"
+REASON_REGRESSION = "regression"
 
 
 def sample_clip_indices(n_frames: int, clip_len: int, window: int | None = None) -> list[int]:
@@ -18,9 +51,289 @@ def sample_clip_indices(n_frames: int, clip_len: int, window: int | None = None)
     [6, 8, 9]
     """
     if n_frames < 1 or clip_len < 1:
-        raise ValueError(f"Expected n_frames >= 1 and clip_len >= 1, actually: {n_frames}, {clip_len}")
+        raise ConfigError(f"Expected n_frames >= 1 and clip_len >= 1, actually: {n_frames}, {clip_len}")
     start = 0 if window is None else max(0, n_frames - window)
     if clip_len == 1:
         return [n_frames - 1]
     idx = np.floor(np.linspace(start, n_frames - 1, clip_len) + 0.5).astype(int)
     return idx.tolist()
+
+
+def shaping_term(mode: str, phi: float, phi_next: float, gamma: float) -> float:
+    """The critic's reward term for one transition.
+
+    ``delta`` is potential-based shaping (Ng et al. 1999): ``gamma * phi_next - phi``; its discounted
+    sum over an episode telescopes to ``gamma**T * phi_T - phi_0``, so the optimal policy is unchanged.
+    ``progress`` is the potential itself; ``none`` is zero.
+
+    >>> shaping_term("delta", 0.2, 0.5, 1.0)
+    0.3
+    >>> shaping_term("progress", 0.2, 0.5, 0.99)
+    0.5
+    """
+    if mode == "delta":
+        return gamma * phi_next - phi
+    if mode == "progress":
+        return phi_next
+    return 0.0
+
+
+def failure_streak(streak: int, failure_prob: float | None, threshold: float) -> int:
+    """Consecutive queries whose failure probability reached ``threshold`` (None: no opinion, reset).
+
+    >>> failure_streak(1, 0.9, 0.5), failure_streak(1, 0.1, 0.5), failure_streak(2, None, 0.5)
+    (2, 0, 0)
+    """
+    return streak + 1 if failure_prob is not None and failure_prob >= threshold else 0
+
+
+def regression_streak(streak: int, progress: float, running_max: float, delta: float) -> int:
+    """Consecutive queries whose progress sits at least ``delta`` below the running maximum.
+
+    >>> regression_streak(0, 0.3, 0.8, 0.25), regression_streak(1, 0.7, 0.8, 0.25)
+    (1, 0)
+    """
+    return streak + 1 if running_max - progress >= delta - 1e-12 else 0
+
+
+@dataclass
+class TrackerConfig:
+    """Options of the critic in the loop (defaults in brackets).
+
+    Attributes:
+        critic_every: query the critic every N env steps, and at step 0 for the baseline [10].
+        frame_every: keep a frame for the clip every M steps [None = critic_every]; frames are rendered
+            only on these steps and on query steps.
+        clip_len: frames per clip sent to the critic, anchors included [8].
+        window: sample the clip from the last ``window`` kept frames only [None = since reset].
+        shaping: "delta" (potential-based, default), "progress" (phi itself) or "none".
+        gamma: discount of the potential-based term; match the agent's gamma [0.99].
+        env_weight: weight of the env's own reward [1.0].
+        critic_weight: weight of the critic's shaping term [1.0].
+        terminate: end episodes early on the critic's signals [True].
+        failure_threshold: failure probability that counts as a failure signal [0.5].
+        failure_patience: consecutive failure signals that end the episode [2].
+        regression_delta: drop below the running maximum of progress that counts as regression [0.3].
+        regression_patience: consecutive regression signals that end the episode [2].
+        min_peak: regression is only judged once progress has peaked at least this high [0.3].
+        termination_penalty: added to the reward of the step the critic ends [0.0].
+    """
+
+    critic_every: int = 10
+    frame_every: int | None = None
+    clip_len: int = 8
+    window: int | None = None
+    shaping: str = "delta"
+    gamma: float = 0.99
+    env_weight: float = 1.0
+    critic_weight: float = 1.0
+    terminate: bool = True
+    failure_threshold: float = 0.5
+    failure_patience: int = 2
+    regression_delta: float = 0.3
+    regression_patience: int = 2
+    min_peak: float = 0.3
+    termination_penalty: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.shaping = check_choice("shaping mode", self.shaping, SHAPING_MODES)
+        for name in ("critic_every", "clip_len", "failure_patience", "regression_patience"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ConfigError(f"Expected `{name}` to be an integer >= 1, actually: {value!r}")
+        if self.frame_every is None:
+            self.frame_every = self.critic_every
+        if self.frame_every < 1:
+            raise ConfigError(f"Expected `frame_every` >= 1, actually: {self.frame_every!r}")
+        if self.window is not None and self.window < 1:
+            raise ConfigError(f"Expected `window` >= 1 or None, actually: {self.window!r}")
+        if not 0.0 < self.gamma <= 1.0:
+            raise ConfigError(f"Expected `gamma` in (0, 1], actually: {self.gamma!r}")
+        for name in ("failure_threshold", "regression_delta", "min_peak"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"Expected `{name}` in [0, 1], actually: {value!r}")
+
+    @classmethod
+    def from_options(cls, **options: Any) -> TrackerConfig:
+        """Build from keyword options, naming unknown ones with the closest valid name."""
+        valid = cls.__dataclass_fields__
+        for key in options:
+            check_choice("tracker option", key, valid)
+        return cls(**options)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What the tracker decided for one env step."""
+
+    reward: float
+    shaping: float
+    terminated: bool
+    reason: str | None
+    info: dict[str, Any]
+
+
+@dataclass
+class TrackerStats:
+    """Counters over the tracker's lifetime (all episodes)."""
+
+    queries: int = 0
+    unreadable: int = 0
+    errors: int = 0
+    frames_rendered: int = 0
+    latency_s: float = 0.0
+    terminations: int = 0
+
+
+class EpisodeTracker:
+    """The critic's view of one env's episodes.
+
+    Args:
+        config: a :class:`TrackerConfig` (or None for defaults).
+    """
+
+    def __init__(self, config: TrackerConfig | None = None):
+        self.config = config or TrackerConfig()
+        self.stats = TrackerStats()
+        self.instruction = ""
+        self.step = 0
+        self.frames: list[Frame] = []
+        self.frame_steps: list[int] = []
+        self.phi = 0.0
+        self._phi_prev = 0.0
+        self.running_max = 0.0
+        self.progress: float | None = None
+        self.failure_prob: float | None = None
+        self.latency_s = 0.0
+        self.queried = False
+        self.done = False
+        self.reason: str | None = None
+        self._privileged: Mapping[str, Any] | None = None
+        self._ended = False
+        self._fail_streak = 0
+        self._regress_streak = 0
+
+    # -- episode boundaries -------------------------------------------------------------------------
+    def reset(self, instruction: str, frame: Frame, privileged: Mapping[str, Any] | None = None) -> CriticQuery:
+        """Start an episode from its first frame; returns the step-0 baseline query (always due)."""
+        self.instruction = instruction
+        self.step = 0
+        self.frames, self.frame_steps = [], []
+        self.phi = self._phi_prev = 0.0
+        self.running_max = 0.0
+        self.progress = self.failure_prob = None
+        self.latency_s = 0.0
+        self.done, self.reason = False, None
+        self._ended = False
+        self._fail_streak = self._regress_streak = 0
+        self._privileged = privileged
+        self.add_frame(frame)
+        query = self.make_query()
+        assert query is not None  # step 0 is always due
+        return query
+
+    def advance(self, privileged: Mapping[str, Any] | None = None, ended: bool = False) -> None:
+        """Record that the env took one step. ``ended``: the env itself ended the episode on this step."""
+        if self.done:
+            raise RuntimeError("advance() after the tracker ended the episode; call reset() first")
+        self.step += 1
+        self._privileged = privileged
+        self._ended = ended
+        self._phi_prev = self.phi
+        self.queried = False
+        self.latency_s = 0.0
+
+    # -- frames and queries -------------------------------------------------------------------------
+    @property
+    def query_due(self) -> bool:
+        """A query is due on multiples of ``critic_every``, but not on a step where the env ended the
+        episode: its frame may already be gone (vector envs reset at once), and the episode is over."""
+        return self.step % self.config.critic_every == 0 and not self._ended
+
+    @property
+    def needs_frame(self) -> bool:
+        """Whether the caller must render a frame for this step (before :meth:`make_query`)."""
+        if self._ended:
+            return False
+        have = bool(self.frame_steps) and self.frame_steps[-1] == self.step
+        return not have and (self.query_due or self.step % self.config.frame_every == 0)
+
+    def add_frame(self, frame: Frame) -> None:
+        """Keep the frame rendered for the current step."""
+        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3:
+            raise ConfigError(f"Expected a uint8 frame [H, W, 3], actually: {getattr(frame, 'dtype', type(frame))} "
+                              f"{getattr(frame, 'shape', None)}")
+        self.frames.append(frame)
+        self.frame_steps.append(self.step)
+        self.stats.frames_rendered += 1
+
+    def make_query(self) -> CriticQuery | None:
+        """The query for this step if one is due (the frame must have been added), else None."""
+        if not self.query_due:
+            return None
+        if not self.frame_steps or self.frame_steps[-1] != self.step:
+            raise RuntimeError(f"no frame for step {self.step}: render one when `needs_frame` is True")
+        idx = sample_clip_indices(len(self.frames), self.config.clip_len, self.config.window)
+        clip = np.stack([self.frames[i] for i in idx])
+        return CriticQuery(instruction=self.instruction, initial=self.frames[0], clip=clip,
+                           current=self.frames[-1], step=self.step, privileged=self._privileged)
+
+    def apply(self, verdict: CriticVerdict | None) -> None:
+        """Take the critic's verdict for this step's query; None means the critic call itself failed."""
+        self.stats.queries += 1
+        self.queried = True
+        if verdict is None:
+            self.stats.errors += 1
+            return
+        self.latency_s = verdict.latency_s
+        self.stats.latency_s += verdict.latency_s
+        if verdict.progress is None or not math.isfinite(verdict.progress):
+            self.stats.unreadable += 1  # an unreadable answer changes nothing: phi is held
+            return
+        cfg = self.config
+        self.progress = min(1.0, max(0.0, float(verdict.progress)))
+        self.failure_prob = verdict.failure_prob
+        self.phi = self.progress
+        if self.step == 0:  # the baseline: no rule applies yet
+            self.running_max = self.progress
+            return
+        self.running_max = max(self.running_max, self.progress)
+        self._fail_streak = failure_streak(self._fail_streak, self.failure_prob, cfg.failure_threshold)
+        peaked = self.running_max >= cfg.min_peak
+        self._regress_streak = (regression_streak(self._regress_streak, self.progress, self.running_max,
+                                                  cfg.regression_delta) if peaked else 0)
+        if not cfg.terminate or self.done:
+            return
+        if self._fail_streak >= cfg.failure_patience:
+            self.done, self.reason = True, REASON_FAILURE
+        elif self._regress_streak >= cfg.regression_patience:
+            self.done, self.reason = True, REASON_REGRESSION
+
+    # -- rewards ------------------------------------------------------------------------------------
+    def finish_step(self, env_reward: float) -> StepResult:
+        """Shaped reward, the critic's termination decision and the info entries for this step."""
+        cfg = self.config
+        shaping = shaping_term(cfg.shaping, self._phi_prev, self.phi, cfg.gamma)
+        reward = cfg.env_weight * float(env_reward) + cfg.critic_weight * shaping
+        # A termination is decided only on a query step, and no query is made on a step where the
+        # env ended the episode, so ``done`` here is always the critic's own early termination.
+        if self.done:
+            reward += cfg.termination_penalty
+            self.stats.terminations += 1
+        return StepResult(reward=reward, shaping=shaping, terminated=self.done, reason=self.reason,
+                          info=self.info())
+
+    def info(self) -> dict[str, Any]:
+        """The ``critic/*`` info entries for the current step."""
+        return {
+            "critic/progress": self.progress,
+            "critic/failure_prob": self.failure_prob,
+            "critic/queried": self.queried,
+            "critic/latency_s": self.latency_s,
+            "critic/terminated_reason": self.reason,
+            "critic/phi": self.phi,
+        }

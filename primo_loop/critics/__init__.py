@@ -20,6 +20,14 @@ _REGISTRY: dict[str, str] = {
 }
 
 DEFAULT_CRITIC = "compact"
+FALLBACK_CRITIC = "oracle"
+
+
+def default_critic_name() -> str:
+    """The embedded compact critic when its checkpoint ships in the package, else the oracle."""
+    from importlib.resources import files
+
+    return DEFAULT_CRITIC if (files("primo_loop") / "assets" / "compact" / "config.json").is_file() else FALLBACK_CRITIC
 
 
 def register_critic(name: str, target: str) -> None:
@@ -43,4 +51,17 @@ def make_critic(name: str, **options: Any) -> Critic:
     return factory(**options)
 
 
-__all__ = ["DEFAULT_CRITIC", "Critic", "available_critics", "make_critic", "register_critic"]
+def resolve_critic(critic: Critic | str | None = None, **options: Any) -> Critic:
+    """A critic instance from an instance, a registered name, or None (the default critic)."""
+    if critic is None:
+        critic = default_critic_name()
+    if isinstance(critic, str):
+        return make_critic(critic, **options)
+    if options:
+        raise TypeError("critic options are only used when the critic is given by name")
+    if not callable(getattr(critic, "assess", None)):
+        raise TypeError(f"Expected a critic with an `assess` method or a registered name, actually: {critic!r}")
+    return critic
+
+
+__all__ = ["resolve_critic", "default_critic_name", "DEFAULT_CRITIC", "Critic", "available_critics", "make_critic", "register_critic"]

@@ -1,0 +1,171 @@
+from __future__ import annotations
+
+import pytest
+
+from primo_loop.errors import ConfigError, UnknownNameError
+from primo_loop.tracker import (
+    EpisodeTracker,
+    TrackerConfig,
+    failure_streak,
+    regression_streak,
+    sample_clip_indices,
+    shaping_term,
+)
+from primo_loop.types import CriticVerdict
+
+import numpy as np
+
+
+def frame(step: int) -> np.ndarray:
+    f = np.zeros((4, 4, 3), dtype=np.uint8)
+    f[0, 0, 0] = step
+    return f
+
+
+def run(tracker: EpisodeTracker, verdicts: dict[int, CriticVerdict | None], steps: int, env_reward=0.0):
+    """Drive a tracker by hand; ``verdicts[step]`` answers the query of that step."""
+    q = tracker.reset("do it", frame(0))
+    tracker.apply(verdicts.get(0, CriticVerdict(progress=0.0)))
+    results = []
+    for t in range(1, steps + 1):
+        tracker.advance()
+        if tracker.needs_frame:
+            tracker.add_frame(frame(t))
+        q = tracker.make_query()
+        if q is not None:
+            tracker.apply(verdicts.get(t, CriticVerdict(progress=tracker.phi)))
+        res = tracker.finish_step(env_reward)
+        results.append(res)
+        if res.terminated:
+            break
+    return results
+
+
+def test_clip_indices_keep_anchors_and_order():
+    for n in range(1, 40):
+        for k in (1, 2, 5, 8):
+            idx = sample_clip_indices(n, k)
+            assert len(idx) == k
+            assert idx[-1] == n - 1
+            assert idx == sorted(idx)
+            if k > 1:
+                assert idx[0] == 0
+    with pytest.raises(ConfigError):
+        sample_clip_indices(0, 8)
+
+
+def test_query_cadence_and_frames_only_when_needed():
+    tr = EpisodeTracker(TrackerConfig(critic_every=5, frame_every=2, clip_len=3))
+    queries = {}
+    tr.reset("x", frame(0))
+    tr.apply(CriticVerdict(progress=0.0))
+    for t in range(1, 21):
+        tr.advance()
+        if tr.needs_frame:
+            tr.add_frame(frame(t))
+        q = tr.make_query()
+        if q is not None:
+            queries[t] = q
+            tr.apply(CriticVerdict(progress=t / 20))
+        tr.finish_step(0.0)
+    assert sorted(queries) == [5, 10, 15, 20]
+    assert tr.frame_steps == [0, 2, 4, 5, 6, 8, 10, 12, 14, 15, 16, 18, 20]
+    q = queries[20]
+    assert q.clip.shape == (3, 4, 4, 3)
+    assert q.initial[0, 0, 0] == 0 and q.current[0, 0, 0] == 20
+    assert [int(f[0, 0, 0]) for f in q.clip] == [0, 10, 20]
+
+
+def test_no_query_when_frame_missing_raises():
+    tr = EpisodeTracker(TrackerConfig(critic_every=1))
+    tr.reset("x", frame(0))
+    tr.apply(CriticVerdict(progress=0.0))
+    tr.advance()
+    assert tr.needs_frame
+    with pytest.raises(RuntimeError, match="render"):
+        tr.make_query()
+
+
+@pytest.mark.parametrize("gamma", [1.0, 0.9])
+def test_delta_shaping_telescopes(gamma):
+    rng = np.random.default_rng(0)
+    progress = {t: CriticVerdict(progress=float(rng.uniform())) for t in range(0, 61, 3)}
+    tr = EpisodeTracker(TrackerConfig(critic_every=3, gamma=gamma, env_weight=0.0, terminate=False))
+    results = run(tr, progress, 60)
+    discounted = sum(gamma**t * r.reward for t, r in enumerate(results))
+    T = len(results)
+    assert discounted == pytest.approx(gamma**T * progress[60].progress - progress[0].progress)
+    if gamma == 1.0:  # between queries phi is held, so the undiscounted term is zero there
+        assert all(r.reward == 0.0 for t, r in enumerate(results, start=1) if t % 3)
+
+
+def test_progress_mode_and_weights():
+    tr = EpisodeTracker(TrackerConfig(critic_every=2, shaping="progress", env_weight=2.0, critic_weight=0.5))
+    results = run(tr, {2: CriticVerdict(progress=0.4)}, 3, env_reward=1.0)
+    assert [r.reward for r in results] == pytest.approx([2.0, 2.2, 2.2])
+    tr = EpisodeTracker(TrackerConfig(critic_every=2, shaping="none"))
+    assert [r.reward for r in run(tr, {2: CriticVerdict(progress=0.4)}, 3, env_reward=1.0)] == [1.0] * 3
+
+
+def test_failure_termination_needs_patience():
+    v = {10: CriticVerdict(0.5, failure_prob=0.9), 20: CriticVerdict(0.5, failure_prob=0.1),
+         30: CriticVerdict(0.5, failure_prob=0.8), 40: CriticVerdict(0.5, failure_prob=0.95)}
+    tr = EpisodeTracker(TrackerConfig(critic_every=10, failure_patience=2, termination_penalty=-1.0))
+    results = run(tr, v, 100)
+    assert len(results) == 40 and results[-1].terminated and results[-1].reason == "failure"
+    assert results[-1].info["critic/terminated_reason"] == "failure"
+    assert results[-1].reward == pytest.approx(-1.0 + 0.99 * 0.5 - 0.5)
+    assert tr.stats.terminations == 1
+    with pytest.raises(RuntimeError):
+        tr.advance()
+
+
+def test_regression_termination_after_peak():
+    v = {5: CriticVerdict(0.8), 10: CriticVerdict(0.45), 15: CriticVerdict(0.6), 20: CriticVerdict(0.4),
+         25: CriticVerdict(0.3)}
+    tr = EpisodeTracker(TrackerConfig(critic_every=5, regression_delta=0.3, regression_patience=2))
+    results = run(tr, v, 50)
+    assert len(results) == 25 and results[-1].reason == "regression"
+    # below min_peak progress never counts as regression
+    v = {5: CriticVerdict(0.25), 10: CriticVerdict(0.0), 15: CriticVerdict(0.0)}
+    assert not any(r.terminated for r in run(EpisodeTracker(TrackerConfig(critic_every=5)), v, 30))
+
+
+def test_terminate_false_never_ends():
+    v = {t: CriticVerdict(0.1, failure_prob=1.0) for t in range(0, 101, 10)}
+    results = run(EpisodeTracker(TrackerConfig(terminate=False)), v, 100)
+    assert len(results) == 100 and not any(r.terminated for r in results)
+
+
+def test_unreadable_verdicts_hold_phi_and_are_counted():
+    v = {10: CriticVerdict(0.5), 20: CriticVerdict(None, raw="garbage"), 30: None,
+         40: CriticVerdict(float("nan")), 50: CriticVerdict(0.7)}
+    tr = EpisodeTracker(TrackerConfig(critic_every=10, gamma=1.0, env_weight=0.0))
+    results = run(tr, v, 50)
+    assert [r.reward for r in results if r.reward] == pytest.approx([0.5, 0.2])
+    assert tr.stats.unreadable == 2 and tr.stats.errors == 1 and tr.stats.queries == 6
+    assert results[19].info["critic/progress"] == 0.5  # held through the unreadable answer
+
+
+def test_unreadable_does_not_break_failure_streak_rules():
+    v = {10: CriticVerdict(0.5, failure_prob=0.9), 20: CriticVerdict(None), 30: CriticVerdict(0.5, failure_prob=0.9)}
+    results = run(EpisodeTracker(TrackerConfig(critic_every=10)), v, 60)
+    assert len(results) == 30 and results[-1].reason == "failure"
+
+
+def test_pure_rules():
+    assert shaping_term("none", 0.1, 0.9, 0.9) == 0.0
+    assert failure_streak(3, 0.49, 0.5) == 0
+    assert regression_streak(0, 0.5, 0.8, 0.3) == 1
+
+
+def test_config_errors_name_the_fix():
+    with pytest.raises(UnknownNameError, match="Did you mean 'delta'"):
+        TrackerConfig(shaping="detla")
+    with pytest.raises(ConfigError, match="critic_every"):
+        TrackerConfig(critic_every=0)
+    with pytest.raises(UnknownNameError, match="clip_len"):
+        TrackerConfig.from_options(clip_lenght=4)
+    with pytest.raises(ConfigError, match="gamma"):
+        TrackerConfig(gamma=1.5)
+    assert TrackerConfig(critic_every=7).frame_every == 7
