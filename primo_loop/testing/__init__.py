@@ -1,0 +1,1 @@
+"""Test doubles and tiny models shared by tests, benchmarks and docs."""
