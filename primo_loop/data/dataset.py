@@ -1,0 +1,442 @@
+"""Episodes on disk and datasets of them (DESIGN.md §5).
+
+Layout of a dataset folder::
+
+    DIR/
+      index.json                 summary of every episode (rebuilt from the episode folders on demand)
+      episodes/<episode_id>/
+        frames.npz               frames uint8 [K, H, W, 3] at the critic's resolution, frame_steps int [K]
+        steps.npz                per-step table, row t = the state after t env steps (row 0 = after reset):
+                                 step, action [T+1, A] (row 0 is zeros), progress (oracle, 0-1), failed (bool),
+                                 reward, success (bool), stage (int)
+        meta.json                task, instruction, robot, camera, seed, failure (injected), outcome, events,
+                                 canonical_steps, failure_step, n_steps, frame_every, image_size, versions
+
+An episode folder is written under a temporary name and renamed into place when complete, so a folder that
+exists under its final name is whole; collection skips episodes whose folder exists (resume).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+import zipfile
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from primo_loop.data.video import resize_frames, write_text_atomic
+from primo_loop.errors import DatasetError
+
+logger = logging.getLogger(__name__)
+
+EPISODES = "episodes"
+INDEX = "index.json"
+FORMAT_VERSION = 1
+TABLE_KEYS = ("step", "action", "progress", "failed", "reward", "success", "stage")
+_TMP_PREFIX = ".tmp-"
+
+
+class MissingFramesError(DatasetError):
+    """An episode folder lacks its frames (or they are empty): the episode is skipped and counted."""
+
+
+@dataclass
+class Episode:
+    """One recorded episode.
+
+    Attributes:
+        episode_id: unique name, also the folder name.
+        meta: see the module docstring.
+        frames: uint8 ``[K, H, W, 3]``.
+        frame_steps: int ``[K]``, the env step each frame shows (0 = after reset), increasing.
+        table: per-step arrays, see the module docstring.
+    """
+
+    episode_id: str
+    meta: dict[str, Any]
+    frames: np.ndarray
+    frame_steps: np.ndarray
+    table: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def n_steps(self) -> int:
+        return len(self.table["progress"]) - 1
+
+    def progress_at_frames(self) -> np.ndarray:
+        """Oracle progress (0-1) at each kept frame."""
+        return np.asarray(self.table["progress"])[self.frame_steps]
+
+    def failed_at_frames(self) -> np.ndarray:
+        """Oracle failure label at each kept frame."""
+        return np.asarray(self.table["failed"])[self.frame_steps].astype(bool)
+
+
+class EpisodeRecorder:
+    """Accumulates one episode step by step (used by collection; env-agnostic).
+
+    Args:
+        image_size: frames are resized to this square size before they are kept.
+        frame_every: keep a frame every this many steps (and at reset, and at the last step).
+
+    Example:
+        >>> rec = EpisodeRecorder(image_size=8, frame_every=2)
+        >>> frame = np.zeros((16, 16, 3), np.uint8)
+        >>> rec.reset(frame, {"progress": 0.0, "failed": False, "events": []})
+        >>> for t in range(3):
+        ...     _ = rec.wants_frame(t + 1)
+        ...     rec.step(np.zeros(2), 0.0, {"progress": 0.5, "failed": False, "events": ["grasped"]},
+        ...              success=False, frame=frame)
+        >>> ep = rec.finish("ep0", {"instruction": "lift"})
+        >>> ep.frame_steps.tolist(), ep.meta["events"]
+        ([0, 1, 2, 3], [{'step': 1, 'event': 'grasped'}])
+    """
+
+    def __init__(self, image_size: int, frame_every: int):
+        if frame_every < 1:
+            raise DatasetError(f"Expected frame_every >= 1, actually: {frame_every}")
+        self.image_size, self.frame_every = int(image_size), int(frame_every)
+        self._clear()
+
+    def _clear(self) -> None:
+        self._rows: list[dict[str, Any]] = []
+        self._frames: list[np.ndarray] = []
+        self._frame_steps: list[int] = []
+        self._events: list[dict[str, Any]] = []
+        self._seen_events: list[str] = []
+        self._action_dim: int | None = None
+
+    @property
+    def t(self) -> int:
+        """Steps taken since reset."""
+        return len(self._rows) - 1
+
+    def wants_frame(self, step: int) -> bool:
+        """Whether the frame at env step ``step`` is kept (the caller renders only then)."""
+        return step % self.frame_every == 0
+
+    def reset(self, frame: np.ndarray, privileged: Mapping[str, Any], action_dim: int | None = None) -> None:
+        """Start an episode from the state after reset (``frame`` is always kept)."""
+        self._clear()
+        self._action_dim = action_dim
+        self._add_row(None, 0.0, privileged, False)
+        self.add_frame(frame)
+
+    def step(self, action: np.ndarray, reward: float, privileged: Mapping[str, Any], success: bool,
+             frame: np.ndarray | None = None) -> None:
+        self._add_row(np.asarray(action, dtype=np.float32), float(reward), privileged, bool(success))
+        if frame is not None:
+            self.add_frame(frame)
+
+    def add_frame(self, frame: np.ndarray) -> None:
+        """Keep ``frame`` as the view of the current step (replaces one already kept for this step)."""
+        frame = resize_frames(np.asarray(frame, dtype=np.uint8), self.image_size)
+        if self._frame_steps and self._frame_steps[-1] == self.t:
+            self._frames[-1] = frame
+        else:
+            self._frames.append(frame)
+            self._frame_steps.append(self.t)
+
+    def _add_row(self, action: np.ndarray | None, reward: float, p: Mapping[str, Any], success: bool) -> None:
+        t = len(self._rows)
+        for ev in p.get("events") or []:
+            if ev not in self._seen_events:
+                self._seen_events.append(ev)
+                self._events.append({"step": t, "event": str(ev)})
+        self._rows.append({"step": t, "action": action, "progress": float(p.get("progress", 0.0)),
+                           "failed": bool(p.get("failed", False)), "reward": reward, "success": success,
+                           "stage": int(p.get("stage", 0)) if isinstance(p.get("stage", 0), (int, np.integer))
+                           else -1})
+
+    def finish(self, episode_id: str, meta: Mapping[str, Any], final_frame: np.ndarray | None = None) -> Episode:
+        """Close the episode: keep ``final_frame`` for the last step if given, and build the Episode."""
+        if final_frame is not None and (not self._frame_steps or self._frame_steps[-1] != self.t):
+            self.add_frame(final_frame)
+        actions = [r["action"] for r in self._rows[1:]]
+        adim = len(actions[0]) if actions else (self._action_dim or 0)
+        action = np.zeros((len(self._rows), adim), np.float32)
+        if actions:
+            action[1:] = np.stack(actions)
+        table = {
+            "step": np.arange(len(self._rows), dtype=np.int32),
+            "action": action,
+            "progress": np.array([r["progress"] for r in self._rows], np.float32),
+            "failed": np.array([r["failed"] for r in self._rows], bool),
+            "reward": np.array([r["reward"] for r in self._rows], np.float32),
+            "success": np.array([r["success"] for r in self._rows], bool),
+            "stage": np.array([r["stage"] for r in self._rows], np.int16),
+        }
+        failed_steps = np.flatnonzero(table["failed"])
+        meta = dict(meta)
+        meta.update({
+            "episode_id": episode_id,
+            "n_steps": len(self._rows) - 1,
+            "n_frames": len(self._frames),
+            "frame_every": self.frame_every,
+            "image_size": self.image_size,
+            "events": list(self._events),
+            "failure_step": int(failed_steps[0]) if len(failed_steps) else None,
+            "success": bool(table["success"][-1]),
+            "ever_success": bool(table["success"].any()),
+            "final_progress": float(table["progress"][-1]),
+        })
+        meta.setdefault("outcome", "success" if meta["success"] else
+                        "failure" if len(failed_steps) else "incomplete")
+        return Episode(episode_id, meta, np.stack(self._frames), np.array(self._frame_steps, np.int32), table)
+
+
+# ------------------------------------------------------------------------------------------- read/write
+
+def episodes_dir(root: str | os.PathLike) -> Path:
+    return Path(root) / EPISODES
+
+
+def write_episode(root: str | os.PathLike, ep: Episode, overwrite: bool = False) -> Path:
+    """Write an episode atomically: into a temporary folder, then one rename.
+
+    Returns:
+        The episode folder.
+
+    Raises:
+        DatasetError: the episode exists already (and ``overwrite`` is False).
+    """
+    final = episodes_dir(root) / ep.episode_id
+    if final.exists() and not overwrite:
+        raise DatasetError(f"Episode {ep.episode_id!r} exists already in {root}")
+    tmp = episodes_dir(root) / f"{_TMP_PREFIX}{ep.episode_id}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=True)
+    try:
+        np.savez_compressed(tmp / "frames.npz", frames=np.asarray(ep.frames, np.uint8),
+                            frame_steps=np.asarray(ep.frame_steps, np.int32))
+        np.savez_compressed(tmp / "steps.npz", **{k: np.asarray(v) for k, v in ep.table.items()})
+        (tmp / "meta.json").write_text(json.dumps(_jsonable(ep.meta), indent=1))
+        if final.exists() and overwrite:
+            shutil.rmtree(final)
+        os.rename(tmp, final)  # atomic; fails if another writer got there first
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if final.exists():
+            raise DatasetError(f"Episode {ep.episode_id!r} exists already in {root}") from exc
+        raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def read_meta(folder: str | os.PathLike) -> dict[str, Any]:
+    path = Path(folder) / "meta.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise DatasetError(f"Episode folder {folder} has no meta.json") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"Corrupt episode meta file {path}: {exc}") from exc
+
+
+def read_episode(folder: str | os.PathLike, load_frames: bool = True) -> Episode:
+    """Read one episode folder.
+
+    Raises:
+        MissingFramesError: frames.npz is missing or holds no frames.
+        DatasetError: a file is corrupt (the message names it).
+    """
+    folder = Path(folder)
+    meta = read_meta(folder)
+    table = _load_npz(folder / "steps.npz")
+    missing = [k for k in ("progress", "failed") if k not in table]
+    if missing:
+        raise DatasetError(f"Episode table {folder / 'steps.npz'} lacks the columns {missing}")
+    fpath = folder / "frames.npz"
+    if not fpath.exists():
+        raise MissingFramesError(f"Episode {folder.name} has no frames file ({fpath})")
+    if load_frames:
+        arrs = _load_npz(fpath)
+        frames, frame_steps = arrs.get("frames"), arrs.get("frame_steps")
+        if frames is None or frame_steps is None or len(frames) == 0:
+            raise MissingFramesError(f"Episode {folder.name} holds no frames ({fpath})")
+        if len(frames) != len(frame_steps) or frame_steps.max() >= len(table["progress"]):
+            raise DatasetError(f"Inconsistent frames file {fpath}: {len(frames)} frames, "
+                               f"{len(frame_steps)} frame steps, {len(table['progress'])} table rows")
+    else:
+        frames = np.zeros((0, 1, 1, 3), np.uint8)
+        frame_steps = np.zeros((0,), np.int32)
+    return Episode(folder.name, meta, frames, frame_steps.astype(np.int64), table)
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except FileNotFoundError as exc:
+        raise DatasetError(f"Missing episode file {path}") from exc
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
+        raise DatasetError(f"Corrupt episode file {path}: {type(exc).__name__}: {exc}") from exc
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return obj
+
+
+# ---------------------------------------------------------------------------------------------- dataset
+
+def list_episode_ids(root: str | os.PathLike) -> list[str]:
+    """Names of the complete episode folders (temporary folders of unfinished writes are ignored)."""
+    d = episodes_dir(root)
+    if not d.is_dir():
+        return []
+    return sorted(p.name for p in d.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def clean_stale_tmp(root: str | os.PathLike) -> int:
+    """Remove temporary folders left by killed writers (those whose process is gone). Returns the count."""
+    n = 0
+    d = episodes_dir(root)
+    if not d.is_dir():
+        return 0
+    for p in d.iterdir():
+        if not p.name.startswith(_TMP_PREFIX):
+            continue
+        try:
+            pid = int(p.name.rsplit(".", 2)[-2])
+        except (ValueError, IndexError):
+            pid = -1
+        if pid > 0 and pid != os.getpid() and _alive(pid):
+            continue
+        shutil.rmtree(p, ignore_errors=True)
+        n += 1
+    return n
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def write_index(root: str | os.PathLike) -> dict[str, Any]:
+    """Rebuild ``index.json`` from the episode folders (atomically) and return it."""
+    entries = []
+    for eid in list_episode_ids(root):
+        try:
+            m = read_meta(episodes_dir(root) / eid)
+        except DatasetError as exc:
+            logger.warning("index: skipping %s (%s)", eid, exc)
+            continue
+        entries.append({k: m.get(k) for k in ("episode_id", "task", "robot", "seed", "failure", "outcome",
+                                               "n_steps", "n_frames", "failure_step", "success")})
+    index = {"format_version": FORMAT_VERSION, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+             "n_episodes": len(entries), "episodes": entries}
+    write_text_atomic(Path(root) / INDEX, json.dumps(index, indent=1))
+    return index
+
+
+class EpisodeDataset:
+    """A dataset folder: episode ids and metas up front, episodes loaded on demand.
+
+    Episodes whose frames are missing are skipped and counted in :attr:`skipped`; a corrupt file raises a
+    :class:`DatasetError` naming it.
+
+    Args:
+        root: the dataset folder.
+        tasks / robots: keep only episodes of these tasks / robots.
+
+    Raises:
+        DatasetError: the folder does not exist or holds no episodes.
+    """
+
+    def __init__(self, root: str | os.PathLike, tasks: Sequence[str] | None = None,
+                 robots: Sequence[str] | None = None):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DatasetError(f"Dataset folder not found: {self.root}")
+        ids = list_episode_ids(self.root)
+        if not ids:
+            raise DatasetError(f"Dataset folder {self.root} holds no episodes (expected {self.root / EPISODES}"
+                               f"/<episode_id>/meta.json; collect with scripts/collect.py)")
+        self.metas: dict[str, dict[str, Any]] = {}
+        self.skipped: dict[str, str] = {}
+        for eid in ids:
+            folder = episodes_dir(self.root) / eid
+            meta = read_meta(folder)
+            if tasks is not None and meta.get("task") not in tasks:
+                continue
+            if robots is not None and meta.get("robot") not in robots:
+                continue
+            if not (folder / "frames.npz").exists():
+                self.skipped[eid] = "missing frames.npz"
+                continue
+            self.metas[eid] = meta
+        if self.skipped:
+            logger.warning("%s: skipped %d episode(s) with missing frames: %s", self.root, len(self.skipped),
+                           ", ".join(sorted(self.skipped)[:5]) + (" ..." if len(self.skipped) > 5 else ""))
+        if not self.metas:
+            raise DatasetError(f"Dataset folder {self.root} holds no usable episodes "
+                               f"({len(self.skipped)} skipped for missing frames)")
+
+    @property
+    def ids(self) -> list[str]:
+        return list(self.metas)
+
+    def __len__(self) -> int:
+        return len(self.metas)
+
+    def load(self, episode_id: str, load_frames: bool = True) -> Episode | None:
+        """Load one episode; None (counted in :attr:`skipped`) when its frames turn out missing or empty."""
+        try:
+            return read_episode(episodes_dir(self.root) / episode_id, load_frames=load_frames)
+        except MissingFramesError as exc:
+            self.skipped[episode_id] = str(exc)
+            logger.warning("skipping episode: %s", exc)
+            return None
+
+    def __iter__(self) -> Iterator[Episode]:
+        for eid in self.ids:
+            ep = self.load(eid)
+            if ep is not None:
+                yield ep
+
+
+def dataset_stats(root: str | os.PathLike) -> dict[str, Any]:
+    """Counts of what a dataset holds: episodes per task, robot, outcome and failure mode; steps and frames."""
+    ids = list_episode_ids(root)
+    if not ids:
+        raise DatasetError(f"Dataset folder {root} holds no episodes")
+    c: dict[str, Counter] = {k: Counter() for k in ("task", "robot", "outcome", "failure", "task/robot")}
+    steps = frames = 0
+    missing = 0
+    sizes = set()
+    for eid in ids:
+        folder = episodes_dir(root) / eid
+        m = read_meta(folder)
+        if not (folder / "frames.npz").exists():
+            missing += 1
+        for k in ("task", "robot", "outcome"):
+            c[k][str(m.get(k))] += 1
+        c["failure"][str(m.get("failure") or "none")] += 1
+        c["task/robot"][f"{m.get('task')}/{m.get('robot')}"] += 1
+        steps += int(m.get("n_steps", 0))
+        frames += int(m.get("n_frames", 0))
+        sizes.add(m.get("image_size"))
+    return {"episodes": len(ids), "steps": steps, "frames": frames, "missing_frames": missing,
+            "image_size": sorted(s for s in sizes if s is not None),
+            **{k: dict(sorted(v.items())) for k, v in c.items()}}

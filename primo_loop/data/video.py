@@ -1,0 +1,163 @@
+"""Frame arrays on disk: video files, image folders, resizing, atomic writes.
+
+Everything here speaks uint8 ``[T, H, W, 3]`` upright RGB arrays (DESIGN.md §3).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from primo_loop.errors import ConfigError, DatasetError
+
+logger = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".gif")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    A reader never sees a half-written file: the rename is atomic on POSIX file systems.
+
+    Args:
+        path: the final path.
+        suffix: suffix of the temporary file (defaults to ``path``'s, so writers that pick a format
+            from the extension still work).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix if suffix is None else suffix,
+                               dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual mode
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
+    """Resize square-ish frames to ``size`` x ``size`` (antialiased bilinear; a no-op at that size).
+
+    One function serves collection, the PRIMO importer and the compact critic, so frames reach the
+    critic's network the same way in training and in the loop.
+
+    Args:
+        frames: uint8 ``[H, W, 3]`` or ``[T, H, W, 3]``.
+        size: output side in pixels.
+
+    Returns:
+        uint8 array of the same rank, spatial size ``size`` x ``size``.
+
+    >>> resize_frames(np.zeros((2, 128, 128, 3), np.uint8), 64).shape
+    (2, 64, 64, 3)
+    """
+    frames = np.asarray(frames)
+    single = frames.ndim == 3
+    batch = frames[None] if single else frames
+    if batch.ndim != 4 or batch.shape[-1] != 3:
+        raise ConfigError(f"Expected frames of shape [H, W, 3] or [T, H, W, 3], actually: {frames.shape}")
+    if batch.shape[1] == size and batch.shape[2] == size:
+        out = batch.astype(np.uint8, copy=False)
+    else:
+        h, w = batch.shape[1:3]
+        if h % size == 0 and w % size == 0 and h == w:
+            # Integer factor: exact area average (fast, no dependency).
+            f = h // size
+            out = batch.reshape(len(batch), size, f, size, f, 3).mean(axis=(2, 4))
+            out = np.floor(out + 0.5).astype(np.uint8)
+        else:
+            from PIL import Image
+
+            out = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(fr)).resize(
+                (size, size), Image.BILINEAR)) for fr in batch.astype(np.uint8, copy=False)])
+    return out[0] if single else out
+
+
+def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 10.0, quality: int = 8) -> Path:
+    """Write frames to a video file atomically (format from the suffix, e.g. ``.mp4``).
+
+    Args:
+        path: output path.
+        frames: uint8 ``[T, H, W, 3]``; H and W should be multiples of 16 for mp4.
+        fps: frames per second.
+        quality: imageio-ffmpeg quality, 0-10 (10 = best).
+    """
+    import imageio.v2 as imageio
+
+    frames = np.asarray(frames, dtype=np.uint8)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
+        raise ConfigError(f"Expected frames uint8 [T>0, H, W, 3], actually: {frames.shape}")
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        writer = imageio.get_writer(tmp, fps=fps, quality=quality, macro_block_size=1,
+                                    ffmpeg_log_level="error")
+        try:
+            for fr in frames:
+                writer.append_data(fr)
+        finally:
+            writer.close()
+    return path
+
+
+def read_video(path: str | os.PathLike) -> np.ndarray:
+    """Read every frame of a video file, a single image, or a folder of images (sorted by name).
+
+    Raises:
+        DatasetError: the path does not exist or cannot be decoded (the message names it).
+    """
+    import imageio.v2 as imageio
+
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(f"Media file not found: {path}")
+    try:
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not files:
+                raise DatasetError(f"No images ({', '.join(IMAGE_SUFFIXES)}) in folder {path}")
+            frames = np.stack([_rgb(imageio.imread(p)) for p in files])
+        elif path.suffix.lower() in IMAGE_SUFFIXES:
+            frames = _rgb(imageio.imread(path))[None]
+        else:
+            reader = imageio.get_reader(path, format="FFMPEG") if path.suffix.lower() != ".gif" \
+                else imageio.get_reader(path)
+            try:
+                frames = np.stack([_rgb(f) for f in reader])
+            finally:
+                reader.close()
+    except DatasetError:
+        raise
+    except Exception as exc:  # imageio raises many types for bad media
+        raise DatasetError(f"Could not decode media file {path}: {type(exc).__name__}: {exc}") from exc
+    if len(frames) == 0:
+        raise DatasetError(f"Media file {path} holds no frames")
+    return frames
+
+
+def _rgb(img: np.ndarray) -> np.ndarray:
+    img = np.asarray(img)
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=-1)
+    if img.shape[-1] == 4:
+        img = img[..., :3]
+    return img.astype(np.uint8, copy=False)

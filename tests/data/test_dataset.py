@@ -1,0 +1,81 @@
+"""Episodes and dataset folders: round trip, atomic writes, bad input."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from primo_loop.data.dataset import (
+    EpisodeDataset,
+    clean_stale_tmp,
+    dataset_stats,
+    episodes_dir,
+    list_episode_ids,
+    read_episode,
+    write_episode,
+    write_index,
+)
+from primo_loop.data.synthetic import make_dataset, make_episode
+from primo_loop.data.video import resize_frames
+from primo_loop.errors import DatasetError
+
+
+def test_episode_roundtrip(tmp_path):
+    ep = make_episode(3, failure="drop", n_steps=30, frame_every=3, image_size=24)
+    folder = write_episode(tmp_path, ep)
+    back = read_episode(folder)
+    np.testing.assert_array_equal(back.frames, ep.frames)
+    np.testing.assert_array_equal(back.frame_steps, ep.frame_steps)
+    for k, v in ep.table.items():
+        np.testing.assert_array_equal(back.table[k], v)
+    assert back.meta["outcome"] == "failure" and back.meta["failure_step"] == int(np.flatnonzero(ep.table["failed"])[0])
+    assert back.frame_steps[0] == 0 and back.frame_steps[-1] == 30  # reset and final frames kept
+    assert back.n_steps == 30 and back.table["action"].shape == (31, 4)
+    with pytest.raises(DatasetError, match="exists already"):
+        write_episode(tmp_path, ep)
+
+
+def test_dataset_index_and_stats(tmp_path):
+    ids = make_dataset(tmp_path, n_episodes=5, failure_rate=0.5)
+    ds = EpisodeDataset(tmp_path)
+    assert sorted(ds.ids) == sorted(ids) and len(list(ds)) == 5
+    index = write_index(tmp_path)
+    assert index["n_episodes"] == 5
+    st = dataset_stats(tmp_path)
+    assert st["episodes"] == 5 and sum(st["outcome"].values()) == 5 and st["task"] == {"SynthLift": 5}
+
+
+def test_tmp_folders_are_invisible_and_cleaned(tmp_path):
+    make_dataset(tmp_path, n_episodes=2)
+    stale = episodes_dir(tmp_path) / ".tmp-X.999999999.abcd"
+    stale.mkdir()
+    assert len(list_episode_ids(tmp_path)) == 2
+    assert clean_stale_tmp(tmp_path) == 1 and not stale.exists()
+
+
+def test_empty_and_corrupt_datasets_name_the_file(tmp_path):
+    with pytest.raises(DatasetError, match="not found"):
+        EpisodeDataset(tmp_path / "nope")
+    with pytest.raises(DatasetError, match="holds no episodes"):
+        EpisodeDataset(tmp_path)
+    ids = make_dataset(tmp_path, n_episodes=3)
+    (episodes_dir(tmp_path) / ids[0] / "steps.npz").write_bytes(b"garbage")
+    ds = EpisodeDataset(tmp_path)
+    with pytest.raises(DatasetError, match=f"{ids[0]}/steps.npz"):
+        ds.load(ids[0])
+    (episodes_dir(tmp_path) / ids[1] / "meta.json").write_text("{oops")
+    with pytest.raises(DatasetError, match=f"{ids[1]}/meta.json"):
+        EpisodeDataset(tmp_path)
+
+
+def test_missing_frames_are_skipped_and_counted(tmp_path):
+    ids = make_dataset(tmp_path, n_episodes=3)
+    (episodes_dir(tmp_path) / ids[2] / "frames.npz").unlink()
+    ds = EpisodeDataset(tmp_path)
+    assert len(ds) == 2 and list(ds.skipped) == [ids[2]]
+    assert dataset_stats(tmp_path)["missing_frames"] == 1
+
+
+def test_resize_frames():
+    x = np.arange(4 * 4 * 3, dtype=np.uint8).reshape(4, 4, 3)
+    assert resize_frames(x, 4) is not None and resize_frames(x, 2).shape == (2, 2, 3)
+    assert resize_frames(np.zeros((3, 128, 128, 3), np.uint8), 96).shape == (3, 96, 96, 3)
