@@ -1,0 +1,69 @@
+"""Small helpers shared by the command-line scripts: option parsing, bad-input exits, output folders."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from primo_loop.errors import ConfigError, PrimoError, UnknownNameError, UnsupportedError
+
+BAD_INPUT = 2
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value: JSON when it parses (numbers, booleans, null, lists), else the string.
+
+    >>> parse_value("0.5"), parse_value("true"), parse_value("runs/x")
+    (0.5, True, 'runs/x')
+    """
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_options(pairs: Sequence[str] | None) -> dict[str, Any]:
+    """``["key=value", ...]`` -> dict, with values parsed by :func:`parse_value`."""
+    out: dict[str, Any] = {}
+    for pair in pairs or ():
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"Expected an option as key=value, actually: {pair!r}")
+        out[key.strip().replace("-", "_")] = parse_value(value)
+    return out
+
+
+def writable_dir(path: str | Path) -> Path:
+    """Create ``path`` if needed and check that files can be written in it."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write_test_{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"cannot write to output folder {str(path)!r}: {exc.strerror or exc}") from exc
+    return path
+
+
+def run(main: Callable[[], int | None]) -> None:
+    """Run a script's ``main``; bad input (unknown names, impossible combinations, bad options) exits
+    with status 2 and one line on stderr; Ctrl-C exits with 130 after whatever ``main`` saved."""
+    logging.basicConfig(level=os.environ.get("PRIMO_LOG_LEVEL", "WARNING"),
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        code = main()
+    except (UnknownNameError, UnsupportedError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(BAD_INPUT)
+    except PrimoError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code or 0)

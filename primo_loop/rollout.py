@@ -1,0 +1,160 @@
+"""Run a policy with the critic in the loop and record what happened, step by step.
+
+Env-agnostic: it needs a :class:`primo_loop.wrappers.CriticInTheLoop` and a policy with
+``reset()`` and ``act(obs)``. ``scripts/rollout.py`` composes it with the robosuite envs.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from primo_loop.wrappers import CriticInTheLoop
+
+
+class Policy(Protocol):
+    def reset(self) -> None: ...
+
+    def act(self, obs: Any) -> np.ndarray: ...
+
+
+@dataclass
+class EpisodeRecord:
+    """Everything one episode produced: per-step rows, the frames the critic saw, a summary."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    frames: list[np.ndarray] = field(default_factory=list)
+    frame_steps: list[int] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def oracle(self) -> list[float]:
+        return [r["oracle_progress"] for r in self.rows]
+
+    @property
+    def critic_points(self) -> tuple[list[int], list[float | None], list[float | None]]:
+        q = [r for r in self.rows if r["queried"]]
+        return [r["step"] for r in q], [r["critic_progress"] for r in q], [r["failure_prob"] for r in q]
+
+
+def _f(x: Any) -> float | None:
+    return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else float(x)
+
+
+def run_episode(env: CriticInTheLoop, policy: Policy, seed: int | None = None, stop_after_success: int | None = 20,
+                on_step: Callable[[int], None] | None = None) -> EpisodeRecord:
+    """Run one episode until the env or the critic ends it (or ``stop_after_success`` steps after success).
+
+    The step-0 row is the reset (the critic's baseline query). Critic-vs-oracle MAE is over query steps
+    with a readable answer, on the 0-100 scale.
+    """
+    tracker = env.tracker
+    queries0, unreadable0, errors0 = tracker.stats.queries, tracker.stats.unreadable, tracker.stats.errors
+    obs, info = env.reset(seed=seed)
+    policy.reset()
+    rec = EpisodeRecord()
+    rec.rows.append(_row(0, info, None, None, False, False))
+    t0 = time.perf_counter()
+    success_at, step, terminated, truncated = None, 0, False, False
+    ended_by = None
+    while True:
+        action = policy.act(obs)
+        obs, reward, terminated, truncated, info = env.step(action)
+        step += 1
+        rec.rows.append(_row(step, info, info.get("env/reward"), reward, terminated, truncated))
+        if on_step:
+            on_step(step)
+        if info.get("is_success") and success_at is None:
+            success_at = step
+        if terminated or truncated:
+            ended_by = info.get("critic/terminated_reason") or ("env_terminated" if terminated else "time_limit")
+            break
+        if stop_after_success is not None and success_at is not None and step - success_at >= stop_after_success:
+            ended_by = "success_hold"
+            break
+    wall = time.perf_counter() - t0
+    rec.frames, rec.frame_steps = list(tracker.frames), list(tracker.frame_steps)
+    pairs = [(r["critic_progress"], r["oracle_progress"]) for r in rec.rows
+             if r["queried"] and r["critic_progress"] is not None]
+    lat = [r["critic_latency_s"] for r in rec.rows if r["queried"]]
+    rec.summary = {
+        "success": bool(rec.rows[-1]["is_success"]),
+        "ever_success": success_at is not None,
+        "first_success_step": success_at,
+        "steps": step,
+        "ended_by": ended_by,
+        "termination_reason": info.get("critic/terminated_reason"),
+        "critic_vs_oracle_mae": (float(np.mean([abs(c - o) for c, o in pairs])) * 100 if pairs else None),
+        "final_critic_progress": next((c for c, _ in reversed(pairs)), None),
+        "final_oracle_progress": rec.rows[-1]["oracle_progress"],
+        "steps_per_s": step / wall if wall > 0 else None,
+        "critic_queries": tracker.stats.queries - queries0,
+        "critic_unreadable": tracker.stats.unreadable - unreadable0,
+        "critic_errors": tracker.stats.errors - errors0,
+        "critic_latency_s_mean": float(np.mean(lat)) if lat else None,
+        "frames_rendered": len(rec.frames),
+        "shaped_return": float(sum(r["shaped_reward"] or 0.0 for r in rec.rows)),
+        "env_return": float(sum(r["env_reward"] or 0.0 for r in rec.rows)),
+    }
+    return rec
+
+
+def _row(step: int, info: dict[str, Any], env_reward: Any, shaped: Any, terminated: bool, truncated: bool) -> dict:
+    return {
+        "step": step,
+        "env_reward": _f(env_reward),
+        "shaped_reward": _f(shaped),
+        "critic_progress": _f(info.get("critic/progress")) if info.get("critic/queried") else None,
+        "critic_phi": _f(info.get("critic/phi")),
+        "oracle_progress": _f(info.get("oracle/progress")),
+        "oracle_failed": bool(info.get("oracle/failed", False)),
+        "failure_prob": _f(info.get("critic/failure_prob")) if info.get("critic/queried") else None,
+        "queried": bool(info.get("critic/queried", False)),
+        "critic_latency_s": _f(info.get("critic/latency_s")),
+        "is_success": bool(info.get("is_success", False)),
+        "terminated": bool(terminated),
+        "truncated": bool(truncated),
+        "reason": info.get("critic/terminated_reason"),
+    }
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write a file atomically (temp file in the same folder, then rename)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_episode(rec: EpisodeRecord, out_dir: str | Path, index: int, *, horizon: int, title: str = "",
+                  fps: float = 10.0) -> dict[str, Path]:
+    """Write ``episode_NNN.jsonl`` and ``episode_NNN.mp4`` (annotated) for one episode."""
+    from primo_loop.viz import annotate_frames, write_video
+
+    out_dir = Path(out_dir)
+    stem = f"episode_{index:03d}"
+    log_path = atomic_write_text(out_dir / f"{stem}.jsonl", "".join(json.dumps(r) + "\n" for r in rec.rows))
+    steps, critic, fail = rec.critic_points
+    end = rec.rows[-1] if rec.rows[-1]["reason"] else None
+    frames = annotate_frames(rec.frames, rec.frame_steps, horizon=horizon, oracle=rec.oracle, critic_steps=steps,
+                             critic=critic, failure_prob=fail, title=title,
+                             end_step=end["step"] if end else None, end_reason=end["reason"] if end else None)
+    tmp = out_dir / f".{stem}.tmp.mp4"
+    write_video(tmp, frames, fps=fps)
+    video = out_dir / f"{stem}.mp4"
+    os.replace(tmp, video)
+    return {"log": log_path, "video": video}
