@@ -76,12 +76,13 @@ def annotate_frames(frames: Sequence[np.ndarray], frame_steps: Sequence[int], *,
         text = f"critic {last * 100:3.0f}" if last is not None else "critic  --"
         d.text((x0, h + 1), text, fill=CRITIC_COLOR, font=small)
         if cur_oracle is not None:
-            d.text((x0 + 70, h + 1), f"oracle {cur_oracle * 100:3.0f}", fill=ORACLE_COLOR, font=small)
-        if failure_prob is not None:
+            d.text((x0 + 66, h + 1), f"oracle {cur_oracle * 100:3.0f}", fill=ORACLE_COLOR, font=small)
+        if failure_prob is not None and w >= 220:
             fp = [f for s, f in zip(critic_steps, failure_prob) if s <= step and f is not None]
             if fp:
-                d.text((x0 + 140, h + 1), f"fail {fp[-1]:.2f}", fill=(200, 200, 200), font=small)
-        d.text((w - 52, h + 1), f"t={step}", fill=(200, 200, 200), font=small)
+                d.text((x0 + 132, h + 1), f"fail {fp[-1]:.2f}", fill=(200, 200, 200), font=small)
+        if w >= 180:
+            d.text((w - 40, h + 1), f"t={step}", fill=(200, 200, 200), font=small)
         if title:
             d.text((4, 3), title, fill=(255, 255, 255), font=big, stroke_width=2, stroke_fill=(0, 0, 0))
         if end_step is not None and step >= end_step:
