@@ -1,0 +1,545 @@
+"""Score a critic on dataset folders or PRIMO records: metrics per split, report files and plots.
+
+    report = evaluate(make_critic("compact"), ["data/eval_panda", "data/eval_robots"], "runs/eval")
+
+Episodes are replayed the way the in-loop tracker sees them: frames kept every ``frame_every`` steps (and at
+reset), a query every ``critic_every`` steps from step 0, its clip sampled from the frames kept so far with
+:func:`primo_loop.tracker.sample_clip_indices`. The same code scores every backend (compact, VLM, remote,
+oracle), so the report also carries the unreadable-answer rate, mean output tokens and latency.
+
+Splits (``split_by="auto"``): given the critic's training domain (the compact critic's checkpoint records its
+tasks and robots), each episode is ``in_domain`` (seen task and robot; held-out seeds), ``unseen_robot``,
+``unseen_task``, or ``humanoid`` (GR1 robots); without a training domain every episode is in split ``all``.
+Every report also breaks results down by task/robot.
+
+Outputs in the report folder: ``report.json``, ``report.md``, ``curves_<split>.png`` (predicted against oracle
+progress for several episodes), ``error_by_bin.png`` (MAE by oracle-progress bin, per split).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from primo_loop import metrics as M
+from primo_loop.errors import ConfigError, DatasetError
+from primo_loop.types import CriticQuery
+
+logger = logging.getLogger(__name__)
+
+SPLIT_ORDER = ("in_domain", "unseen_robot", "unseen_task", "humanoid", "all")
+
+
+@dataclass
+class EvalConfig:
+    """Options of an evaluation.
+
+    Attributes:
+        critic_every: query every N env steps (and at step 0), as the tracker's default.
+        frame_every: keep a frame every M steps for the clip [None = critic_every].
+        clip_len: frames per clip, anchors included.
+        batch_size: queries per ``assess`` call.
+        failure_threshold: failure probability at which a query counts as a failure alarm.
+        failure_patience: consecutive alarms before a failure is declared.
+        nframes: clip frames decoded from a PRIMO record's video.
+        max_episodes: score at most this many episodes per source (None = all).
+        split_by: "auto" (from the critic's training domain), "task", "robot", "source" or "none".
+        train_tasks / train_robots: the training domain for ``auto`` when the critic does not record one.
+        plot_episodes: episodes drawn per split in the curves plot.
+        data_root: where relative media paths of PRIMO records resolve (see primo_format.load_records).
+    """
+
+    critic_every: int = 10
+    frame_every: int | None = None
+    clip_len: int = 8
+    batch_size: int = 16
+    failure_threshold: float = 0.5
+    failure_patience: int = 1
+    nframes: int = 8
+    max_episodes: int | None = None
+    split_by: str = "auto"
+    train_tasks: list[str] | None = None
+    train_robots: list[str] | None = None
+    plot_episodes: int = 6
+    data_root: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.frame_every is None:
+            self.frame_every = self.critic_every
+        for name in ("critic_every", "frame_every", "clip_len", "batch_size", "failure_patience", "nframes"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"Expected `{name}` >= 1, actually: {getattr(self, name)}")
+        if self.critic_every % self.frame_every:
+            raise ConfigError(f"Expected `critic_every` to be a multiple of `frame_every`, actually: "
+                              f"{self.critic_every} and {self.frame_every}")
+        if self.split_by not in ("auto", "task", "robot", "source", "none"):
+            raise ConfigError(f"Expected `split_by` in auto, task, robot, source, none; actually: {self.split_by!r}")
+
+
+@dataclass
+class EpisodeResult:
+    """One episode's queries and the critic's answers (progress on 0-100)."""
+
+    episode_id: str
+    source: str
+    task: str | None
+    robot: str | None
+    outcome: str | None
+    failure_step: int | None
+    steps: list[int] = field(default_factory=list)
+    target: list[float] = field(default_factory=list)
+    failed: list[bool] = field(default_factory=list)
+    pred: list[float | None] = field(default_factory=list)
+    failure_prob: list[float | None] = field(default_factory=list)
+    latency_s: list[float] = field(default_factory=list)
+    output_tokens: list[int | None] = field(default_factory=list)
+    split: str = "all"
+
+    @property
+    def success(self) -> bool:
+        return self.outcome == "success"
+
+    @property
+    def is_failure(self) -> bool:
+        return self.outcome == "failure" if self.outcome is not None else any(self.failed)
+
+
+# ------------------------------------------------------------------------------------- query builders
+
+def _episode_queries(ep: Any, cfg: EvalConfig) -> tuple[list[CriticQuery], list[int], list[float], list[bool]]:
+    """In-loop queries along a recorded episode."""
+    from primo_loop.tracker import sample_clip_indices
+
+    fs = np.asarray(ep.frame_steps)
+    keep = np.flatnonzero((fs % cfg.frame_every) == 0)
+    if len(keep) == 0 or fs[keep[0]] != 0:
+        keep = np.concatenate([[0], keep[fs[keep] != 0]]).astype(int)
+    queries, steps, target, failed = [], [], [], []
+    instruction = ep.meta["instruction"]
+    for j, k in enumerate(keep):
+        s = int(fs[k])
+        if s % cfg.critic_every:
+            continue
+        idx = sample_clip_indices(j + 1, cfg.clip_len)
+        p = float(ep.table["progress"][s])
+        f = bool(ep.table["failed"][s])
+        queries.append(CriticQuery(instruction=instruction, initial=ep.frames[keep[0]], clip=ep.frames[keep[idx]],
+                                   current=ep.frames[k], step=s,
+                                   privileged={"progress": p, "failed": f}))
+        steps.append(s)
+        target.append(100.0 * p)
+        failed.append(f)
+    return queries, steps, target, failed
+
+
+def _run_queries(critic: Any, queries: list[CriticQuery], results: list[tuple[EpisodeResult, int]],
+                 cfg: EvalConfig) -> None:
+    for i in range(0, len(queries), cfg.batch_size):
+        chunk = queries[i:i + cfg.batch_size]
+        t0 = time.perf_counter()
+        verdicts = critic.assess(chunk)
+        dt = (time.perf_counter() - t0) / len(chunk)
+        if len(verdicts) != len(chunk):
+            raise DatasetError(f"Critic {getattr(critic, 'name', critic)!r} returned {len(verdicts)} verdicts "
+                               f"for {len(chunk)} queries")
+        for (res, _), v in zip(results[i:i + cfg.batch_size], verdicts):
+            res.pred.append(None if v.progress is None else 100.0 * float(v.progress))
+            res.failure_prob.append(v.failure_prob)
+            res.latency_s.append(float(v.latency_s) if v.latency_s else dt)
+            res.output_tokens.append(v.output_tokens)
+
+
+def score_dataset(critic: Any, root: str | os.PathLike, cfg: EvalConfig, progress_bar: bool = False
+                  ) -> tuple[list[EpisodeResult], int]:
+    """Replay every episode of a dataset folder through ``critic``. Returns ``(results, skipped)``."""
+    from primo_loop.data.dataset import EpisodeDataset
+
+    ds = EpisodeDataset(root)
+    ids = ds.ids[: cfg.max_episodes] if cfg.max_episodes else ds.ids
+    out: list[EpisodeResult] = []
+    it: Iterable[str] = ids
+    if progress_bar:
+        from tqdm import tqdm
+
+        it = tqdm(ids, desc=f"eval {Path(root).name}", unit="ep")
+    pending_q: list[CriticQuery] = []
+    pending_r: list[tuple[EpisodeResult, int]] = []
+    for eid in it:
+        ep = ds.load(eid)
+        if ep is None:
+            continue
+        m = ep.meta
+        res = EpisodeResult(eid, str(root), m.get("task"), m.get("robot"), m.get("outcome"), m.get("failure_step"))
+        qs, res.steps, res.target, res.failed = _episode_queries(ep, cfg)
+        out.append(res)
+        pending_q += qs
+        pending_r += [(res, j) for j in range(len(qs))]
+        if len(pending_q) >= 8 * cfg.batch_size:
+            _run_queries(critic, pending_q, pending_r, cfg)
+            pending_q, pending_r = [], []
+    _run_queries(critic, pending_q, pending_r, cfg)
+    return out, len(ds.skipped)
+
+
+def score_records(critic: Any, path: str | os.PathLike, cfg: EvalConfig, progress_bar: bool = False
+                  ) -> tuple[list[EpisodeResult], int]:
+    """Score PRIMO records; records sharing an ``episode_id`` form one episode (ordered by ``step``)."""
+    from primo_loop.data.primo_format import load_record_frames, load_records
+
+    records = load_records(path, data_root=cfg.data_root)
+    if cfg.max_episodes:
+        records = records[: cfg.max_episodes]
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for i, r in enumerate(records):
+        key = str(r.get("episode_id") or r.get("problem_id") or i)
+        groups.setdefault(key, []).append(r)
+    out, skipped = [], 0
+    queries: list[CriticQuery] = []
+    pending: list[tuple[EpisodeResult, int]] = []
+    it: Iterable[tuple[str, list[dict[str, Any]]]] = groups.items()
+    if progress_bar:
+        from tqdm import tqdm
+
+        it = tqdm(list(groups.items()), desc=f"eval {Path(path).name}", unit="ep")
+    for key, recs in it:
+        recs = sorted(recs, key=lambda r: r.get("step", 0))
+        first = recs[0]
+        fail_steps = [r.get("step", 0) for r in recs if r.get("failed")]
+        outcome = None
+        if "failed" in first:
+            outcome = "failure" if fail_steps else ("success" if recs[-1].get("progress", 0) >= 100 else "incomplete")
+        res = EpisodeResult(key, str(path), first.get("task"), first.get("robot"), outcome,
+                            min(fail_steps) if fail_steps else None)
+        for r in recs:
+            if r.get("progress") is None:
+                skipped += 1
+                logger.warning("record %s has no readable solution; skipped", r.get("problem_id"))
+                continue
+            try:
+                initial, clip, current = load_record_frames(r, nframes=cfg.nframes)
+            except DatasetError as exc:
+                skipped += 1
+                logger.warning("skipping record %s: %s", r.get("problem_id"), exc)
+                continue
+            instruction = r.get("instruction") or r.get("problem") or ""
+            queries.append(CriticQuery(instruction=instruction, initial=initial, clip=clip, current=current,
+                                       step=int(r.get("step", 0)),
+                                       privileged={"progress": r["progress"] / 100.0,
+                                                   "failed": bool(r.get("failed", False))}))
+            pending.append((res, len(res.steps)))
+            res.steps.append(int(r.get("step", len(res.steps))))
+            res.target.append(float(r["progress"]))
+            res.failed.append(bool(r.get("failed", False)))
+        if res.steps:
+            out.append(res)
+    if not out:
+        raise DatasetError(f"No scorable records in {path} ({skipped} skipped)")
+    _run_queries(critic, queries, pending, cfg)
+    return out, skipped
+
+
+# ------------------------------------------------------------------------------------------------ splits
+
+def assign_splits(results: Sequence[EpisodeResult], cfg: EvalConfig, train_info: dict[str, Any] | None) -> None:
+    """Set each result's ``split`` (see the module docstring)."""
+    tasks = set(cfg.train_tasks or (train_info or {}).get("tasks") or [])
+    robots = set(cfg.train_robots or (train_info or {}).get("robots") or [])
+    for r in results:
+        if cfg.split_by == "none":
+            r.split = "all"
+        elif cfg.split_by == "task":
+            r.split = str(r.task)
+        elif cfg.split_by == "robot":
+            r.split = str(r.robot)
+        elif cfg.split_by == "source":
+            r.split = Path(r.source).name
+        elif not tasks and not robots:
+            r.split = "all"
+        elif r.robot and str(r.robot).startswith("GR1"):
+            r.split = "humanoid"
+        elif tasks and r.task not in tasks:
+            r.split = "unseen_task"
+        elif robots and r.robot not in robots:
+            r.split = "unseen_robot"
+        else:
+            r.split = "in_domain"
+
+
+# ----------------------------------------------------------------------------------------------- metrics
+
+def summarize(results: Sequence[EpisodeResult], cfg: EvalConfig) -> dict[str, Any]:
+    """Metrics over a group of episodes."""
+    pred_all, tgt_all, n_queries, n_unreadable = [], [], 0, 0
+    succ_pred, succ_tgt, vocs = [], [], []
+    fails = []
+    lat, toks = [], []
+    for r in results:
+        n_queries += len(r.pred)
+        for p, t in zip(r.pred, r.target):
+            if p is None:
+                n_unreadable += 1
+            else:
+                pred_all.append(p)
+                tgt_all.append(t)
+        lat += r.latency_s
+        toks += [t for t in r.output_tokens if t is not None]
+        if r.success:
+            # up to the first query at full progress: after that the truth is flat and VOC is about noise
+            done = [i for i, t in enumerate(r.target) if t >= 99.999]
+            end = (done[0] + 1) if done else len(r.target)
+            seq = [p for p in r.pred[:end] if p is not None]
+            if len(seq) >= 3:
+                vocs.append(M.voc(seq))
+            for p, t in zip(r.pred, r.target):
+                if p is not None:
+                    succ_pred.append(p)
+                    succ_tgt.append(t)
+        if r.outcome is not None or any(r.failed):
+            event_q = None
+            if r.is_failure and r.failure_step is not None:
+                after = [i for i, s in enumerate(r.steps) if s >= r.failure_step]
+                event_q = after[0] if after else None
+            det = M.first_detection(r.failure_prob, cfg.failure_threshold, cfg.failure_patience) \
+                if any(fp is not None for fp in r.failure_prob) else None
+            fails.append(M.EpisodeFailure(r.is_failure, event_q, det))
+    out: dict[str, Any] = {
+        "episodes": len(results),
+        "successful_episodes": sum(r.success for r in results),
+        "failed_episodes": sum(r.is_failure for r in results),
+        "queries": n_queries,
+        "unreadable_rate": n_unreadable / n_queries if n_queries else math.nan,
+        "progress": M.progress_metrics(pred_all, tgt_all),
+        "progress_successful": M.progress_metrics(succ_pred, succ_tgt),
+        "voc_successful": float(np.nanmean(vocs)) if vocs and not np.all(np.isnan(vocs)) else math.nan,
+        "voc_episodes": len(vocs),
+        "error_by_bin": M.error_by_bin(pred_all, tgt_all, n_bins=5),
+        "latency_ms": 1000 * float(np.mean(lat)) if lat else math.nan,
+        "mean_output_tokens": float(np.mean(toks)) if toks else math.nan,
+    }
+    has_fp = any(fp is not None for r in results for fp in r.failure_prob)
+    out["failure_detection"] = M.failure_detection(fails) if fails and has_fp else None
+    return out
+
+
+def evaluate(critic: Any, sources: Sequence[str | os.PathLike], out_dir: str | os.PathLike | None = None,
+             config: EvalConfig | None = None, critic_name: str | None = None, progress_bar: bool = False,
+             extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Score ``critic`` on dataset folders and/or PRIMO record files; write the report if ``out_dir``.
+
+    Args:
+        critic: any object with ``assess(queries) -> verdicts``.
+        sources: dataset folders or ``.json``/``.jsonl`` PRIMO record files.
+        out_dir: report folder (report.json, report.md, PNG plots); None writes nothing.
+        config: evaluation options.
+        critic_name: name for the report (default: ``critic.name``).
+        progress_bar: show tqdm bars.
+        extra: more fields for report.json (e.g. the command line).
+
+    Returns:
+        The report dict (what report.json holds).
+    """
+    cfg = config or EvalConfig()
+    if not sources:
+        raise ConfigError("Expected at least one data source (a dataset folder or a PRIMO .jsonl file)")
+    t0 = time.time()
+    results: list[EpisodeResult] = []
+    skipped: dict[str, int] = {}
+    for src in sources:
+        p = Path(src)
+        if p.is_dir():
+            res, sk = score_dataset(critic, p, cfg, progress_bar)
+        elif p.suffix.lower() in (".json", ".jsonl"):
+            res, sk = score_records(critic, p, cfg, progress_bar)
+        else:
+            raise DatasetError(f"Data source {p} is neither a dataset folder nor a .json/.jsonl records file")
+        results += res
+        skipped[str(p)] = sk
+    train_info = getattr(getattr(critic, "config", None), "train_info", None) or None
+    assign_splits(results, cfg, train_info)
+    splits = sorted({r.split for r in results}, key=lambda s: (SPLIT_ORDER.index(s) if s in SPLIT_ORDER else 99, s))
+    report: dict[str, Any] = {
+        "critic": critic_name or getattr(critic, "name", type(critic).__name__),
+        "checkpoint": str(getattr(critic, "checkpoint", "")) or None,
+        "sources": [str(s) for s in sources],
+        "config": asdict(cfg),
+        "train_domain": {"tasks": (train_info or {}).get("tasks"), "robots": (train_info or {}).get("robots")},
+        "skipped": skipped,
+        "splits": {s: summarize([r for r in results if r.split == s], cfg) for s in splits},
+        "by_task_robot": {},
+        "wall_s": None,
+    }
+    for key in sorted({f"{r.task}/{r.robot}" for r in results}):
+        group = [r for r in results if f"{r.task}/{r.robot}" == key]
+        s = summarize(group, cfg)
+        report["by_task_robot"][key] = {"split": group[0].split, "episodes": s["episodes"],
+                                        "mae": s["progress"]["mae"], "voc_successful": s["voc_successful"],
+                                        "failure_f1": (s["failure_detection"] or {}).get("f1")}
+    if extra:
+        report.update(extra)
+    report["wall_s"] = round(time.time() - t0, 1)
+    if out_dir is not None:
+        write_report(report, results, out_dir, cfg)
+    return report
+
+
+# ----------------------------------------------------------------------------------------------- outputs
+
+def _fmt(x: Any, nd: int = 2) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    if isinstance(x, float):
+        return f"{x:.{nd}f}"
+    return str(x)
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    """The report as a markdown document (tables per split and per task/robot)."""
+    lines = [f"# Critic evaluation: `{report['critic']}`", ""]
+    if report.get("checkpoint"):
+        lines.append(f"Checkpoint: `{report['checkpoint']}`  ")
+    lines.append(f"Data: {', '.join(f'`{s}`' for s in report['sources'])}  ")
+    c = report["config"]
+    lines.append(f"Queries every {c['critic_every']} steps, frames every {c['frame_every']}, clip of "
+                 f"{c['clip_len']}; failure declared at p >= {c['failure_threshold']} x{c['failure_patience']}.  ")
+    td = report.get("train_domain") or {}
+    if td.get("tasks"):
+        lines.append(f"Training domain: tasks {', '.join(td['tasks'])}; robots {', '.join(td['robots'] or [])}.")
+    lines += ["", "Progress on the 0-100 scale. VOC on successful episodes (up to the first full-progress query); "
+              "failure-detection delay in queries after the failure event.", "",
+              "| split | episodes | queries | MAE | RMSE | MRA | Acc@5 | Acc@10 | MAE (succ.) | VOC (succ.) | "
+              "fail P | fail R | fail F1 | median delay | unreadable | latency ms | out tokens |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, s in report["splits"].items():
+        p, ps, fd = s["progress"], s["progress_successful"], s["failure_detection"] or {}
+        lines.append(f"| {name} | {s['episodes']} | {s['queries']} | {_fmt(p['mae'])} | {_fmt(p['rmse'])} | "
+                     f"{_fmt(p['mra'], 3)} | {_fmt(p['acc@5'], 3)} | {_fmt(p['acc@10'], 3)} | {_fmt(ps['mae'])} | "
+                     f"{_fmt(s['voc_successful'], 3)} | {_fmt(fd.get('precision'), 3)} | {_fmt(fd.get('recall'), 3)} | "
+                     f"{_fmt(fd.get('f1'), 3)} | {_fmt(fd.get('median_delay'), 1)} | "
+                     f"{_fmt(s['unreadable_rate'], 3)} | {_fmt(s['latency_ms'], 2)} | "
+                     f"{_fmt(s['mean_output_tokens'], 1)} |")
+    lines += ["", "## By task and robot", "", "| task/robot | split | episodes | MAE | VOC (succ.) | fail F1 |",
+              "|---|---|---|---|---|---|"]
+    for k, v in report["by_task_robot"].items():
+        lines.append(f"| {k} | {v['split']} | {v['episodes']} | {_fmt(v['mae'])} | {_fmt(v['voc_successful'], 3)} "
+                     f"| {_fmt(v['failure_f1'], 3)} |")
+    lines += ["", "## MAE by oracle-progress bin", "", "| split | " + " | ".join(
+        f"{int(b['lo'])}-{int(b['hi'])}" for b in next(iter(report["splits"].values()))["error_by_bin"]) + " |",
+              "|---|" + "---|" * 5]
+    for name, s in report["splits"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{_fmt(b['mae'], 1)} (n={b['n']})" for b in s["error_by_bin"]) + " |")
+    skipped = {k: v for k, v in report.get("skipped", {}).items() if v}
+    if skipped:
+        lines += ["", "Skipped (missing frames or unreadable records): " + ", ".join(
+            f"`{k}`: {v}" for k, v in skipped.items())]
+    lines += ["", "Plots: `curves_<split>.png` (predicted vs oracle progress), `error_by_bin.png`.", ""]
+    return "\n".join(lines)
+
+
+def _clean(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, np.generic):
+        return _clean(obj.item())
+    return obj
+
+
+def write_report(report: dict[str, Any], results: Sequence[EpisodeResult], out_dir: str | os.PathLike,
+                 cfg: EvalConfig) -> Path:
+    """Write report.json, report.md and the PNG plots into ``out_dir``."""
+    from primo_loop.data.video import write_text_atomic
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "report.json", json.dumps(_clean(report), indent=1))
+    write_text_atomic(out / "report.md", report_markdown(report))
+    try:
+        plot_curves(results, out, cfg.plot_episodes)
+        plot_error_by_bin(report, out / "error_by_bin.png")
+    except ImportError as exc:  # matplotlib is in the pinned stack; a bare install may lack it
+        logger.warning("no plots: %s", exc)
+    return out
+
+
+def plot_curves(results: Sequence[EpisodeResult], out: Path, n: int = 6) -> list[Path]:
+    """One PNG per split: predicted (and failure probability) vs oracle progress for ``n`` episodes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for split in sorted({r.split for r in results}):
+        group = [r for r in results if r.split == split and len(r.steps) > 1]
+        if not group:
+            continue
+        # a mix: successes and failures, spread over the split
+        succ = [r for r in group if r.success]
+        fail = [r for r in group if not r.success]
+        pick = (succ[: (n + 1) // 2] + fail[: n // 2])
+        pick += [r for r in group if r not in pick][: n - len(pick)]
+        cols = min(3, len(pick))
+        rows = math.ceil(len(pick) / cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.9 * rows), squeeze=False)
+        for ax, r in zip(axes.flat, pick):
+            ax.plot(r.steps, r.target, color="tab:blue", lw=2, label="oracle")
+            xs = [s for s, p in zip(r.steps, r.pred) if p is not None]
+            ys = [p for p in r.pred if p is not None]
+            ax.plot(xs, ys, "o-", color="tab:orange", ms=3, lw=1.5, label="critic")
+            fps = [(s, 100 * f) for s, f in zip(r.steps, r.failure_prob) if f is not None]
+            if fps:
+                ax.plot(*zip(*fps), ":", color="tab:red", lw=1.2, label="failure p (x100)")
+            if r.failure_step is not None:
+                ax.axvline(r.failure_step, color="tab:red", alpha=0.4, lw=1)
+            ax.set_ylim(-5, 105)
+            ax.set_title(f"{r.task}/{r.robot} {r.episode_id[-8:]} ({r.outcome})", fontsize=8)
+            ax.set_xlabel("step", fontsize=8)
+            ax.tick_params(labelsize=7)
+        for ax in list(axes.flat)[len(pick):]:
+            ax.axis("off")
+        axes.flat[0].legend(fontsize=7, loc="upper left")
+        fig.suptitle(f"predicted vs oracle progress: {split}", fontsize=10)
+        fig.tight_layout()
+        path = out / f"curves_{split}.png"
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def plot_error_by_bin(report: dict[str, Any], path: Path) -> Path:
+    """Grouped bars: MAE per oracle-progress bin, one colour per split."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    splits = list(report["splits"])
+    bins = report["splits"][splits[0]]["error_by_bin"]
+    x = np.arange(len(bins))
+    w = 0.8 / max(1, len(splits))
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    for i, s in enumerate(splits):
+        vals = [b["mae"] if b["mae"] is not None and not math.isnan(b["mae"]) else 0.0
+                for b in report["splits"][s]["error_by_bin"]]
+        ax.bar(x + i * w - 0.4 + w / 2, vals, w, label=s)
+    ax.set_xticks(x, [f"{int(b['lo'])}-{int(b['hi'])}" for b in bins])
+    ax.set_xlabel("oracle progress bin")
+    ax.set_ylabel("MAE (0-100)")
+    ax.legend(fontsize=8)
+    ax.set_title(f"error by progress bin: {report['critic']}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
