@@ -8,7 +8,7 @@ Layout of a dataset folder::
         frames.npz               frames uint8 [K, H, W, 3] at the critic's resolution, frame_steps int [K]
         steps.npz                per-step table, row t = the state after t env steps (row 0 = after reset):
                                  step, action [T+1, A] (row 0 is zeros), progress (oracle, 0-1), failed (bool),
-                                 reward, success (bool), stage (int)
+                                 reward, success (bool), stage (str)
         meta.json                task, instruction, robot, camera, seed, failure (injected), outcome, events,
                                  canonical_steps, failure_step, n_steps, frame_every, image_size, versions
 
@@ -152,8 +152,7 @@ class EpisodeRecorder:
                 self._events.append({"step": t, "event": str(ev)})
         self._rows.append({"step": t, "action": action, "progress": float(p.get("progress", 0.0)),
                            "failed": bool(p.get("failed", False)), "reward": reward, "success": success,
-                           "stage": int(p.get("stage", 0)) if isinstance(p.get("stage", 0), (int, np.integer))
-                           else -1})
+                           "stage": str(p.get("stage", ""))})
 
     def finish(self, episode_id: str, meta: Mapping[str, Any], final_frame: np.ndarray | None = None) -> Episode:
         """Close the episode: keep ``final_frame`` for the last step if given, and build the Episode."""
@@ -171,7 +170,7 @@ class EpisodeRecorder:
             "failed": np.array([r["failed"] for r in self._rows], bool),
             "reward": np.array([r["reward"] for r in self._rows], np.float32),
             "success": np.array([r["success"] for r in self._rows], bool),
-            "stage": np.array([r["stage"] for r in self._rows], np.int16),
+            "stage": np.array([r["stage"] for r in self._rows], dtype=str),
         }
         failed_steps = np.flatnonzero(table["failed"])
         meta = dict(meta)

@@ -60,7 +60,7 @@ def make_episode(seed: int, task: str = "SynthLift", robot: str = "SynthBot", n_
         else:
             progress = min(1.0, progress + speed)
         events = (["grasped"] if progress >= 0.4 or failed else []) + (["dropped"] if failed else [])
-        p = {"progress": progress, "failed": failed, "events": events, "stage": int(progress * 3)}
+        p = {"progress": progress, "failed": failed, "events": events, "stage": ("reach", "grasp", "lift", "done")[min(3, int(progress * 3))]}
         frame = draw_scene(progress, failed, image_size, task, shade) if rec.wants_frame(t) else None
         rec.step(rng.normal(size=4).astype(np.float32), float(progress), p, success=progress >= 1.0, frame=frame)
     final = draw_scene(progress, failed, image_size, task, shade)
