@@ -236,6 +236,17 @@ class EpisodeTracker:
         assert query is not None  # step 0 is always due
         return query
 
+    def rearm(self) -> None:
+        """Clear an early termination so the same episode can go on (e.g. after the policy replans).
+
+        Frames, phi and the step count are kept. The failure and regression streaks restart, and the running
+        maximum of progress restarts from the current progress, so regression is judged against the new
+        attempt rather than the one that failed.
+        """
+        self.done, self.reason = False, None
+        self._fail_streak = self._regress_streak = 0
+        self.running_max = self.phi
+
     def advance(self, privileged: Mapping[str, Any] | None = None, ended: bool = False) -> None:
         """Record that the env took one step. ``ended``: the env itself ended the episode on this step."""
         if self.done:

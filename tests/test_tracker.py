@@ -169,3 +169,22 @@ def test_config_errors_name_the_fix():
     with pytest.raises(ConfigError, match="gamma"):
         TrackerConfig(gamma=1.5)
     assert TrackerConfig(critic_every=7).frame_every == 7
+
+
+def test_rearm_continues_the_episode_with_fresh_streaks():
+    tr = EpisodeTracker(TrackerConfig(critic_every=10, failure_patience=2, regression_patience=2))
+    v = {10: CriticVerdict(0.9), 20: CriticVerdict(0.3), 30: CriticVerdict(0.3)}
+    results = run(tr, v, 100)
+    assert len(results) == 30 and results[-1].reason == "regression"
+    n_frames, step = len(tr.frames), tr.step
+    tr.rearm()
+    assert not tr.done and tr.reason is None and tr.running_max == pytest.approx(0.3)
+    assert len(tr.frames) == n_frames and tr.step == step and tr.phi == pytest.approx(0.3)
+    for t in range(31, 51):  # same low progress: no longer a regression from the new maximum
+        tr.advance()
+        if tr.needs_frame:
+            tr.add_frame(frame(t))
+        if tr.make_query() is not None:
+            tr.apply(CriticVerdict(0.3))
+        assert not tr.finish_step(0.0).terminated
+    assert tr.frame_steps[-1] == 50 and tr.stats.terminations == 1
