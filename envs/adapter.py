@@ -1,0 +1,193 @@
+"""RobosuiteEnv: a robosuite task as a Gymnasium environment (our own adapter; robosuite's GymWrapper
+fails gymnasium's checks, reports the horizon as ``terminated`` and does not seed ``reset``).
+
+Observations: ``"state"`` is a float32 vector (robosuite's ``object-state`` + ``robot0_proprio-state``),
+``"pixels"`` a uint8 [H, W, 3] upright RGB frame of ``camera``, ``"both"`` a Dict of the two. Frames are
+rendered only when asked for (``render_frame``) or when the observation needs them.
+
+``info`` at reset and after every step holds ``is_success``, ``oracle/progress``, ``oracle/failed`` and
+``oracle/stage``; ``privileged()`` returns the full oracle state (see ``envs/tasks/base.py``).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from envs.robots import ROBOTS, controller_config
+from envs.tasks import SPECS, SimView, TaskSpec
+from primo_loop.errors import ConfigError, check_choice
+
+logger = logging.getLogger(__name__)
+
+OBS_MODES = ("state", "pixels", "both")
+STATE_KEYS = ("object-state", "robot0_proprio-state")
+
+
+class RobosuiteEnv(gym.Env):
+    """One robosuite task with one robot, with Gymnasium semantics.
+
+    Args:
+        task: a name from ``envs.TASKS``.
+        robot: a name from ``envs.supported_robots(task)``.
+        camera: camera for pixel observations and ``render_frame``.
+        image_size: side of the square frames, in pixels.
+        horizon: steps until ``truncated=True`` (never ``terminated``).
+        obs_mode: ``"state"``, ``"pixels"`` or ``"both"``.
+        hard_reset: reload the MuJoCo model at each reset (slow; only for geometry randomisation).
+        control_freq: control steps per simulated second.
+        reward_shaping: robosuite's dense reward instead of its sparse one.
+        terminate_on_success: end the episode (``terminated=True``) when the task succeeds.
+        render_mode: ``None`` or ``"rgb_array"`` (``render()`` then returns ``render_frame()``).
+        **robosuite_kwargs: passed to ``robosuite.make`` (e.g. ``initialization_noise``).
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
+
+    def __init__(self, task: str, robot: str = "Panda", *, camera: str = "agentview", image_size: int = 128,
+                 horizon: int = 200, obs_mode: str = "state", hard_reset: bool = False, control_freq: int = 20,
+                 reward_shaping: bool = False, terminate_on_success: bool = False,
+                 render_mode: str | None = None, **robosuite_kwargs: Any):
+        task = check_choice("task", task, SPECS)
+        robot = check_choice("robot", robot, ROBOTS)
+        spec: TaskSpec = SPECS[task]
+        spec.check_robot(robot)
+        obs_mode = check_choice("obs_mode", obs_mode, OBS_MODES)
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ConfigError(f"Expected `render_mode` in {self.metadata['render_modes']} or None, "
+                              f"actually: {render_mode!r}")
+        for name, value in (("image_size", image_size), ("horizon", horizon), ("control_freq", control_freq)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"Expected `{name}` to be a positive int, actually: {value!r}")
+
+        import robosuite
+
+        kwargs = dict(
+            robots=robot,
+            controller_configs=controller_config(robot),
+            has_renderer=False,
+            has_offscreen_renderer=True,  # render_frame works in every obs mode
+            use_camera_obs=False,  # we render ourselves, only when needed
+            control_freq=int(control_freq),
+            horizon=int(horizon),
+            ignore_done=True,  # the horizon is ours (truncated), robosuite would raise after it
+            hard_reset=bool(hard_reset),
+            reward_shaping=bool(reward_shaping),
+        )
+        kwargs.update(spec.env_kwargs)
+        kwargs.update(robosuite_kwargs)
+        kwargs.setdefault("seed", 0)  # object sizes are drawn at construction: same env in every process
+        self.rs_env = robosuite.make(spec.env_name, **kwargs)
+
+        self.spec_task = spec
+        self.task, self.robot = task, robot
+        self.camera = check_choice("camera", camera, self.rs_env.sim.model.camera_names)
+        self.image_size, self.horizon, self.obs_mode = int(image_size), int(horizon), obs_mode
+        self.terminate_on_success = bool(terminate_on_success)
+        self.render_mode = render_mode
+        self.metadata = {**type(self).metadata, "render_fps": int(control_freq)}
+
+        self.raw_obs: dict[str, np.ndarray] = self.rs_env.reset()
+        self._bind_sim()
+        self.step_count = 0
+        self.last_action: np.ndarray | None = None
+
+        state_dim = self._state(self.raw_obs).shape[0]
+        state_space = spaces.Box(-np.inf, np.inf, shape=(state_dim,), dtype=np.float32)
+        pixel_space = spaces.Box(0, 255, shape=(self.image_size, self.image_size, 3), dtype=np.uint8)
+        self.observation_space = {"state": state_space, "pixels": pixel_space,
+                                  "both": spaces.Dict({"state": state_space, "pixels": pixel_space})}[obs_mode]
+        lo, hi = self.rs_env.action_spec
+        self.action_space = spaces.Box(lo.astype(np.float32), hi.astype(np.float32), dtype=np.float32)
+
+    # ----- Gymnasium API ---------------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if seed is not None:
+            self._reseed(int(seed))
+        self.raw_obs = self.rs_env.reset()
+        if self.rs_env.hard_reset:
+            self._bind_sim()  # the model (and its ids) was rebuilt
+        self.step_count = 0
+        self.last_action = None
+        self.oracle.reset()
+        return self._obs(), self._info()
+
+    def step(self, action):
+        action = np.asarray(action, dtype=np.float64).reshape(-1)
+        if action.shape != self.action_space.shape:
+            raise ConfigError(f"Expected an action of shape {self.action_space.shape}, actually: {action.shape}")
+        self.raw_obs, reward, _, _ = self.rs_env.step(action)
+        self.step_count += 1
+        self.last_action = action
+        self.oracle.step(action)
+        success = self.oracle.success_now
+        terminated = bool(self.terminate_on_success and success)
+        truncated = bool(self.step_count >= self.horizon and not terminated)
+        return self._obs(), float(reward), terminated, truncated, self._info()
+
+    def render(self):
+        if self.render_mode == "rgb_array":
+            return self.render_frame()
+        return None
+
+    def close(self) -> None:
+        rs_env = getattr(self, "rs_env", None)
+        if rs_env is not None:
+            rs_env.close()
+
+    # ----- primo_loop API --------------------------------------------------------------------------------
+    @property
+    def instruction(self) -> str:
+        return self.spec_task.instruction
+
+    @property
+    def canonical_steps(self) -> tuple[str, ...]:
+        return self.spec_task.canonical_steps
+
+    def render_frame(self, camera: str | None = None, size: int | None = None) -> np.ndarray:
+        """An upright RGB frame, uint8 [size, size, 3], of ``camera`` (default: the env's camera)."""
+        cam = self.camera if camera is None else check_choice("camera", camera, self.rs_env.sim.model.camera_names)
+        size = self.image_size if size is None else int(size)
+        img = self.rs_env.sim.render(camera_name=cam, width=size, height=size, depth=False)
+        return np.ascontiguousarray(img[::-1])  # MuJoCo renders bottom-up (OpenGL): flip once, here
+
+    def privileged(self) -> dict[str, Any]:
+        """Oracle state from the simulator: progress, failed, failure_event, stage, success, events, ..."""
+        return self.oracle.snapshot()
+
+    # ----- internals -------------------------------------------------------------------------------------
+    def _bind_sim(self) -> None:
+        self.sim_view = SimView(self.rs_env)
+        self.oracle = self.spec_task.oracle(self.sim_view, self.spec_task)
+        self.oracle.reset()
+
+    def _reseed(self, seed: int) -> None:
+        # robosuite samples object placements and initial joint noise from env.rng (shared with samplers)
+        rng = np.random.default_rng(seed)
+        self.rs_env.rng = rng
+        stack = [getattr(self.rs_env, "placement_initializer", None)]
+        while stack:
+            sampler = stack.pop()
+            if sampler is None:
+                continue
+            sampler.rng = rng
+            stack.extend(getattr(sampler, "samplers", {}).values())
+
+    def _state(self, raw: dict[str, np.ndarray]) -> np.ndarray:
+        return np.concatenate([np.asarray(raw[k], dtype=np.float32).ravel() for k in STATE_KEYS if k in raw])
+
+    def _obs(self):
+        if self.obs_mode == "state":
+            return self._state(self.raw_obs)
+        if self.obs_mode == "pixels":
+            return self.render_frame()
+        return {"state": self._state(self.raw_obs), "pixels": self.render_frame()}
+
+    def _info(self) -> dict[str, Any]:
+        o = self.oracle
+        return {"is_success": bool(o.success_now), "oracle/progress": float(o.progress),
+                "oracle/failed": bool(o.failed), "oracle/stage": o.stage}

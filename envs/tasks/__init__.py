@@ -1,0 +1,10 @@
+"""Task registry: one module per task, each exporting ``SPEC`` (a :class:`TaskSpec`)."""
+from __future__ import annotations
+
+from envs.tasks.base import SimView, TaskOracle, TaskSpec
+from envs.tasks.lift import SPEC as LIFT
+
+SPECS: dict[str, TaskSpec] = {s.name: s for s in (LIFT,)}
+TASKS: tuple[str, ...] = tuple(SPECS)
+
+__all__ = ["SPECS", "TASKS", "SimView", "TaskOracle", "TaskSpec"]

@@ -1,0 +1,402 @@
+"""Scripted waypoint policies with failure injection, for every task and robot in ``envs``.
+
+A :class:`ScriptedPolicy` reads privileged state (object poses, gripper poses) from the env and drives the
+OSC_POSE controller with P-control on waypoints: approach above the grasp point -> descend -> close ->
+lift -> (transport -> lower -> release -> retreat) -> hold. Targets are world positions turned into the
+arm controller's frame (the humanoid's arm frames are tilted), and the gripper is kept pointing down with
+its fingers aligned to the object's yaw.
+
+Failure injection (``failure=``), drawn from ``seed`` so episodes are reproducible:
+
+* ``drop``: open the gripper while carrying (Lift: 5-12 cm up; others: 30-70 % of the way to the goal),
+  and stop the arm.
+* ``offset_grasp``: approach and close 4-5 cm off the grasp point (in x/y), then carry on as if held.
+* ``close_early``: close 5-9 cm above the grasp point, then carry on.
+* ``push_away``: lower a closed gripper beside the object and sweep it 0.35 m away.
+* ``freeze``: stop moving (zero arm motion) at a random step in steps 10-45.
+
+``failure_injected_at`` is the env step at which the failure happened. ``replan()`` restarts from the
+approach wherever the robot is and disables injection for the rest of the episode, so a replan after a
+drop can succeed.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from primo_loop.errors import UnsupportedError, check_choice
+
+FAILURE_MODES = ("drop", "offset_grasp", "close_early", "push_away", "freeze")
+
+# pointing down, fingers aligned with the world axes (all our single arms start close to this)
+R_DOWN = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
+POS_SCALE = 0.05  # OSC_POSE: action 1.0 = 5 cm per step
+ROT_SCALE = 0.5  # and 0.5 rad per step
+
+# per-robot grasp depth: grip-site height relative to the grasp point (fingers' reach differs)
+GRASP_DZ = {"Panda": -0.005}
+
+
+def rot_z(yaw: float) -> np.ndarray:
+    c, s = np.cos(yaw), np.sin(yaw)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def yaw_of(quat_wxyz: np.ndarray) -> float:
+    """Yaw (rotation about world z) of a MuJoCo (w, x, y, z) quaternion."""
+    w, x, y, z = quat_wxyz
+    return float(np.arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z)))
+
+
+def wrap(angle: float, period: float) -> float:
+    """Wrap ``angle`` into [-period/2, period/2).
+
+    >>> round(wrap(3.0, np.pi / 2), 4)
+    -0.1416
+    """
+    return float((angle + period / 2) % period - period / 2)
+
+
+def rot_error(target: np.ndarray, current: np.ndarray) -> np.ndarray:
+    """Axis-angle (world frame) of the rotation taking ``current`` to ``target``."""
+    r = target @ current.T
+    cos = np.clip((np.trace(r) - 1.0) / 2.0, -1.0, 1.0)
+    angle = np.arccos(cos)
+    if angle < 1e-6:
+        return np.zeros(3)
+    axis = np.array([r[2, 1] - r[1, 2], r[0, 2] - r[2, 0], r[1, 0] - r[0, 1]])
+    n = np.linalg.norm(axis)
+    if n < 1e-6:  # angle ~ pi: take the axis from the symmetric part
+        axis = np.sqrt(np.maximum((np.diag(r) + 1.0) / 2.0, 0.0))
+        n = np.linalg.norm(axis)
+    return axis / n * angle
+
+
+class TaskPlan:
+    """Where a task's waypoints are, from privileged state. Subclasses per task."""
+
+    approach_height = 0.10
+    lift_height = 0.15  # above the grasp height (Lift: final; others: at least the carry height)
+    yaw_period: float | None = np.pi / 2  # object symmetry for yaw alignment (None: keep the yaw)
+    places = False  # whether the object is carried to a goal and released
+    n_close = 10
+    n_open = 8
+
+    def __init__(self, env: Any):
+        self.env = env
+        self.oracle = env.oracle
+
+    def object_pos(self) -> np.ndarray:
+        return self.oracle.object_pos()
+
+    def grasp_pos(self) -> np.ndarray:
+        return self.oracle.grasp_point()
+
+    def object_yaw(self) -> float:
+        return 0.0
+
+    def place_pos(self) -> np.ndarray:
+        """Where the object's reference point should be when released (tasks that place)."""
+        raise NotImplementedError
+
+    def carry_z(self) -> float:
+        """Height of the grip site while transporting."""
+        raise NotImplementedError
+
+
+class LiftPlan(TaskPlan):
+    def object_yaw(self) -> float:
+        return yaw_of(self.env.sim_view.body_quat(self.oracle.cube_id))
+
+
+PLANS: dict[str, type[TaskPlan]] = {"Lift": LiftPlan}
+
+
+def check_plan(env: Any) -> TaskPlan:
+    """The plan for ``env``'s task (UnsupportedError if there is no scripted policy for it)."""
+    if env.task not in PLANS:
+        raise UnsupportedError(f"No scripted policy for task {env.task!r}; scripted tasks: {', '.join(PLANS)}.")
+    return PLANS[env.task](env)
+
+
+class ScriptedPolicy:
+    """Waypoint policy for ``env``'s task and robot, optionally injecting one failure.
+
+    Args:
+        env: a ``RobosuiteEnv`` (or a Gymnasium wrapper of one).
+        failure: one of ``FAILURE_MODES`` or None for nominal episodes.
+        seed: seeds the failure timing/offsets and the action noise.
+        noise: std of Gaussian noise added to every action dimension (clipped to [-1, 1]).
+    """
+
+    def __init__(self, env: Any, failure: str | None = None, seed: int = 0, noise: float = 0.0):
+        self.env = env.unwrapped
+        self.failure = None if failure is None else check_choice("failure mode", failure, FAILURE_MODES)
+        spec = self.env.spec_task
+        if self.failure is not None and self.failure not in spec.failure_modes:
+            raise UnsupportedError(f"Failure mode {self.failure!r} is not supported for task {spec.name!r}; "
+                                   f"supported: {', '.join(spec.failure_modes)}.")
+        self.noise = float(noise)
+        self.plan = check_plan(self.env)
+        self.arm = "right"
+        self.view = self.env.sim_view
+        self._controller = self.view.robot.part_controllers[self.arm]
+        self.seed = int(seed)
+        self._seed_rngs(self.seed)
+        self.reset()
+
+    # ----- public API ------------------------------------------------------------------------------------
+    def reset(self, seed: int | None = None) -> None:
+        """Start a new episode (call after ``env.reset``); ``seed`` restarts the policy's random streams."""
+        if seed is not None:
+            self._seed_rngs(int(seed))
+        self.plan = type(self.plan)(self.env)
+        self.view = self.env.sim_view
+        self._controller = self.view.robot.part_controllers[self.arm]
+        self.phase = "approach"
+        self._phase_t = 0
+        self._mark: np.ndarray | None = None
+        self._grip = -1.0
+        self.failure_injected_at: int | None = None
+        self._inject = self.failure is not None
+        self._draw_failure()
+        humanoid = len(self.view.arms) > 1
+        self._r_ref = self.view.eef_mat(self.arm) if humanoid else R_DOWN
+        self._align_yaw = not humanoid and self.plan.yaw_period is not None
+
+    def replan(self) -> None:
+        """Go back to approach + grasp from wherever the robot is; no failure is injected after this."""
+        self._inject = False
+        self._set_phase("approach")
+        self._grip = -1.0
+
+    def act(self, obs: Any = None) -> np.ndarray:
+        """The next action (``obs`` is not needed: the policy reads privileged state)."""
+        action = self._act()
+        if self.noise > 0:
+            action = action + self._noise_rng.normal(0.0, self.noise, size=action.shape)
+        return np.clip(action, -1.0, 1.0).astype(np.float32)
+
+    # ----- internals -------------------------------------------------------------------------------------
+    def _seed_rngs(self, seed: int) -> None:
+        self._param_rng = np.random.default_rng([seed, 1])
+        self._noise_rng = np.random.default_rng([seed, 2])
+
+    def _draw_failure(self) -> None:
+        r = self._param_rng
+        self._drop_height = r.uniform(0.05, 0.12)
+        self._drop_frac = r.uniform(0.3, 0.7)
+        ang = r.uniform(0, 2 * np.pi)
+        self._offset = r.uniform(0.04, 0.05) * np.array([np.cos(ang), np.sin(ang), 0.0])
+        self._close_height = r.uniform(0.05, 0.09)
+        push_ang = r.choice([-1.0, 1.0]) * r.uniform(np.pi / 3, 2 * np.pi / 3)  # sideways, within reach
+        self._push_dir = np.array([np.cos(push_ang), np.sin(push_ang), 0.0])
+        self._freeze_at = int(r.integers(10, 46))
+        self._push_goal: np.ndarray | None = None
+        self._push_retries = 0
+
+    def _set_phase(self, phase: str) -> None:
+        self.phase = phase
+        self._phase_t = 0
+        self._mark = None
+
+    def _injecting(self, mode: str) -> bool:
+        return self._inject and self.failure == mode
+
+    def _injected(self) -> None:
+        if self.failure_injected_at is None:
+            self.failure_injected_at = int(self.env.step_count)
+
+    def _action(self, target: np.ndarray | None, grip: float, gain: float = 10.0, max_speed: float = 1.0,
+                ) -> np.ndarray:
+        """Action moving the grip site towards ``target`` (world; None = stay) with the gripper at ``grip``."""
+        a = np.zeros(self.env.action_space.shape, dtype=np.float64)
+        origin = np.asarray(self._controller.origin_ori)
+        if target is not None:
+            v = origin.T @ (gain * (target - self.view.eef_pos(self.arm)))
+            m = np.max(np.abs(v))
+            a[0:3] = v * (max_speed / m) if m > max_speed else v
+        a[3:6] = np.clip(origin.T @ rot_error(self._r_target(), self.view.eef_mat(self.arm)) / ROT_SCALE, -1, 1)
+        grip_slice = self.view._grip_slice[self.arm]
+        a[grip_slice] = grip
+        for other in self.view.arms:  # the humanoid's other hand stays open
+            if other != self.arm and other in self.view._grip_slice:
+                a[self.view._grip_slice[other]] = -1.0
+        self._grip = grip
+        return a
+
+    def _r_target(self) -> np.ndarray:
+        if not self._align_yaw:
+            return self._r_ref
+        yaw = wrap(self.plan.object_yaw(), self.plan.yaw_period)
+        return rot_z(yaw) @ self._r_ref
+
+    def _err(self, target: np.ndarray) -> float:
+        return float(np.linalg.norm(target - self.view.eef_pos(self.arm)))
+
+    def _act(self) -> np.ndarray:
+        self._phase_t += 1
+        if self._injecting("freeze") and self.env.step_count >= self._freeze_at:
+            self._injected()
+            self.phase = "frozen"
+        if self.phase == "frozen":
+            a = self._action(None, self._grip)
+            a[:6] = 0.0
+            return a
+        if self.phase == "dropped":
+            a = self._action(None, -1.0)
+            a[:6] = 0.0
+            return a
+        handler = getattr(self, f"_phase_{self.phase}")
+        return handler()
+
+    def _grasp_target(self) -> np.ndarray:
+        g = self.plan.grasp_pos().copy()
+        g[2] += GRASP_DZ.get(self.env.robot, -0.005)
+        if self._injecting("offset_grasp"):
+            g += self._offset
+        return g
+
+    def _phase_approach(self) -> np.ndarray:
+        if self._injecting("push_away"):
+            self._set_phase("push_setup")
+            return self._phase_push_setup()
+        target = self._grasp_target() + np.array([0.0, 0.0, self.plan.approach_height])
+        rot_ok = np.linalg.norm(rot_error(self._r_target(), self.view.eef_mat(self.arm))) < 0.1
+        if (self._err(target) < 0.01 and rot_ok) or self._phase_t > 80:
+            self._set_phase("descend")
+        return self._action(target, -1.0)
+
+    def _phase_descend(self) -> np.ndarray:
+        target = self._grasp_target()
+        if self._injecting("close_early"):
+            if self.view.eef_pos(self.arm)[2] - target[2] < self._close_height:
+                self._injected()
+                self._set_phase("grasp")
+                return self._phase_grasp()
+        if self._err(target) < 0.007 or self._phase_t > 40:
+            self._set_phase("grasp")
+            return self._phase_grasp()
+        return self._action(target, -1.0)
+
+    def _phase_grasp(self) -> np.ndarray:
+        if self._mark is None:
+            self._mark = self.view.eef_pos(self.arm)
+            if self._injecting("offset_grasp"):
+                self._injected()
+        if self._phase_t >= self.plan.n_close:
+            self._set_phase("lift")
+        return self._action(self._mark if self._mark is not None else None, 1.0)
+
+    def _phase_lift(self) -> np.ndarray:
+        if self._mark is None:
+            self._mark = self.view.eef_pos(self.arm) + np.array([0.0, 0.0, self.plan.lift_height])
+            if self.plan.places:
+                self._mark[2] = max(self._mark[2], self.plan.carry_z())
+        if (self._injecting("drop") and not self.plan.places
+                and self.plan.object_pos()[2] - self.env.oracle.rest_z > self._drop_height):
+            return self._drop()
+        if self.plan.places and self._err(self._mark) < 0.02:
+            self._set_phase("transport")
+            return self._phase_transport()
+        return self._action(self._mark, 1.0)
+
+    def _drop(self) -> np.ndarray:
+        self._injected()
+        self._set_phase("dropped")
+        a = self._action(None, -1.0)
+        a[:6] = 0.0
+        return a
+
+    def _phase_transport(self) -> np.ndarray:
+        obj, goal = self.plan.object_pos(), self.plan.place_pos()
+        eef = self.view.eef_pos(self.arm)
+        if self._mark is None:
+            self._mark = obj.copy()  # where the transport started
+        target = np.array([eef[0] + goal[0] - obj[0], eef[1] + goal[1] - obj[1], self.plan.carry_z()])
+        if self._injecting("drop"):
+            total = np.linalg.norm(goal[:2] - self._mark[:2])
+            done = total - np.linalg.norm(goal[:2] - obj[:2])
+            if total < 1e-3 or done / total > self._drop_frac:
+                return self._drop()
+        if np.linalg.norm(goal[:2] - obj[:2]) < 0.01 and abs(target[2] - eef[2]) < 0.02:
+            self._set_phase("lower")
+            return self._phase_lower()
+        return self._action(target, 1.0)
+
+    def _phase_lower(self) -> np.ndarray:
+        obj, goal = self.plan.object_pos(), self.plan.place_pos()
+        eef = self.view.eef_pos(self.arm)
+        target = eef + (goal - obj)
+        if np.linalg.norm(goal - obj) < 0.007 or self._phase_t > 40:
+            self._set_phase("release")
+            return self._phase_release()
+        return self._action(target, 1.0, max_speed=0.5)
+
+    def _phase_release(self) -> np.ndarray:
+        if self._mark is None:
+            self._mark = self.view.eef_pos(self.arm)
+        if self._phase_t >= self.plan.n_open:
+            self._set_phase("retreat")
+        return self._action(self._mark, -1.0)
+
+    def _phase_retreat(self) -> np.ndarray:
+        if self._mark is None:
+            self._mark = self.view.eef_pos(self.arm) + np.array([0.0, 0.0, 0.10])
+        if self._err(self._mark) < 0.01:
+            self._set_phase("hold")
+        return self._action(self._mark, -1.0)
+
+    def _phase_hold(self) -> np.ndarray:
+        if self._mark is None:
+            self._mark = self.view.eef_pos(self.arm)
+        return self._action(self._mark, self._grip)
+
+    # push_away: closed gripper lowered beside the object, then pushed through its centre towards a point
+    # 0.35 m away (re-aimed every step so the object does not slip off the side of the fingers)
+    def _push_start(self) -> np.ndarray:
+        g = self.plan.grasp_pos().copy()
+        start = g - 0.07 * self._push_dir
+        start[2] = g[2] + GRASP_DZ.get(self.env.robot, -0.005)
+        return start
+
+    def _phase_push_setup(self) -> np.ndarray:
+        target = self._push_start() + np.array([0.0, 0.0, self.plan.approach_height])
+        if self._err(target) < 0.01 or self._phase_t > 80:
+            self._set_phase("push_descend")
+        return self._action(target, 1.0)
+
+    def _phase_push_descend(self) -> np.ndarray:
+        target = self._push_start()
+        if self._err(target) < 0.01 or self._phase_t > 40:
+            self._set_phase("push")
+        return self._action(target, 1.0)
+
+    def _phase_push(self) -> np.ndarray:
+        obj = self.plan.object_pos()
+        if self._push_goal is None:
+            self._push_goal = obj + 0.35 * self._push_dir  # where the object is pushed to
+            self._injected()
+        to_goal = self._push_goal[:2] - obj[:2]
+        dist = float(np.linalg.norm(to_goal))
+        if dist < 0.02 or self._phase_t > 100:
+            self._set_phase("push_retreat")
+            return self._phase_push_retreat()
+        u = np.array([*(to_goal / dist), 0.0])
+        behind = float(np.dot(self.view.eef_pos(self.arm) - obj, u))
+        if behind > -0.01 and self._push_retries < 3:  # the object slipped past the fingers: go round again
+            self._push_retries += 1
+            self._push_dir = u
+            self._set_phase("push_setup")
+            return self._phase_push_setup()
+        target = obj + 0.10 * u
+        target[2] = self._push_start()[2]
+        return self._action(target, 1.0, max_speed=0.6)
+
+    def _phase_push_retreat(self) -> np.ndarray:
+        if self._mark is None:
+            self._mark = self.view.eef_pos(self.arm) + np.array([0.0, 0.0, 0.10])
+        if self._err(self._mark) < 0.01:
+            self._set_phase("hold")
+        return self._action(self._mark, 1.0)

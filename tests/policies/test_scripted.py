@@ -1,0 +1,89 @@
+"""Scripted policies: nominal success, oracle progress, injected failures, replan, make_policy."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import envs
+from policies import make_policy
+from policies.scripted import FAILURE_MODES, ScriptedPolicy
+from primo_loop.errors import UnknownNameError
+
+pytest.importorskip("robosuite")
+
+
+@pytest.fixture(scope="module")
+def lift():
+    env = envs.make_env("Lift", "Panda", horizon=130)
+    yield env
+    env.close()
+
+
+def run(env, policy, seed, steps=None, on_step=None):
+    env.reset(seed=seed)
+    policy.reset(seed=seed)
+    progress = []
+    info = {}
+    for _ in range(steps or env.horizon):
+        _, _, terminated, truncated, info = env.step(policy.act())
+        progress.append(info["oracle/progress"])
+        if on_step is not None:
+            on_step(env, policy)
+        if terminated or truncated:
+            break
+    return np.array(progress), info
+
+
+def test_nominal_lift_succeeds_and_progress_rises(lift):
+    policy = ScriptedPolicy(lift, seed=0)
+    progress, info = run(lift, policy, seed=0)
+    assert info["is_success"] and progress[-1] == 1.0
+    assert progress[0] < 0.2
+    assert not lift.privileged()["failed"]
+    events = lift.privileged()["events"]
+    assert events == ["the gripper reached the cube", "the cube was grasped", "the cube was lifted"]
+
+
+def test_drop_makes_progress_fall_and_fail(lift):
+    policy = ScriptedPolicy(lift, failure="drop", seed=0)
+    progress, info = run(lift, policy, seed=0)
+    p = lift.privileged()
+    assert policy.failure_injected_at is not None
+    assert progress.max() > 0.9 and progress[-1] < 0.35
+    assert p["failed"] and p["failure_event"] == "the cube was dropped" and not info["is_success"]
+
+
+def test_replan_after_drop_recovers(lift):
+    policy = ScriptedPolicy(lift, failure="drop", seed=1)
+    state = {"replanned": False}
+
+    def replan_once(env, pol):
+        if env.privileged()["failed"] and not state["replanned"]:
+            state["replanned"] = True
+            pol.replan()
+
+    _, info = run(lift, policy, seed=1, on_step=replan_once)
+    assert state["replanned"] and info["is_success"]
+    p = lift.privileged()
+    assert not p["failed"] and "the cube was dropped" in p["events"]
+
+
+@pytest.mark.parametrize("mode", ["offset_grasp", "close_early", "freeze"])
+def test_failure_modes_fail(lift, mode):
+    policy = ScriptedPolicy(lift, failure=mode, seed=2)
+    _, info = run(lift, policy, seed=2, steps=110)
+    p = lift.privileged()
+    assert not info["is_success"] and p["failed"], p["events"]
+    assert policy.failure_injected_at is not None
+
+
+def test_make_policy_and_bad_names(lift):
+    with pytest.raises(UnknownNameError, match="Did you mean 'drop'"):
+        ScriptedPolicy(lift, failure="dorp")
+    with pytest.raises(UnknownNameError):
+        make_policy("scripte", lift)
+    rnd = make_policy("random", lift, seed=0)
+    a = rnd.act()
+    assert a.shape == (7,) and lift.action_space.contains(a)
+    assert isinstance(make_policy("scripted", lift), ScriptedPolicy)
+    assert set(FAILURE_MODES) == {"drop", "offset_grasp", "close_early", "push_away", "freeze"}
