@@ -82,3 +82,76 @@ def make_dataset(root, n_episodes: int = 8, seed: int = 0, failure_rate: float =
         ids.append(ep.episode_id)
     write_index(root)
     return ids
+
+
+class SyntheticEnv:
+    """The synthetic scene behind the env contract that collection uses (``reset``, ``step``,
+    ``render_frame``, ``privileged``, ``instruction``), for tests of collection without a simulator.
+
+    Action ``[a]``: ``a > 0`` advances the task by ``a / 30`` of its progress; ``a < 0`` drops the block (a
+    failure). ``step_delay`` seconds of sleep per step make runs long enough to interrupt in tests.
+    """
+
+    def __init__(self, task: str = "SynthLift", robot: str = "SynthBot", image_size: int = 64,
+                 horizon: int = 60, step_delay: float = 0.0):
+        self.task, self.robot, self.image_size, self.horizon = task, robot, image_size, horizon
+        self.step_delay = step_delay
+        self.instruction = INSTRUCTIONS.get(task, task)
+        self.canonical_steps = ["reach the block", "grasp it", "lift it"]
+        self.failure_modes = ("drop",)
+        self.reset(seed=0)
+
+    def reset(self, seed: int | None = None):
+        rng = np.random.default_rng(seed)
+        self.shade = int(rng.integers(0, 30))
+        self.progress, self.dropped, self.step_count = 0.0, False, 0
+        self.failure_event: str | None = None
+        return np.zeros(1, np.float32), self._info()
+
+    def step(self, action):
+        import time
+
+        if self.step_delay:
+            time.sleep(self.step_delay)
+        a = float(np.asarray(action).ravel()[0])
+        self.step_count += 1
+        if a < 0 and not self.dropped:
+            self.dropped, self.failure_event = True, "the block was dropped"
+            self.progress = 0.3
+        elif not self.dropped:
+            self.progress = min(1.0, self.progress + a / 30)
+        return np.zeros(1, np.float32), float(self.progress), False, self.step_count >= self.horizon, self._info()
+
+    def _info(self):
+        return {"is_success": self.progress >= 1.0, "oracle/progress": self.progress,
+                "oracle/failed": self.dropped, "oracle/stage": self.privileged()["stage"]}
+
+    def render_frame(self, camera=None, size=None):
+        return draw_scene(self.progress, self.dropped, size or self.image_size, self.task, self.shade)
+
+    def privileged(self):
+        events = (["the block was grasped"] if self.progress >= 0.4 or self.dropped else []) + \
+            ([self.failure_event] if self.dropped else [])
+        return {"progress": self.progress, "failed": self.dropped, "failure_event": self.failure_event,
+                "stage": ("reach", "grasp", "lift", "done")[min(3, int(self.progress * 3))],
+                "success": self.progress >= 1.0, "events": events, "canonical_steps": list(self.canonical_steps)}
+
+    def close(self):
+        pass
+
+
+class SyntheticPolicy:
+    """Drives :class:`SyntheticEnv`; ``failure="drop"`` drops the block at a random step."""
+
+    def __init__(self, env: SyntheticEnv, failure: str | None = None, seed: int = 0, noise: float = 0.0):
+        self.env, self.failure, self.noise = env, failure, noise
+        rng = np.random.default_rng([seed, 7])
+        self._rng = rng
+        self._drop_at = int(rng.integers(10, 20)) if failure else None
+        self.failure_injected_at: int | None = None
+
+    def act(self, obs=None):
+        if self._drop_at is not None and self.env.step_count + 1 >= self._drop_at and self.failure_injected_at is None:
+            self.failure_injected_at = self.env.step_count + 1
+            return np.array([-1.0], np.float32)
+        return np.array([1.0 + self.noise * self._rng.normal()], np.float32)
