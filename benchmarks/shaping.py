@@ -1,0 +1,165 @@
+#!/usr/bin/env python
+"""Shaping experiment: eval success rate against env steps for sparse, dense, critic and oracle rewards.
+
+    python benchmarks/shaping.py --env Lift --algo sac --rewards sparse dense critic oracle --seeds 0 1 2 \
+        --steps 300000 --critic compact --runs runs/shaping --results docs/results/shaping
+
+Each (reward, seed) run trains in ``RUNS/<reward>_s<seed>`` through :func:`policies.sb3.train` with
+``resume=True``: re-running the same command skips finished runs and continues killed ones from their
+newest checkpoint. ``--report-only`` just aggregates what is on disk. Writes ``RESULTS/shaping.png`` (mean
+success over seeds, min-max band), ``RESULTS/shaping.md`` (table + the command) and ``RESULTS/shaping.json``.
+Evaluation uses the task's own success (``info["is_success"]``) in a separate env with no critic.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from primo_loop.cli import parse_options, run  # noqa: E402
+
+TARGET = 0.8
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--env", default="Lift")
+    p.add_argument("--algo", default="sac")
+    p.add_argument("--rewards", nargs="+", default=["sparse", "dense", "critic", "oracle"])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--steps", type=int, default=300_000)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--horizon", type=int, default=200)
+    p.add_argument("--eval-every", type=int, default=10_000)
+    p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--checkpoint-every", type=int, default=10_000)
+    p.add_argument("--critic", default="compact", help="critic backend for the `critic` reward")
+    p.add_argument("--critic-option", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--critic-every", type=int, default=10)
+    p.add_argument("--critic-weight", type=float, default=1.0)
+    p.add_argument("--shaping", default="delta")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="algorithm override")
+    p.add_argument("--runs", default="runs/shaping", help="folder of the training runs")
+    p.add_argument("--results", default="docs/results/shaping", help="folder of the plot and table")
+    p.add_argument("--report-only", action="store_true", help="aggregate existing runs, train nothing")
+    return p
+
+
+def label(reward: str, args: argparse.Namespace) -> str:
+    if reward != "critic":
+        return reward
+    opts = ", ".join(args.critic_option)
+    return f"critic ({args.critic}{', ' + opts if opts else ''})"
+
+
+def run_all(args: argparse.Namespace) -> None:
+    from policies.sb3 import AgentConfig, train
+
+    for reward in args.rewards:
+        for seed in args.seeds:
+            cfg = AgentConfig(env=args.env, algo=args.algo, reward=reward, critic=args.critic,
+                              critic_options=parse_options(args.critic_option), critic_every=args.critic_every,
+                              critic_weight=args.critic_weight, shaping=args.shaping, steps=args.steps, seed=seed,
+                              workers=args.workers, horizon=args.horizon, eval_every=args.eval_every,
+                              eval_episodes=args.eval_episodes, checkpoint_every=args.checkpoint_every,
+                              algo_kwargs=parse_options(args.set), out=str(Path(args.runs) / f"{reward}_s{seed}"),
+                              resume=True, progress_bar=False)
+            t0 = time.time()
+            summary = train(cfg)
+            print(f"{reward} seed {seed}: {summary['timesteps']} steps, last eval {summary.get('eval')}, "
+                  f"{time.time() - t0:.0f} s", flush=True)
+
+
+def aggregate(args: argparse.Namespace) -> dict:
+    from policies.sb3 import read_eval
+
+    out: dict = {"target": TARGET, "runs": {}}
+    for reward in args.rewards:
+        curves = {seed: read_eval(Path(args.runs) / f"{reward}_s{seed}" / "eval.csv") for seed in args.seeds}
+        curves = {s: c for s, c in curves.items() if c}
+        if not curves:
+            continue
+        steps = sorted({r["timesteps"] for c in curves.values() for r in c})
+        per_seed = {s: {r["timesteps"]: r["success_rate"] for r in c} for s, c in curves.items()}
+        first_hit = {s: next((r["timesteps"] for r in c if r["success_rate"] >= TARGET), None)
+                     for s, c in curves.items()}
+        done = {s: json.loads(p.read_text())["timesteps"] if (p := Path(args.runs) / f"{reward}_s{s}" / "done.json")
+                .exists() else None for s in curves}
+        out["runs"][reward] = {
+            "label": label(reward, args), "seeds": sorted(curves), "steps": steps,
+            "success": {str(s): [per_seed[s].get(t) for t in steps] for s in sorted(curves)},
+            "final_success": {str(s): c[-1]["success_rate"] for s, c in curves.items()},
+            "final_steps": {str(s): int(c[-1]["timesteps"]) for s, c in curves.items()},
+            "steps_to_target": {str(s): (int(v) if v is not None else None) for s, v in first_hit.items()},
+            "finished_steps": {str(s): v for s, v in done.items()},
+        }
+    return out
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for reward, r in result["runs"].items():
+        steps = np.array(r["steps"], dtype=float)
+        mat = np.array([[np.nan if v is None else v for v in r["success"][str(s)]] for s in r["seeds"]], dtype=float)
+        mean = np.nanmean(mat, axis=0)
+        ax.plot(steps, mean, marker="o", ms=3, label=f"{r['label']} (n={len(r['seeds'])})")
+        if len(r["seeds"]) > 1:
+            ax.fill_between(steps, np.nanmin(mat, axis=0), np.nanmax(mat, axis=0), alpha=0.2)
+    ax.axhline(TARGET, color="gray", lw=0.8, ls="--")
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("eval success rate")
+    ax.set_ylim(-0.03, 1.03)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def table(result: dict, command: str) -> str:
+    lines = ["| reward | seeds | env steps | final eval success (per seed) | mean | steps to 80% |",
+             "|---|---|---|---|---|---|"]
+    for r in result["runs"].values():
+        finals = [r["final_success"][str(s)] for s in r["seeds"]]
+        hits = [r["steps_to_target"][str(s)] for s in r["seeds"]]
+        steps = sorted(set(r["final_steps"].values()))
+        lines.append(f"| {r['label']} | {len(finals)} | {', '.join(map(str, steps))} | "
+                     f"{', '.join(f'{f:.2f}' for f in finals)} | {np.mean(finals):.2f} | "
+                     f"{', '.join('not reached' if h is None else str(h) for h in hits)} |")
+    return "\n".join(lines) + f"\n\nCommand:\n\n```\n{command}\n```\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from primo_loop.cli import writable_dir
+
+    results = writable_dir(args.results)
+    if not args.report_only:
+        run_all(args)
+    result = aggregate(args)
+    command = "python benchmarks/shaping.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    result["command"] = command
+    (results / "shaping.json").write_text(json.dumps(result, indent=2))
+    if result["runs"]:
+        plot(result, results / "shaping.png")
+    md = table(result, command)
+    (results / "shaping.md").write_text("# Shaping experiment\n\n" + md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,508 @@
+"""Stable-Baselines3 agents on the robosuite tasks, rewarded sparsely, densely, by a critic or by the oracle.
+
+One readable path from an :class:`AgentConfig` to a trained agent (:func:`train`):
+
+* **envs**: ``SubprocVecEnv`` workers (``DummyVecEnv`` for one worker) build the task with the reward asked
+  for: ``sparse`` (the task's success reward), ``dense`` (robosuite's hand-crafted ``reward_shaping=True``),
+  ``critic`` / ``oracle`` (the sparse reward plus the critic's shaping). For the last two a
+  :class:`~primo_loop.wrappers.VecCriticInTheLoop` in the main process scores all workers' queries in one
+  batch, and a ``VecMonitor`` sits on top so episode statistics include the critic's early terminations.
+* **logs**: TensorBoard under ``OUT/tb`` with ``critic/*`` scalars (:class:`CriticStatsCallback`), and
+  ``OUT/eval.csv``: eval success rate (``info["is_success"]``, the task's own success, never the shaped
+  reward) against env steps, from a separate env with no critic.
+* **checkpoints** under ``OUT/checkpoints`` (the SAC replay buffer with each), ``resume=True`` continues from
+  the newest readable one after a kill, ``OUT/final_model.zip`` and ``OUT/done.json`` at the end.
+
+The oracle reads privileged state only, so with ``reward="oracle"`` workers hand the tracker a blank 8x8 frame
+instead of paying ~60 ms per rendered frame; the critic sees what a camera would see.
+"""
+from __future__ import annotations
+
+import csv
+import functools
+import importlib
+import json
+import logging
+import math
+import re
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from primo_loop.errors import ConfigError, check_choice
+
+log = logging.getLogger(__name__)
+
+ALGOS = ("sac", "ppo")
+REWARDS = ("sparse", "dense", "critic", "oracle")
+CRITIC_REWARDS = ("critic", "oracle")
+
+#: Algorithm presets for state-based robosuite manipulation (our defaults; override with ``algo_kwargs``).
+#: SAC follows robosuite's benchmark settings (256x256 MLPs, lr 3e-4, batch 256, tau 5e-3); PPO uses
+#: SB3's continuous-control settings with a larger rollout. ``gamma`` is shared with the critic's shaping.
+PRESETS: dict[str, dict[str, Any]] = {
+    "sac": dict(learning_rate=3e-4, buffer_size=1_000_000, learning_starts=1_000, batch_size=256, tau=0.005,
+                gamma=0.99, train_freq=1, gradient_steps=-1, ent_coef="auto",
+                policy_kwargs=dict(net_arch=[256, 256])),
+    "ppo": dict(learning_rate=3e-4, n_steps=1024, batch_size=256, n_epochs=10, gamma=0.99, gae_lambda=0.95,
+                clip_range=0.2, ent_coef=0.0, policy_kwargs=dict(net_arch=dict(pi=[256, 256], vf=[256, 256]),
+                                                                 log_std_init=-0.5)),
+}
+
+CHECKPOINT_PREFIX = "model"
+_CKPT_RE = re.compile(rf"^{CHECKPOINT_PREFIX}_(\d+)_steps\.zip$")
+EVAL_FIELDS = ("timesteps", "success_rate", "mean_reward", "episodes", "wall_s")
+
+
+@dataclass
+class AgentConfig:
+    """Everything one training run needs.
+
+    Attributes:
+        env: task name (``Lift``), or ``module:callable`` building a Gymnasium env (called with
+            ``horizon=``), which is how tests train on a fake env without a simulator.
+        robot: robosuite robot.
+        algo: "sac" or "ppo".
+        reward: "sparse", "dense" (robosuite's shaping), "critic" or "oracle" (sparse + critic shaping).
+        critic: critic backend for ``reward="critic"`` [compact]; ``reward="oracle"`` always uses the oracle.
+        critic_options: options for ``make_critic``.
+        critic_every: query the critic every N env steps [10].
+        critic_weight: weight of the critic's shaping term [1.0].
+        shaping: "delta" (potential-based, default) or "progress".
+        tracker_options: any other :class:`~primo_loop.tracker.TrackerConfig` field (e.g. ``terminate``).
+        steps: total env steps (over all workers).
+        seed: random seed (workers get ``seed + i``; the eval env ``seed + 10_000``).
+        workers: simulation worker processes.
+        horizon: episode length in env steps.
+        eval_every: evaluate every this many env steps (0: never).
+        eval_episodes: episodes per evaluation.
+        checkpoint_every: save a checkpoint every this many env steps (0: only at the end).
+        keep_checkpoints: newest checkpoints kept on disk (replay buffers are large).
+        out: output folder.
+        resume: continue from the newest readable checkpoint in ``out``.
+        progress_bar: show a progress bar.
+        algo_kwargs: overrides of :data:`PRESETS`.
+        device: torch device for the agent.
+    """
+
+    env: str = "Lift"
+    robot: str = "Panda"
+    algo: str = "sac"
+    reward: str = "sparse"
+    critic: str = "compact"
+    critic_options: dict[str, Any] = field(default_factory=dict)
+    critic_every: int = 10
+    critic_weight: float = 1.0
+    shaping: str = "delta"
+    tracker_options: dict[str, Any] = field(default_factory=dict)
+    steps: int = 100_000
+    seed: int = 0
+    workers: int = 2
+    horizon: int = 200
+    eval_every: int = 10_000
+    eval_episodes: int = 10
+    checkpoint_every: int = 10_000
+    keep_checkpoints: int = 2
+    out: str = "runs/agent"
+    resume: bool = False
+    progress_bar: bool = True
+    algo_kwargs: dict[str, Any] = field(default_factory=dict)
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        self.algo = check_choice("algorithm", self.algo, ALGOS)
+        self.reward = check_choice("reward", self.reward, REWARDS)
+        for name in ("steps", "workers", "horizon", "critic_every", "eval_episodes", "keep_checkpoints"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ConfigError(f"Expected `{name}` to be an integer >= 1, actually: {value!r}")
+        for name in ("eval_every", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"Expected `{name}` >= 0 (0: off), actually: {getattr(self, name)!r}")
+        if not math.isfinite(self.critic_weight):
+            raise ConfigError(f"Expected a finite `critic_weight`, actually: {self.critic_weight!r}")
+        unknown = set(self.algo_kwargs) - _algo_params(self.algo)
+        if unknown:
+            from primo_loop.errors import UnknownNameError
+
+            raise UnknownNameError(f"{self.algo.upper()} option", sorted(unknown)[0], _algo_params(self.algo))
+
+    @property
+    def critic_name(self) -> str | None:
+        """The critic used for the reward (None for sparse/dense)."""
+        if self.reward == "oracle":
+            return "oracle"
+        return self.critic if self.reward == "critic" else None
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The algorithm's keyword arguments: the preset, then ``algo_kwargs``."""
+        params = {**PRESETS[self.algo], **self.algo_kwargs}
+        if self.algo == "sac":
+            params["buffer_size"] = int(min(params["buffer_size"], self.steps))
+            if params.get("gradient_steps") == -1:  # one update per env step, whatever the worker count
+                params["gradient_steps"] = self.workers * int(params.get("train_freq", 1))
+        return params
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _algo_params(algo: str) -> set[str]:
+    import inspect
+
+    cls = _algo_class(algo)
+    return set(inspect.signature(cls.__init__).parameters) - {"self", "policy", "env"}
+
+
+def _algo_class(algo: str):
+    from stable_baselines3 import PPO, SAC
+
+    return {"sac": SAC, "ppo": PPO}[algo]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Environments
+# ---------------------------------------------------------------------------------------------------------
+def _blank_frame_wrapper():
+    import gymnasium as gym
+
+    class BlankFrames(gym.Wrapper):
+        """``render_frame()`` returns a black 8x8 frame: for critics that read privileged state only."""
+
+        def render_frame(self) -> np.ndarray:
+            return np.zeros((8, 8, 3), dtype=np.uint8)
+
+    return BlankFrames
+
+
+def _import_entry(entry: str) -> Callable[..., Any]:
+    module, _, attr = entry.partition(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"Expected `module:callable` for a custom env, actually: {entry!r} ({exc})") from exc
+
+
+def make_task_env(task: str, *, robot: str = "Panda", reward: str = "sparse", horizon: int = 200,
+                  blank_frames: bool = False, terminate_on_success: bool = False, **env_kwargs: Any):
+    """One Gymnasium env for a reward kind (runs inside a worker process).
+
+    Args:
+        task: task name, or ``module:callable`` (called with ``horizon=``).
+        robot: robosuite robot.
+        reward: "dense" turns on robosuite's reward shaping; every other kind uses the sparse reward
+            (the critic's shaping is added in the main process).
+        horizon: episode length.
+        blank_frames: make ``render_frame()`` free (for the oracle, which reads privileged state).
+        terminate_on_success: end episodes on success (eval envs).
+        **env_kwargs: passed to ``envs.make_env``.
+    """
+    if ":" in task:
+        env = _import_entry(task)(horizon=horizon)
+    else:
+        import envs
+
+        env = envs.make_env(task, robot, horizon=horizon, obs_mode="state", reward_shaping=reward == "dense",
+                            terminate_on_success=terminate_on_success, **env_kwargs)
+    return _blank_frame_wrapper()(env) if blank_frames else env
+
+
+def _env_fns(cfg: AgentConfig, n: int, **kw: Any) -> list[Callable[[], Any]]:
+    return [functools.partial(make_task_env, cfg.env, robot=cfg.robot, horizon=cfg.horizon, **kw) for _ in range(n)]
+
+
+def make_vec_env(cfg: AgentConfig, critic: Any | None = None):
+    """The training VecEnv: workers -> (VecCriticInTheLoop) -> VecMonitor.
+
+    Args:
+        cfg: the run's config.
+        critic: a critic instance to use instead of building ``cfg.critic_name`` (tests inject fakes).
+    """
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecMonitor
+
+    fns = _env_fns(cfg, cfg.workers, reward=cfg.reward, blank_frames=cfg.reward == "oracle" and critic is None)
+    venv = (SubprocVecEnv(fns, start_method="forkserver") if cfg.workers > 1 else DummyVecEnv(fns))
+    if cfg.reward in CRITIC_REWARDS:
+        from primo_loop.tracker import TrackerConfig
+        from primo_loop.wrappers import VecCriticInTheLoop
+
+        tracker = TrackerConfig.from_options(**{
+            "critic_every": cfg.critic_every, "critic_weight": cfg.critic_weight, "shaping": cfg.shaping,
+            "gamma": float(cfg.hyperparameters().get("gamma", 0.99)), **cfg.tracker_options})
+        venv = VecCriticInTheLoop(venv, critic if critic is not None else cfg.critic_name, config=tracker,
+                                  critic_options=None if critic is not None else cfg.critic_options)
+    return VecMonitor(venv, info_keywords=("is_success",))
+
+
+def make_eval_env(cfg: AgentConfig):
+    """One env with the sparse reward and no critic, ending on success: eval measures the task itself."""
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
+
+    return VecMonitor(DummyVecEnv(_env_fns(cfg, 1, reward="sparse", terminate_on_success=True)))
+
+
+def find_critic_wrapper(venv: Any):
+    """The :class:`VecCriticInTheLoop` inside a VecEnv stack, or None."""
+    from primo_loop.wrappers import VecCriticInTheLoop
+
+    while venv is not None:
+        if isinstance(venv, VecCriticInTheLoop):
+            return venv
+        venv = getattr(venv, "venv", None)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Callbacks
+# ---------------------------------------------------------------------------------------------------------
+def _callbacks():
+    from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
+
+    class CriticStatsCallback(BaseCallback):
+        """Records ``critic/*`` in the SB3 logger: query, unreadable, error and termination counts, mean
+        latency per query (ms) and mean progress over the last ``window`` answered queries."""
+
+        def __init__(self, window: int = 1000):
+            super().__init__()
+            self.progress: deque[float] = deque(maxlen=window)
+            self.latency: deque[float] = deque(maxlen=window)
+            self.wrapper = None
+
+        def _on_training_start(self) -> None:
+            self.wrapper = find_critic_wrapper(self.training_env)
+
+        def _on_step(self) -> bool:
+            if self.wrapper is None:
+                return True
+            for info in self.locals.get("infos", ()):
+                if info.get("critic/queried"):
+                    if info.get("critic/progress") is not None:
+                        self.progress.append(float(info["critic/progress"]))
+                    self.latency.append(float(info.get("critic/latency_s") or 0.0))
+            self.record()
+            return True
+
+        def record(self) -> None:
+            stats = [t.stats for t in self.wrapper.trackers]
+            rec = self.logger.record
+            rec("critic/queries", sum(s.queries for s in stats))
+            rec("critic/unreadable", sum(s.unreadable for s in stats))
+            rec("critic/errors", sum(s.errors for s in stats))
+            rec("critic/raised_batches", self.wrapper._call.errors)
+            rec("critic/terminations", sum(s.terminations for s in stats))
+            rec("critic/frames_rendered", sum(s.frames_rendered for s in stats))
+            if self.latency:
+                rec("critic/latency_ms", 1000.0 * float(np.mean(self.latency)))
+            if self.progress:
+                rec("critic/progress_mean", float(np.mean(self.progress)))
+
+    class PrunedCheckpoints(CheckpointCallback):
+        """SB3's CheckpointCallback that also deletes all but the newest ``keep`` checkpoints."""
+
+        def __init__(self, *args: Any, keep: int = 2, **kwargs: Any):
+            super().__init__(*args, **kwargs)
+            self.keep = keep
+
+        def _on_step(self) -> bool:
+            saved = self.n_calls % self.save_freq == 0
+            ok = super()._on_step()
+            if saved:
+                prune_checkpoints(Path(self.save_path), self.keep)
+            return ok
+
+    class EvalLog(BaseCallback):
+        """Appends one row per evaluation to ``eval.csv`` (called by EvalCallback after each eval)."""
+
+        def __init__(self, path: Path, t0: float):
+            super().__init__()
+            self.path, self.t0 = path, t0
+
+        def _on_step(self) -> bool:
+            ev = self.parent
+            success = float(np.mean(ev._is_success_buffer)) if ev._is_success_buffer else float("nan")
+            append_eval_row(self.path, {"timesteps": self.num_timesteps, "success_rate": success,
+                                        "mean_reward": float(ev.last_mean_reward), "episodes": ev.n_eval_episodes,
+                                        "wall_s": round(time.time() - self.t0, 1)})
+            self.logger.record("eval/success_rate", success)
+            return True
+
+    return CriticStatsCallback, PrunedCheckpoints, EvalLog
+
+
+def append_eval_row(path: Path, row: Mapping[str, Any]) -> None:
+    """Append a row to an eval CSV (header written on creation)."""
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=EVAL_FIELDS)
+        if new:
+            writer.writeheader()
+        writer.writerow({k: row.get(k) for k in EVAL_FIELDS})
+
+
+def read_eval(path: str | Path) -> list[dict[str, float]]:
+    """Rows of an eval CSV as floats (empty if it does not exist)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    with path.open() as f:
+        return [{k: float(v) for k, v in row.items() if v not in (None, "")} for row in csv.DictReader(f)]
+
+
+def truncate_eval(path: Path, timesteps: int) -> None:
+    """Drop eval rows after ``timesteps`` (they came from steps lost to a kill and will be redone)."""
+    rows = [r for r in read_eval(path) if r["timesteps"] <= timesteps]
+    if path.exists():
+        path.unlink()
+    for r in rows:
+        append_eval_row(path, {**r, "timesteps": int(r["timesteps"]), "episodes": int(r.get("episodes", 0))})
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Checkpoints
+# ---------------------------------------------------------------------------------------------------------
+def _buffer_path(ckpt: Path) -> Path:
+    steps = _CKPT_RE.match(ckpt.name).group(1)
+    return ckpt.with_name(f"{CHECKPOINT_PREFIX}_replay_buffer_{steps}_steps.pkl")
+
+
+def list_checkpoints(folder: Path) -> list[tuple[int, Path]]:
+    """``(timesteps, path)`` of the checkpoints in ``folder``, newest first."""
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _CKPT_RE.match(p.name))]
+    return sorted(found, reverse=True)
+
+
+def prune_checkpoints(folder: Path, keep: int) -> None:
+    for _, path in list_checkpoints(folder)[keep:]:
+        path.unlink(missing_ok=True)
+        _buffer_path(path).unlink(missing_ok=True)
+
+
+def load_latest(cfg: AgentConfig, env: Any):
+    """The newest checkpoint that loads (with its replay buffer for SAC), or None if there is none.
+
+    A checkpoint half-written when the run was killed fails to load and the previous one is used.
+    """
+    cls = _algo_class(cfg.algo)
+    for steps, path in list_checkpoints(Path(cfg.out) / "checkpoints"):
+        buffer = _buffer_path(path)
+        if cfg.algo == "sac" and not buffer.exists():
+            log.warning("checkpoint %s has no replay buffer; trying an older one", path.name)
+            continue
+        try:
+            model = cls.load(path, env=env, device=cfg.device)
+            if cfg.algo == "sac":
+                model.load_replay_buffer(buffer)
+        except Exception as exc:  # noqa: BLE001 - a truncated zip/pickle raises many kinds
+            log.warning("cannot load checkpoint %s (%r); trying an older one", path.name, exc)
+            continue
+        log.info("resuming from %s (%d env steps)", path.name, model.num_timesteps)
+        return model
+    return None
+
+
+def _check_resume_config(out: Path, cfg: AgentConfig) -> None:
+    saved_path = out / "config.json"
+    if not saved_path.exists():
+        return
+    saved = json.loads(saved_path.read_text())
+    for key in ("env", "robot", "algo", "reward", "critic", "workers", "horizon", "seed"):
+        if key in saved and saved[key] != getattr(cfg, key):
+            raise ConfigError(f"--resume with a different `{key}`: the run in {str(out)!r} used {saved[key]!r}, "
+                              f"this command asks for {getattr(cfg, key)!r}; use a new --out or the same options.")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------------------
+def train(cfg: AgentConfig, critic: Any | None = None) -> dict[str, Any]:
+    """Train (or resume) an agent; returns the run summary also written to ``OUT/done.json``.
+
+    Args:
+        cfg: the run's config.
+        critic: a critic instance to use instead of building one by name (tests inject fakes).
+    """
+    import torch
+    from stable_baselines3.common.callbacks import CallbackList, EvalCallback
+    from stable_baselines3.common.utils import set_random_seed
+
+    from primo_loop.cli import writable_dir
+    from primo_loop.data.video import write_text_atomic
+
+    torch.set_num_threads(1)
+    out = writable_dir(cfg.out)
+    ckpt_dir = out / "checkpoints"
+    eval_csv = out / "eval.csv"
+    done_path = out / "done.json"
+    if cfg.resume:
+        _check_resume_config(out, cfg)
+        if done_path.exists():
+            summary = json.loads(done_path.read_text())
+            if summary.get("timesteps", 0) >= cfg.steps:
+                log.info("%s already finished %d steps; nothing to do", out, summary["timesteps"])
+                return summary
+    elif list_checkpoints(ckpt_dir) or done_path.exists():
+        raise ConfigError(f"{str(out)!r} already holds a run; pass --resume to continue it or use a new --out")
+    write_text_atomic(out / "config.json", json.dumps(cfg.as_dict(), indent=2, default=str))
+
+    set_random_seed(cfg.seed)
+    venv = make_vec_env(cfg, critic)
+    eval_env = make_eval_env(cfg) if cfg.eval_every else None
+    model = load_latest(cfg, venv) if cfg.resume else None
+    t0 = time.time()
+    try:
+        if model is None:
+            if cfg.resume:
+                log.info("no checkpoint in %s; starting from scratch", ckpt_dir)
+            eval_csv.unlink(missing_ok=True)
+            model = _algo_class(cfg.algo)("MlpPolicy", venv, seed=cfg.seed, device=cfg.device,
+                                          tensorboard_log=str(out / "tb"), verbose=0, **cfg.hyperparameters())
+        else:
+            truncate_eval(eval_csv, model.num_timesteps)
+        start = model.num_timesteps
+        CriticStats, Checkpoints, EvalLog = _callbacks()
+        callbacks = [CriticStats()]
+        if cfg.checkpoint_every:
+            callbacks.append(Checkpoints(save_freq=max(1, cfg.checkpoint_every // cfg.workers),
+                                         save_path=str(ckpt_dir), name_prefix=CHECKPOINT_PREFIX,
+                                         save_replay_buffer=cfg.algo == "sac", keep=cfg.keep_checkpoints))
+        if eval_env is not None:
+            callbacks.append(EvalCallback(eval_env, n_eval_episodes=cfg.eval_episodes,
+                                          eval_freq=max(1, cfg.eval_every // cfg.workers), deterministic=True,
+                                          callback_after_eval=EvalLog(eval_csv, t0), verbose=0))
+        remaining = cfg.steps - start
+        if remaining > 0:
+            model.learn(total_timesteps=remaining, callback=CallbackList(callbacks), reset_num_timesteps=start == 0,
+                        tb_log_name=f"{cfg.algo}_{cfg.reward}", progress_bar=cfg.progress_bar)
+        wall = time.time() - t0
+        model.save(out / "final_model.zip")
+        if cfg.algo == "sac":
+            model.save_replay_buffer(out / "final_replay_buffer.pkl")
+        wrapper = find_critic_wrapper(venv)
+        summary = {
+            "timesteps": int(model.num_timesteps),
+            "resumed_from": int(start),
+            "wall_s": round(wall, 1),
+            "steps_per_s": round((model.num_timesteps - start) / wall, 1) if wall > 0 else None,
+            "eval": read_eval(eval_csv)[-1:] or None,
+            "critic": None if wrapper is None else {
+                "queries": sum(t.stats.queries for t in wrapper.trackers),
+                "unreadable": sum(t.stats.unreadable for t in wrapper.trackers),
+                "errors": sum(t.stats.errors for t in wrapper.trackers),
+                "raised_batches": wrapper._call.errors,
+                "terminations": sum(t.stats.terminations for t in wrapper.trackers),
+            },
+        }
+        write_text_atomic(done_path, json.dumps(summary, indent=2))
+        return summary
+    finally:
+        venv.close()
+        if eval_env is not None:
+            eval_env.close()
+

@@ -1,0 +1,109 @@
+"""SB3 training on the 1-D fake env: env stacks, critic faults, checkpoints and resume, TensorBoard scalars."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from policies.sb3 import (
+    AgentConfig,
+    find_critic_wrapper,
+    list_checkpoints,
+    make_vec_env,
+    read_eval,
+    train,
+)
+from primo_loop.errors import ConfigError, UnknownNameError
+from primo_loop.testing.fakes import ScriptedCritic
+from primo_loop.types import CriticVerdict
+
+FAKE = "primo_loop.testing.fakes:ProgressEnv"
+
+
+def tiny(tmp_path, **kw) -> AgentConfig:
+    base = dict(env=FAKE, algo="sac", reward="oracle", steps=300, workers=1, horizon=30, eval_every=150,
+                eval_episodes=2, checkpoint_every=100, out=str(tmp_path / "run"), progress_bar=False,
+                algo_kwargs={"learning_starts": 50, "batch_size": 32, "policy_kwargs": {"net_arch": [16]}})
+    base.update(kw)
+    return AgentConfig(**base)
+
+
+def test_config_validates_names_and_options(tmp_path):
+    with pytest.raises(UnknownNameError, match="Did you mean 'sac'"):
+        AgentConfig(algo="sca")
+    with pytest.raises(UnknownNameError, match="reward"):
+        AgentConfig(reward="shaped")
+    with pytest.raises(UnknownNameError, match="SAC option"):
+        AgentConfig(algo_kwargs={"n_epochs": 5})
+    with pytest.raises(ConfigError):
+        AgentConfig(steps=0)
+    cfg = AgentConfig(algo="sac", steps=5000, workers=2)
+    hp = cfg.hyperparameters()
+    assert hp["buffer_size"] == 5000 and hp["gradient_steps"] == 2
+    assert AgentConfig(reward="oracle", critic="compact").critic_name == "oracle"
+    assert AgentConfig(reward="dense").critic_name is None
+
+
+@pytest.mark.parametrize("reward, has_critic", [("sparse", False), ("critic", True)])
+def test_vec_env_stack(tmp_path, reward, has_critic):
+    venv = make_vec_env(tiny(tmp_path, reward=reward, workers=2, critic="oracle"))
+    try:
+        assert type(venv).__name__ == "VecMonitor"
+        wrapper = find_critic_wrapper(venv)
+        assert (wrapper is not None) == has_critic
+        venv.reset()
+        for _ in range(12):
+            obs, rewards, dones, infos = venv.step(np.ones((2, 1), dtype=np.float32))
+        assert obs.shape == (2, 2)
+        if has_critic:
+            assert sum(t.stats.queries for t in wrapper.trackers) == 2 * 2  # baselines + step 10
+            assert "critic/progress" in infos[0]
+    finally:
+        venv.close()
+
+
+def test_training_survives_critic_faults_and_logs_them(tmp_path):
+    def answer(q):  # every third query unreadable
+        p = q.privileged["progress"]
+        return CriticVerdict(progress=None if (q.step // 10) % 3 == 2 else p, failure_prob=0.0)
+
+    critic = ScriptedCritic(answer, raise_on=[10])
+    cfg = tiny(tmp_path, reward="critic", critic="scripted")
+    summary = train(cfg, critic=critic)
+    c = summary["critic"]
+    assert summary["timesteps"] == 300
+    assert c["queries"] > 20 and c["unreadable"] > 0 and c["errors"] > 0 and c["raised_batches"] > 0
+    out = tmp_path / "run"
+    rows = read_eval(out / "eval.csv")
+    assert [r["timesteps"] for r in rows] == [150, 300] and all(0 <= r["success_rate"] <= 1 for r in rows)
+    assert (out / "final_model.zip").is_file() and (out / "final_replay_buffer.pkl").is_file()
+    assert [s for s, _ in list_checkpoints(out / "checkpoints")] == [300, 200]  # pruned to the newest 2
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (run_dir,) = (out / "tb").iterdir()
+    acc = EventAccumulator(str(run_dir)).Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"critic/queries", "critic/unreadable", "critic/errors", "critic/latency_ms",
+            "critic/progress_mean"} <= tags, tags
+
+
+def test_resume_continues_from_the_newest_readable_checkpoint(tmp_path):
+    cfg = tiny(tmp_path, steps=200, eval_every=100)
+    train(cfg)
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError, match="--resume"):
+        train(tiny(tmp_path, steps=400))
+    # a kill while writing the newest checkpoint: it does not load, the previous one is used
+    newest = list_checkpoints(out / "checkpoints")[0][1]
+    newest.write_bytes(b"truncated")
+    (out / "done.json").unlink()
+    summary = train(tiny(tmp_path, steps=400, eval_every=100, resume=True))
+    assert summary["resumed_from"] == 100 and summary["timesteps"] == 400
+    assert [r["timesteps"] for r in read_eval(out / "eval.csv")] == [100, 200, 300, 400]
+    assert json.loads((out / "done.json").read_text())["timesteps"] == 400
+    # finished: resuming again does nothing; different options are refused
+    assert train(tiny(tmp_path, steps=400, resume=True))["timesteps"] == 400
+    with pytest.raises(ConfigError, match="reward"):
+        train(tiny(tmp_path, steps=500, reward="sparse", resume=True))
