@@ -51,7 +51,7 @@ def _f(x: Any) -> float | None:
 
 def run_episode(env: CriticInTheLoop, policy: Policy, seed: int | None = None, stop_after_success: int | None = 20,
                 on_step: Callable[[int], None] | None = None) -> EpisodeRecord:
-    """Run one episode until the env or the critic ends it (or ``stop_after_success`` steps after success).
+    """Run one episode until the env or the critic ends it, or success has held for ``stop_after_success`` steps.
 
     The step-0 row is the reset (the critic's baseline query). Critic-vs-oracle MAE is over query steps
     with a readable answer, on the 0-100 scale.
@@ -63,7 +63,7 @@ def run_episode(env: CriticInTheLoop, policy: Policy, seed: int | None = None, s
     rec = EpisodeRecord()
     rec.rows.append(_row(0, info, None, None, False, False))
     t0 = time.perf_counter()
-    success_at, step, terminated, truncated = None, 0, False, False
+    success_at, held, step, terminated, truncated = None, 0, 0, False, False
     ended_by = None
     while True:
         action = policy.act(obs)
@@ -72,12 +72,13 @@ def run_episode(env: CriticInTheLoop, policy: Policy, seed: int | None = None, s
         rec.rows.append(_row(step, info, info.get("env/reward"), reward, terminated, truncated))
         if on_step:
             on_step(step)
-        if info.get("is_success") and success_at is None:
+        held = held + 1 if info.get("is_success") else 0
+        if held and success_at is None:
             success_at = step
         if terminated or truncated:
             ended_by = info.get("critic/terminated_reason") or ("env_terminated" if terminated else "time_limit")
             break
-        if stop_after_success is not None and success_at is not None and step - success_at >= stop_after_success:
+        if stop_after_success is not None and held > stop_after_success:
             ended_by = "success_hold"
             break
     wall = time.perf_counter() - t0
@@ -140,9 +141,12 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return path
 
 
-def write_episode(rec: EpisodeRecord, out_dir: str | Path, index: int, *, horizon: int, title: str = "",
+def write_episode(rec: EpisodeRecord, out_dir: str | Path, index: int, *, horizon: int | None = None, title: str = "",
                   fps: float = 10.0) -> dict[str, Path]:
-    """Write ``episode_NNN.jsonl`` and ``episode_NNN.mp4`` (annotated) for one episode."""
+    """Write ``episode_NNN.jsonl`` and ``episode_NNN.mp4`` (annotated) for one episode.
+
+    ``horizon`` sets the plot's x range (default: the episode's length, so the curves fill the strip).
+    """
     from primo_loop.viz import annotate_frames, write_video
 
     out_dir = Path(out_dir)
@@ -150,7 +154,7 @@ def write_episode(rec: EpisodeRecord, out_dir: str | Path, index: int, *, horizo
     log_path = atomic_write_text(out_dir / f"{stem}.jsonl", "".join(json.dumps(r) + "\n" for r in rec.rows))
     steps, critic, fail = rec.critic_points
     end = rec.rows[-1] if rec.rows[-1]["reason"] else None
-    frames = annotate_frames(rec.frames, rec.frame_steps, horizon=horizon, oracle=rec.oracle, critic_steps=steps,
+    frames = annotate_frames(rec.frames, rec.frame_steps, horizon=horizon or rec.rows[-1]["step"], oracle=rec.oracle, critic_steps=steps,
                              critic=critic, failure_prob=fail, title=title,
                              end_step=end["step"] if end else None, end_reason=end["reason"] if end else None)
     tmp = out_dir / f".{stem}.tmp.mp4"

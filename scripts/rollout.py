@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=224, help="frame size in pixels (square)")
     p.add_argument("--horizon", type=int, default=200)
     p.add_argument("--stop-after-success", type=int, default=20,
-                   help="end an episode this many steps after first success (-1: run to the horizon)")
+                   help="end an episode once success has held this many steps (-1: run to the horizon)")
     p.add_argument("--no-video", action="store_true", help="skip the mp4 (logs only)")
     p.add_argument("--out", default="runs/rollout", help="output folder")
     return p
@@ -90,10 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         for ep in range(args.episodes):
             seed = args.seed + ep
             policy = make_policy(policy_name, env, failure=failure, seed=seed)
-            with tqdm(total=args.horizon, desc=f"episode {ep}", unit="step", leave=False) as bar:
+            with tqdm(total=args.horizon, desc=f"episode {ep}", unit="step", leave=False, mininterval=1.0) as bar:
                 rec = run_episode(wrapped, policy, seed=seed, stop_after_success=stop, on_step=lambda _: bar.update())
             files = ({"log": None, "video": None} if args.no_video else
-                     write_episode(rec, out, ep, horizon=args.horizon, title=title,
+                     write_episode(rec, out, ep, title=title,
                                    fps=max(1.0, 20 / config.frame_every)))
             if args.no_video:
                 files["log"] = atomic_write_text(out / f"episode_{ep:03d}.jsonl",

@@ -31,7 +31,7 @@ def test_episode_rows_summary_and_files(tmp_path):
     assert steps == list(range(len(rec.rows)))
     s = rec.summary
     assert s["ever_success"] and s["ended_by"] == "success_hold"
-    assert s["steps"] == s["first_success_step"] + 3
+    assert s["steps"] == s["first_success_step"] + 3  # success held for 3 more steps
     assert s["critic_vs_oracle_mae"] == pytest.approx(0.0)
     assert s["critic_queries"] == len([r for r in rec.rows if r["queried"]])
     queried = [r for r in rec.rows if r["queried"]]
