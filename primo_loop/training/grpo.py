@@ -236,9 +236,11 @@ def train(model: str, data: str, out: str | Path, *, lora: bool = False, config:
                                                       max_steps=max_steps, data_root=data_root,
                                                       reward_funcs=reward_funcs)
     t0 = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=resume_checkpoint(out, resume))
+    resumed_from = resume_checkpoint(out, resume)
+    result = trainer.train(resume_from_checkpoint=resumed_from)
     history = trainer.state.log_history
-    metrics = {**result.metrics, "wall_s": time.perf_counter() - t0,
+    metrics = {**result.metrics, "wall_s": time.perf_counter() - t0, "global_step": trainer.state.global_step,
+               "resumed_from": resumed_from,
                "loss_history": [h["loss"] for h in history if "loss" in h],
                "reward_history": [h["reward"] for h in history if "reward" in h],
                "video_forward_calls": trainer.video_forward_calls}

@@ -121,8 +121,10 @@ def train(model: str, data: str, out: str | Path, *, lora: bool = False, config:
                          data_collator=VideoSFTCollator(processor, fps=opts.fps, max_length=args.max_length),
                          peft_config=lora_config(opts) if lora else None)
     t0 = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=resume_checkpoint(out, resume))
-    metrics = {**result.metrics, "wall_s": time.perf_counter() - t0,
+    resumed_from = resume_checkpoint(out, resume)
+    result = trainer.train(resume_from_checkpoint=resumed_from)
+    metrics = {**result.metrics, "wall_s": time.perf_counter() - t0, "global_step": trainer.state.global_step,
+               "resumed_from": resumed_from,
                "loss_history": [h["loss"] for h in trainer.state.log_history if "loss" in h]}
     summary = RunSummary("sft", model, str(data), len(records), lora, vars(opts), metrics)
     save_final(trainer, processor, out, opts, vars(summary))

@@ -282,16 +282,17 @@ def trl_defaults(device_is_cuda: bool) -> dict[str, Any]:
             "warmup_steps": 0.03, "use_cpu": not device_is_cuda, "dataloader_num_workers": 0}
 
 
-def resume_checkpoint(out: Path, resume: bool) -> bool | None:
-    """``True`` when resuming and a checkpoint exists (TRL picks the latest), else None."""
+def resume_checkpoint(out: Path, resume: bool) -> str | None:
+    """The latest ``out/checkpoint-N`` to resume from (by step number), or None (fresh start)."""
     if not resume:
         return None
-    ckpts = sorted(out.glob("checkpoint-*"))
+    ckpts = sorted((p for p in out.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+                   key=lambda p: int(p.name.split("-")[-1]))
     if not ckpts:
         logger.warning("--resume: no checkpoint-N in %s yet; starting fresh", out)
         return None
     logger.info("resuming from %s", ckpts[-1])
-    return True
+    return str(ckpts[-1])
 
 
 def save_final(trainer: Any, processor: Any, out: Path, opts: VLMTrainOptions, summary: dict[str, Any]) -> Path:
