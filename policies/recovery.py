@@ -355,11 +355,11 @@ def report_plot(summary: dict[str, Any], path: Path, title: str = "") -> None:
 def write_report(cfg: ExperimentConfig, rows: Sequence[dict[str, Any]], command: str) -> dict[str, Any]:
     """``recovery.md`` (table + command), ``recovery.png`` and ``recovery.json`` in ``cfg.out``."""
     out = Path(cfg.out)
-    rows = [r for r in rows if r["condition"] in cfg.conditions
-            and cfg.seed <= r["seed"] < cfg.seed + cfg.episodes]
+    rows = [r for r in rows if r["condition"] in cfg.conditions and r["seed"] >= cfg.seed]
     summary = summarize(rows, cfg.conditions)
     table = report_table(summary)
-    title = (f"{cfg.env}/{cfg.robot}, critic {cfg.critic}, {cfg.episodes} episodes per bar, "
+    counts = sorted({n for e in summary.values() for n in (e["success_unmonitored"][2], e["success_monitored"][2])})
+    title = (f"{cfg.env}/{cfg.robot}, critic {cfg.critic}, {'/'.join(map(str, counts))} episodes per bar, "
              f"max {cfg.recovery.max_retries} replans")
     report_plot(summary, out / "recovery.png", title)
     (out / "recovery.md").write_text(f"# Failure recovery\n\n{title}\n\n{table}\nCommand:\n\n```\n{command}\n```\n")

@@ -477,6 +477,7 @@ def train(cfg: AgentConfig, critic: Any | None = None) -> dict[str, Any]:
                                           eval_freq=max(1, cfg.eval_every // cfg.workers), deterministic=True,
                                           callback_after_eval=EvalLog(eval_csv, t0), verbose=0))
         remaining = cfg.steps - start
+        t_learn = time.time()
         if remaining > 0:
             model.learn(total_timesteps=remaining, callback=CallbackList(callbacks), reset_num_timesteps=start == 0,
                         tb_log_name=f"{cfg.algo}_{cfg.reward}", progress_bar=cfg.progress_bar)
@@ -489,7 +490,7 @@ def train(cfg: AgentConfig, critic: Any | None = None) -> dict[str, Any]:
             "timesteps": int(model.num_timesteps),
             "resumed_from": int(start),
             "wall_s": round(wall, 1),
-            "steps_per_s": round((model.num_timesteps - start) / wall, 1) if wall > 0 else None,
+            "steps_per_s": round((model.num_timesteps - start) / (time.time() - t_learn), 1),  # learning only
             "eval": read_eval(eval_csv)[-1:] or None,
             "critic": None if wrapper is None else {
                 "queries": sum(t.stats.queries for t in wrapper.trackers),

@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cooldown", type=int, default=50, help="steps after a replan in which signals re-arm only")
     p.add_argument("--hold-steps", type=int, default=60, help="success must hold this many steps")
     p.add_argument("--out", default="docs/results/recovery")
+    p.add_argument("--report-only", action="store_true", help="write the report from episodes.jsonl, run nothing")
     return p
 
 
@@ -61,8 +62,13 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     total = len(conditions) * 2 * args.episodes
-    with tqdm(total=total, desc="episodes", unit="ep") as bar:
-        rows = run_experiment(cfg, on_episode=lambda row: bar.update(1))
+    if args.report_only:
+        from policies.recovery import read_episodes
+
+        rows = read_episodes(Path(args.out) / "episodes.jsonl")
+    else:
+        with tqdm(total=total, desc="episodes", unit="ep") as bar:
+            rows = run_experiment(cfg, on_episode=lambda row: bar.update(1))
     command = "python scripts/recovery.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     result = write_report(cfg, rows, command)
     print((Path(args.out) / "recovery.md").read_text())
