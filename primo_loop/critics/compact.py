@@ -290,7 +290,6 @@ class CompactCritic:
         checkpoint: checkpoint folder; default: the embedded one in ``primo_loop/assets/compact/``.
         device: torch device ("cpu" by default).
         threads: torch intra-op threads to use (None leaves torch's setting).
-        failure_threshold: not used for the verdict (which carries the probability); kept for reporting.
         **expect: architecture fields the caller requires (e.g. ``image_size=64``); a checkpoint whose config
             differs raises :class:`CheckpointError` naming the differences.
 
@@ -325,6 +324,7 @@ class CompactCritic:
         self.config, self.model = load_checkpoint(self.checkpoint, expect=expected)
         self.device = torch.device(device)
         self.model.to(self.device)
+        self._encoder = inference_encoder(self.model)
         self._roles, self._times = sequence_layout(self.config.clip_len)
         self._text_cache: dict[str, list[int]] = {}
 
@@ -333,12 +333,12 @@ class CompactCritic:
         return self.checkpoint / "report.json"
 
     def assess(self, queries: Sequence[CriticQuery]) -> list[CriticVerdict]:
-        """Score a batch of queries in one forward pass."""
+        """Score a batch of queries in one forward pass (each distinct frame is encoded once)."""
         torch = _torch()
         if not queries:
             return []
         t0 = time.perf_counter()
-        frames = np.stack([self._frames(q) for q in queries])
+        frames, gather = self._frames(queries)
         ids, offsets = [], []
         for q in queries:
             offsets.append(len(ids))
@@ -346,26 +346,70 @@ class CompactCritic:
             if toks is None:
                 toks = self._text_cache[q.instruction] = hash_tokens(q.instruction, self.config.vocab_buckets)
             ids.extend(toks)
-        b = len(queries)
+        b, s = gather.shape
         with torch.inference_mode():
-            roles = torch.from_numpy(self._roles).expand(b, -1)
-            times = torch.from_numpy(self._times).expand(b, -1)
-            p_logit, f_logit = self.model(torch.from_numpy(frames).to(self.device), roles.to(self.device),
-                                          times.to(self.device), torch.tensor(ids, device=self.device),
-                                          torch.tensor(offsets, device=self.device))
+            feats = self._encoder(torch.from_numpy(frames).to(self.device))
+            tok = feats[torch.from_numpy(gather).to(self.device)]
+            roles = torch.from_numpy(self._roles).expand(b, -1).to(self.device)
+            times = torch.from_numpy(self._times).expand(b, -1).to(self.device)
+            p_logit, f_logit = self.model.forward_tokens(tok, roles, times, torch.tensor(ids, device=self.device),
+                                                         torch.tensor(offsets, device=self.device))
             prog = torch.sigmoid(p_logit).cpu().numpy()
             fail = torch.sigmoid(f_logit).cpu().numpy()
         dt = (time.perf_counter() - t0) / b
         return [CriticVerdict(progress=float(p), failure_prob=float(f), raw=f"progress={p:.4f} failure={f:.4f}",
                               latency_s=dt) for p, f in zip(prog, fail)]
 
-    def _frames(self, q: CriticQuery) -> np.ndarray:
-        """``[initial, clip (resampled to clip_len), current]`` at the critic's resolution."""
+    def _frames(self, queries: Sequence[CriticQuery]) -> tuple[np.ndarray, np.ndarray]:
+        """Distinct frames of the batch at the critic's resolution, and each query's
+        ``[initial, clip (resampled to clip_len), current]`` as indices into them.
+
+        The tracker's clips start with the initial frame and end with the current one: those are encoded once.
+        """
         from primo_loop.data.video import resize_frames
         from primo_loop.tracker import sample_clip_indices
 
-        clip = q.clip
-        if len(clip) != self.config.clip_len:
-            clip = clip[sample_clip_indices(len(clip), self.config.clip_len)]
-        seq = np.concatenate([q.initial[None], clip, q.current[None]])
-        return resize_frames(seq, self.config.image_size)
+        frames: list[np.ndarray] = []
+        gather = np.empty((len(queries), self.config.clip_len + 2), np.int64)
+        for i, q in enumerate(queries):
+            clip = q.clip
+            if len(clip) != self.config.clip_len:
+                clip = clip[sample_clip_indices(len(clip), self.config.clip_len)]
+            base = len(frames)
+            frames.extend(clip)
+            row = list(range(base, base + len(clip)))
+            first = row[0] if _same(q.initial, clip[0]) else _append(frames, q.initial)
+            last = row[-1] if _same(q.current, clip[-1]) else _append(frames, q.current)
+            gather[i] = [first, *row, last]
+        return resize_frames(np.stack(frames), self.config.image_size), gather
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    return a is b or (a.shape == b.shape and np.array_equal(a, b))
+
+
+def _append(frames: list[np.ndarray], frame: np.ndarray) -> int:
+    frames.append(frame)
+    return len(frames) - 1
+
+
+def inference_encoder(model):
+    """The model's frame encoder prepared for inference: each conv's BatchNorm folded into it (fewer passes over
+    the feature maps; about 1.5x faster on a CPU for this small CNN)."""
+    import copy
+
+    torch = _torch()
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    enc = copy.deepcopy(model.encoder).eval()
+    layers, fused, i = list(enc.convs), [], 0
+    while i < len(layers):
+        if (isinstance(layers[i], torch.nn.Conv2d) and i + 1 < len(layers)
+                and isinstance(layers[i + 1], torch.nn.BatchNorm2d)):
+            fused.append(fuse_conv_bn_eval(layers[i], layers[i + 1]))
+            i += 2
+        else:
+            fused.append(layers[i])
+            i += 1
+    enc.convs = torch.nn.Sequential(*fused)
+    return enc

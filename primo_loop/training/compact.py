@@ -329,8 +329,15 @@ def evaluate_batches(model, batcher: Batcher, indices: Sequence[int], cfg: Train
             "val_queries": n, "val_score": mae + 100 * cfg.failure_weight * fl / max(n, 1) / 10}
 
 
-def train(cfg: TrainConfig, resume: bool = False, progress_bar: bool = True) -> dict[str, Any]:
+def train(cfg: TrainConfig, resume: bool = False, progress_bar: bool = True,
+          stop_after: int | None = None) -> dict[str, Any]:
     """Train the compact critic; return a summary (best epoch, validation metrics, timings).
+
+    Args:
+        cfg: the run's options.
+        resume: continue from ``cfg.out``'s saved state (after its last finished epoch).
+        progress_bar: show a tqdm bar per epoch.
+        stop_after: stop (as if interrupted) once this many epochs are done in total.
 
     Raises:
         DatasetError: no usable episodes.
@@ -438,6 +445,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress_bar: bool = True) -> 
             from tqdm import tqdm
 
             tqdm.write(msg)
+        if stop_after is not None and epoch + 1 >= stop_after:
+            break
         if cfg.max_minutes is not None and (time.time() - t_start) / 60 >= cfg.max_minutes:
             logger.warning("stopping after epoch %d: --max-minutes %.1f reached", epoch + 1, cfg.max_minutes)
             break

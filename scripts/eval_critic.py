@@ -1,0 +1,89 @@
+#!/usr/bin/env python
+"""Score a critic on dataset folders and/or PRIMO record files; write report.json, report.md and plots.
+
+    python scripts/eval_critic.py --critic compact --data data/eval_lift_panda data/eval_lift_robots \\
+        --out runs/eval_compact
+    python scripts/eval_critic.py --critic primo --critic-option model=LeonOverload/PRIMO-R1-7B \\
+        --data primo_bench/real_humanoid.jsonl --data-root /data/primo --out runs/eval_primo
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from primo_loop.cli import parse_options, run, writable_dir  # noqa: E402
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--critic", default="compact", help="critic backend (compact, oracle, primo, remote)")
+    p.add_argument("--checkpoint", default=None, help="checkpoint for the critic (compact: a folder)")
+    p.add_argument("--critic-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="backend option, repeatable")
+    p.add_argument("--data", nargs="+", default=[], help="dataset folder(s) and/or PRIMO .json/.jsonl file(s)")
+    p.add_argument("--videos", nargs="+", default=[], help="folder(s) of videos with instruction sidecars "
+                                                          "(NAME.mp4 + NAME.txt or NAME.json; see primo_loop/data/videos.py)")
+    p.add_argument("--size", type=int, default=224, help="--videos frames are resized to this square size")
+    p.add_argument("--data-root", default=None, help="where relative media paths of PRIMO records resolve "
+                                                     "(default: $PRIMO_DATA_ROOT, else the records file's folder)")
+    p.add_argument("--out", required=True, help="report folder")
+    p.add_argument("--critic-every", type=int, default=10)
+    p.add_argument("--frame-every", type=int, default=None)
+    p.add_argument("--clip-len", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--failure-threshold", type=float, default=0.5)
+    p.add_argument("--failure-patience", type=int, default=1)
+    p.add_argument("--nframes", type=int, default=8, help="clip frames decoded from a PRIMO record")
+    p.add_argument("--max-episodes", type=int, default=None)
+    p.add_argument("--split-by", default="auto", help="auto | task | robot | source | none")
+    p.add_argument("--train-tasks", nargs="+", default=None, help="training domain for --split-by auto")
+    p.add_argument("--train-robots", nargs="+", default=None, help="training domain for --split-by auto")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main() -> int:
+    args = build_parser().parse_args()
+    from primo_loop.critics import make_critic
+    from primo_loop.evaluate import EvalConfig, evaluate
+
+    options = parse_options(args.critic_option)
+    if args.checkpoint is not None:
+        options["checkpoint"] = args.checkpoint
+    cfg = EvalConfig(critic_every=args.critic_every, frame_every=args.frame_every, clip_len=args.clip_len,
+                     batch_size=args.batch_size, failure_threshold=args.failure_threshold,
+                     failure_patience=args.failure_patience, nframes=args.nframes, max_episodes=args.max_episodes,
+                     split_by=args.split_by, train_tasks=args.train_tasks, train_robots=args.train_robots,
+                     data_root=args.data_root)
+    if not args.data and not args.videos:
+        from primo_loop.errors import ConfigError
+
+        raise ConfigError("Expected --data and/or --videos")
+    out = writable_dir(args.out)
+    critic = make_critic(args.critic, **options)
+    if args.videos:
+        from primo_loop.data.videos import evaluate_videos
+
+        videos = evaluate_videos(critic, args.videos, out / "videos", cfg, image_size=args.size,
+                                 critic_name=args.critic)
+        print(f"videos: {len(videos['videos'])} scored ({videos['labelled']} labelled): {out / 'videos' / 'videos.md'}")
+        if not args.data:
+            return 0
+    report = evaluate(critic, args.data, out, cfg, critic_name=args.critic, progress_bar=not args.no_progress,
+                      extra={"command": " ".join(["scripts/eval_critic.py", *sys.argv[1:]])})
+    summary = {name: {"episodes": s["episodes"], "mae": s["progress"]["mae"], "voc_successful": s["voc_successful"],
+                      "failure_f1": (s["failure_detection"] or {}).get("f1"),
+                      "median_delay": (s["failure_detection"] or {}).get("median_delay"),
+                      "unreadable_rate": s["unreadable_rate"], "latency_ms": s["latency_ms"]}
+               for name, s in report["splits"].items()}
+    print(json.dumps(summary, indent=1, default=str))
+    print(f"report: {out / 'report.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)

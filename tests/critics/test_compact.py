@@ -1,0 +1,121 @@
+"""The compact critic: loading (embedded default, other checkpoints, mismatches) and scoring."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from primo_loop.critics import make_critic  # noqa: E402
+from primo_loop.critics.compact import (  # noqa: E402
+    DEFAULT_CHECKPOINT,
+    CompactConfig,
+    build_model,
+    hash_tokens,
+    save_checkpoint,
+    sequence_layout,
+    text_batch,
+)
+from primo_loop.errors import CheckpointError, ConfigError  # noqa: E402
+from primo_loop.tracker import sample_clip_indices  # noqa: E402
+from primo_loop.types import CriticQuery  # noqa: E402
+
+TINY = dict(image_size=32, channels=(8, 16), dim=32, layers=1, heads=2, vocab_buckets=64)
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    cfg = CompactConfig(**TINY)
+    model = build_model(cfg)
+    model.eval()
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt"), cfg, model.state_dict())
+
+
+def _queries(n: int, size: int = 48, seed: int = 0) -> list[CriticQuery]:
+    rng = np.random.default_rng(seed)
+    frames = rng.integers(0, 255, (20, size, size, 3), dtype=np.uint8)
+    out = []
+    for i in range(n):
+        kept = frames[: 5 + i]
+        out.append(CriticQuery(instruction="pick up the cube and lift it", initial=kept[0],
+                               clip=kept[sample_clip_indices(len(kept), 8)], current=kept[-1], step=10 * i))
+    return out
+
+
+def test_scores_in_range_and_batch_independent(tiny_ckpt):
+    critic = make_critic("compact", checkpoint=tiny_ckpt)
+    qs = _queries(5)
+    batch = critic.assess(qs)
+    assert len(batch) == 5
+    for v in batch:
+        assert 0.0 <= v.progress <= 1.0 and 0.0 <= v.failure_prob <= 1.0 and v.latency_s > 0
+    single = [critic.assess([q])[0].progress for q in qs]
+    np.testing.assert_allclose([v.progress for v in batch], single, atol=1e-5)
+    assert critic.assess([]) == []
+
+
+def test_dedup_matches_full_sequence(tiny_ckpt):
+    """Encoding each distinct frame once gives what the plain forward over all frames gives."""
+    critic = make_critic("compact", checkpoint=tiny_ckpt)
+    qs = _queries(3)
+    from primo_loop.data.video import resize_frames
+
+    frames = np.stack([resize_frames(np.concatenate([q.initial[None], q.clip, q.current[None]]), 32) for q in qs])
+    roles, times = sequence_layout(8)
+    ids, offsets = text_batch([q.instruction for q in qs], 64)
+    with torch.inference_mode():
+        p, _ = critic.model(torch.from_numpy(frames), torch.from_numpy(roles).expand(3, -1),
+                            torch.from_numpy(times).expand(3, -1), ids, offsets)
+    np.testing.assert_allclose(torch.sigmoid(p).numpy(), [v.progress for v in critic.assess(qs)], atol=1e-5)
+
+
+def test_mismatched_config_says_what_differs(tiny_ckpt, tmp_path):
+    with pytest.raises(CheckpointError, match=r"image_size: requested 64, checkpoint 32"):
+        make_critic("compact", checkpoint=tiny_ckpt, image_size=64)
+    with pytest.raises(ConfigError, match="Unknown compact-critic options"):
+        make_critic("compact", checkpoint=tiny_ckpt, imagesize=64)
+    # weights that do not fit their config
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "weights.pt").write_bytes((tiny_ckpt / "weights.pt").read_bytes())
+    cfg = json.loads((tiny_ckpt / "config.json").read_text())
+    cfg["dim"] = 64
+    (bad / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="shape mismatches"):
+        make_critic("compact", checkpoint=bad)
+    with pytest.raises(CheckpointError, match="missing"):
+        make_critic("compact", checkpoint=tmp_path / "nowhere")
+    (bad / "weights.pt").write_bytes(b"not a torch file")
+    cfg["dim"] = 32
+    (bad / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="Corrupt"):
+        make_critic("compact", checkpoint=bad)
+
+
+def test_default_checkpoint_loads_and_scores():
+    assert (DEFAULT_CHECKPOINT / "config.json").is_file(), "the embedded default checkpoint is missing"
+    critic = make_critic("compact")
+    assert critic.checkpoint == DEFAULT_CHECKPOINT and critic.report_path.is_file()
+    (v,) = critic.assess(_queries(1, size=128))
+    assert 0.0 <= v.progress <= 1.0 and 0.0 <= v.failure_prob <= 1.0
+    size = sum(p.stat().st_size for p in DEFAULT_CHECKPOINT.iterdir())
+    assert size < 10 * 2 ** 20  # "a few MB"
+
+
+def test_hashing_is_stable_across_processes():
+    code = "from primo_loop.critics.compact import hash_tokens; print(hash_tokens('pick up the cube', 2048))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == hash_tokens("pick up the cube", 2048)
+
+
+def test_importing_the_core_does_not_import_torch():
+    code = ("import sys, primo_loop, primo_loop.critics, primo_loop.metrics, primo_loop.evaluate, "
+            "primo_loop.data.dataset, primo_loop.data.primo_format, primo_loop.data.collect; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
