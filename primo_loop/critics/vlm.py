@@ -215,7 +215,34 @@ class VLMCritic:
                  fps: float = 2.0, frame_size: int | tuple[int, int] | str | None = None,
                  prompt_template: str | Path | PromptTemplate | None = None, attn_implementation: str | None = None,
                  revision: str | None = None, trust_remote_code: bool = False, seed: int = 0):
+        self._configure(max_new_tokens=max_new_tokens, batch_size=batch_size, temperature=temperature, top_p=top_p,
+                        fps=fps, frame_size=frame_size, prompt_template=prompt_template, seed=seed)
         self.model_name = str(model)
+        processor, net = load_vlm(self.model_name, device=device, dtype=dtype,
+                                  attn_implementation=attn_implementation, revision=revision,
+                                  trust_remote_code=str(trust_remote_code).lower() in ("1", "true"))
+        self._attach(processor, net)
+
+    @classmethod
+    def from_model(cls, processor: Any, model: Any, *, name: str = "in-memory", **options: Any) -> VLMCritic:
+        """Wrap an already loaded ``(processor, model)`` (e.g. a random-init 7B for benchmarks).
+
+        Args:
+            processor: a Qwen2.5-VL-family processor.
+            model: the matching ``AutoModelForImageTextToText`` model, on its device, in eval mode.
+            name: what :attr:`model_name` reports.
+            **options: the decoding and prompt options of :class:`VLMCritic`.
+        """
+        critic = cls.__new__(cls)
+        critic._configure(**options)
+        critic.model_name = name
+        processor.tokenizer.padding_side = "left"
+        critic._attach(processor, model)
+        return critic
+
+    def _configure(self, *, max_new_tokens: int = 1024, batch_size: int = 8, temperature: float = 0.0,
+                   top_p: float = 1.0, fps: float = 2.0, frame_size: int | tuple[int, int] | str | None = None,
+                   prompt_template: str | Path | PromptTemplate | None = None, seed: int = 0) -> None:
         self.max_new_tokens = _int_option("max_new_tokens", max_new_tokens, 1)
         self.batch_size = _int_option("batch_size", batch_size, 1)
         self.temperature, self.top_p, self.fps = float(temperature), float(top_p), float(fps)
@@ -225,9 +252,10 @@ class VLMCritic:
         self.frame_size = _frame_size_option(frame_size)
         self.template = resolve_template(prompt_template)
         self.seed = int(seed)
-        self.processor, self.model = load_vlm(self.model_name, device=device, dtype=dtype,
-                                              attn_implementation=attn_implementation, revision=revision,
-                                              trust_remote_code=str(trust_remote_code).lower() in ("1", "true"))
+        self.min_new_tokens = 0  # benchmarks force a fixed answer length with this
+
+    def _attach(self, processor: Any, net: Any) -> None:
+        self.processor, self.model = processor, net
         tok = self.processor.tokenizer
         self._suppress = [i for i in (tok.convert_tokens_to_ids(t) for t in VISION_TOKENS)
                           if i is not None and i != tok.unk_token_id]
@@ -268,6 +296,8 @@ class VLMCritic:
         inputs = self.prepare(queries)
         gen: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "suppress_tokens": self._suppress,
                                "pad_token_id": self.processor.tokenizer.pad_token_id}
+        if self.min_new_tokens:
+            gen["min_new_tokens"] = self.min_new_tokens
         if self.temperature > 0:
             torch.manual_seed(self.seed)
             gen.update(do_sample=True, temperature=self.temperature, top_p=self.top_p)
