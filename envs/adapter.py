@@ -17,7 +17,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.robots import ROBOTS, controller_config
+from envs.robots import GRIPPERS, ROBOTS, controller_config, fix_model
 from envs.tasks import SPECS, SimView, TaskSpec
 from primo_loop.errors import ConfigError, check_choice
 
@@ -77,6 +77,8 @@ class RobosuiteEnv(gym.Env):
             hard_reset=bool(hard_reset),
             reward_shaping=bool(reward_shaping),
         )
+        if robot in GRIPPERS:
+            kwargs["gripper_types"] = GRIPPERS[robot]
         kwargs.update(spec.env_kwargs)
         kwargs.update(robosuite_kwargs)
         kwargs.setdefault("seed", 0)  # object sizes are drawn at construction: same env in every process
@@ -161,8 +163,9 @@ class RobosuiteEnv(gym.Env):
 
     # ----- internals -------------------------------------------------------------------------------------
     def _bind_sim(self) -> None:
+        fix_model(self.robot, self.rs_env.sim)
         self.sim_view = SimView(self.rs_env)
-        self.oracle = self.spec_task.oracle(self.sim_view, self.spec_task)
+        self.oracle = self.spec_task.oracle(self.sim_view, self.spec_task, self.robot)
         self.oracle.reset()
 
     def _reseed(self, seed: int) -> None:

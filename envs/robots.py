@@ -22,3 +22,30 @@ def controller_config(robot: str) -> dict:
     from robosuite.controllers import load_composite_controller_config
 
     return load_composite_controller_config(controller="BASIC", robot=robot)
+
+
+# robosuite 1.5.2's Robotiq85 gripper (default of UR5e and Kinova3) cannot close with mujoco 3.9: its tendon
+# linkage drifts and each inner finger jams on its inner knuckle with the pads 6 cm apart, so it cannot hold
+# a 4 cm cube. We give those arms the Robotiq140 (IIWA's default), which closes.
+GRIPPERS: dict[str, str] = {"UR5e": "Robotiq140Gripper", "Kinova3": "Robotiq140Gripper"}
+
+# Control steps (20 Hz) a robot's gripper needs, from its open state, to close firmly on a 4 cm object.
+# Jaco's gripper integrates its command at 0.01 per step (robosuite's design): it is slow.
+GRIP_STEPS: dict[str, int] = {"Panda": 8, "Sawyer": 8, "UR5e": 10, "IIWA": 10, "Kinova3": 10, "Jaco": 35,
+                              "GR1ArmsOnly": 15}
+
+# Collision geoms switched off because robosuite 1.5.2's models jam on them (with mujoco 3.9):
+# - Sawyer: the link0 sphere rests on the base cylinder and the contact's friction locks joint 0 (the arm
+#   then cannot reach y < ~0.05 over the table).
+# These geoms touch nothing else in our tasks.
+_NO_COLLISION_GEOMS: dict[str, tuple[str, ...]] = {
+    "Sawyer": ("robot0_base_col",),
+}
+
+
+def fix_model(robot: str, sim) -> None:
+    """Patch known robosuite model problems of ``robot`` in a live ``sim`` (idempotent)."""
+    for name in _NO_COLLISION_GEOMS.get(robot, ()):
+        gid = sim.model.geom_name2id(name)
+        sim.model.geom_contype[gid] = 0
+        sim.model.geom_conaffinity[gid] = 0

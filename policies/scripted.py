@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from envs.robots import GRIP_STEPS
 from primo_loop.errors import UnsupportedError, check_choice
 
 FAILURE_MODES = ("drop", "offset_grasp", "close_early", "push_away", "freeze")
@@ -35,7 +36,9 @@ POS_SCALE = 0.05  # OSC_POSE: action 1.0 = 5 cm per step
 ROT_SCALE = 0.5  # and 0.5 rad per step
 
 # per-robot grasp depth: grip-site height relative to the grasp point (fingers' reach differs)
-GRASP_DZ = {"Panda": -0.005}
+GRASP_DZ = {"Panda": -0.005, "Jaco": 0.005}
+# humanoid hand: where the object sits in the hand frame at the grasp (fingers along -y, thumb along -x)
+HAND_GRASP = np.array([0.0, -0.09, 0.03])
 
 
 def rot_z(yaw: float) -> np.ndarray:
@@ -80,8 +83,6 @@ class TaskPlan:
     lift_height = 0.15  # above the grasp height (Lift: final; others: at least the carry height)
     yaw_period: float | None = np.pi / 2  # object symmetry for yaw alignment (None: keep the yaw)
     places = False  # whether the object is carried to a goal and released
-    n_close = 10
-    n_open = 8
 
     def __init__(self, env: Any):
         self.env = env
@@ -110,7 +111,36 @@ class LiftPlan(TaskPlan):
         return yaw_of(self.env.sim_view.body_quat(self.oracle.cube_id))
 
 
-PLANS: dict[str, type[TaskPlan]] = {"Lift": LiftPlan}
+class StackPlan(TaskPlan):
+    places = True
+
+    def object_yaw(self) -> float:
+        return yaw_of(self.env.sim_view.body_quat(self.oracle.a_id))
+
+    def place_pos(self) -> np.ndarray:
+        return self.oracle.goal_pos() + np.array([0.0, 0.0, 0.005])
+
+    def carry_z(self) -> float:
+        return float(self.oracle.goal_pos()[2]) + 0.10
+
+
+class PickPlaceCanPlan(TaskPlan):
+    places = True
+    yaw_period = None  # a can is round
+
+    def grasp_pos(self) -> np.ndarray:
+        return self.oracle.grasp_point() + np.array([0.0, 0.0, 0.025])  # upper half: the palm clears the top
+
+    def place_pos(self) -> np.ndarray:
+        # the target quarter's centre is at the edge of the arms' reach: aim at its near part
+        xy = self.oracle.target[:2] - np.array([0.03, 0.04])
+        return np.array([*xy, self.oracle.rest_z + 0.03])
+
+    def carry_z(self) -> float:
+        return self.oracle.rest_z + 0.15
+
+
+PLANS: dict[str, type[TaskPlan]] = {"Lift": LiftPlan, "Stack": StackPlan, "PickPlaceCan": PickPlaceCanPlan}
 
 
 def check_plan(env: Any) -> TaskPlan:
@@ -142,6 +172,7 @@ class ScriptedPolicy:
         self.arm = "right"
         self.view = self.env.sim_view
         self._controller = self.view.robot.part_controllers[self.arm]
+        self.n_close = GRIP_STEPS.get(self.env.robot, 10) + 4
         self.seed = int(seed)
         self._seed_rngs(self.seed)
         self.reset()
@@ -161,9 +192,9 @@ class ScriptedPolicy:
         self.failure_injected_at: int | None = None
         self._inject = self.failure is not None
         self._draw_failure()
-        humanoid = len(self.view.arms) > 1
-        self._r_ref = self.view.eef_mat(self.arm) if humanoid else R_DOWN
-        self._align_yaw = not humanoid and self.plan.yaw_period is not None
+        self._humanoid = len(self.view.arms) > 1
+        self._r_ref = self.view.eef_mat(self.arm) if self._humanoid else R_DOWN
+        self._align_yaw = not self._humanoid and self.plan.yaw_period is not None
 
     def replan(self) -> None:
         """Go back to approach + grasp from wherever the robot is; no failure is injected after this."""
@@ -219,12 +250,23 @@ class ScriptedPolicy:
             a[0:3] = v * (max_speed / m) if m > max_speed else v
         a[3:6] = np.clip(origin.T @ rot_error(self._r_target(), self.view.eef_mat(self.arm)) / ROT_SCALE, -1, 1)
         grip_slice = self.view._grip_slice[self.arm]
-        a[grip_slice] = grip
+        a[grip_slice] = self._grip_command(grip)
         for other in self.view.arms:  # the humanoid's other hand stays open
             if other != self.arm and other in self.view._grip_slice:
                 a[self.view._grip_slice[other]] = -1.0
         self._grip = grip
         return a
+
+    def _grip_command(self, grip: float) -> float:
+        """The gripper action for a wanted state (+1 closed, -1 open).
+
+        Jaco's gripper integrates its command slowly (0.01 per step); opening it all the way would cost ~100
+        steps to close again, so "open" stops at its half-open reset state, which clears a 4.4 cm cube.
+        """
+        gripper = self.view.robot.gripper[self.arm]
+        if grip < 0 and type(gripper).__name__ == "JacoThreeFingerGripper":
+            return -1.0 if float(np.ravel(gripper.current_action)[0]) < 0.0 else 0.0
+        return grip
 
     def _r_target(self) -> np.ndarray:
         if not self._align_yaw:
@@ -253,7 +295,10 @@ class ScriptedPolicy:
 
     def _grasp_target(self) -> np.ndarray:
         g = self.plan.grasp_pos().copy()
-        g[2] += GRASP_DZ.get(self.env.robot, -0.005)
+        if self._humanoid:  # put the object in the hand: at HAND_GRASP in the hand's (fixed) frame
+            g -= self._r_ref @ HAND_GRASP
+        else:
+            g[2] += GRASP_DZ.get(self.env.robot, -0.005)
         if self._injecting("offset_grasp"):
             g += self._offset
         return g
@@ -285,7 +330,7 @@ class ScriptedPolicy:
             self._mark = self.view.eef_pos(self.arm)
             if self._injecting("offset_grasp"):
                 self._injected()
-        if self._phase_t >= self.plan.n_close:
+        if self._phase_t >= self.n_close:
             self._set_phase("lift")
         return self._action(self._mark if self._mark is not None else None, 1.0)
 
@@ -320,7 +365,7 @@ class ScriptedPolicy:
             done = total - np.linalg.norm(goal[:2] - obj[:2])
             if total < 1e-3 or done / total > self._drop_frac:
                 return self._drop()
-        if np.linalg.norm(goal[:2] - obj[:2]) < 0.01 and abs(target[2] - eef[2]) < 0.02:
+        if np.linalg.norm(goal[:2] - obj[:2]) < 0.012 and (abs(target[2] - eef[2]) < 0.02 or self._phase_t > 60):
             self._set_phase("lower")
             return self._phase_lower()
         return self._action(target, 1.0)
@@ -329,7 +374,7 @@ class ScriptedPolicy:
         obj, goal = self.plan.object_pos(), self.plan.place_pos()
         eef = self.view.eef_pos(self.arm)
         target = eef + (goal - obj)
-        if np.linalg.norm(goal - obj) < 0.007 or self._phase_t > 40:
+        if abs(goal[2] - obj[2]) < 0.007 or self._phase_t > 40:
             self._set_phase("release")
             return self._phase_release()
         return self._action(target, 1.0, max_speed=0.5)
@@ -337,7 +382,7 @@ class ScriptedPolicy:
     def _phase_release(self) -> np.ndarray:
         if self._mark is None:
             self._mark = self.view.eef_pos(self.arm)
-        if self._phase_t >= self.plan.n_open:
+        if self._phase_t >= self.n_close:
             self._set_phase("retreat")
         return self._action(self._mark, -1.0)
 

@@ -20,11 +20,11 @@ Shared rules of every object task (the per-task modules add their stages on top)
 Failure events (``failed`` latches when one happens):
 
 * ``"the <object> was dropped"``: a hold that had lifted the object ends away from the goal.
-* ``"the grasp missed the <object>"``: the gripper was commanded closed for ``miss_steps`` steps, starting
-  within ``miss_radius`` of the grasp point, without ever holding the object.
+* ``"the grasp missed the <object>"``: the gripper was commanded closed for ``envs.robots.GRIP_STEPS``
+  + 8 steps, starting within ``miss_radius`` of the grasp point, without ever holding the object.
 * ``"the <object> was pushed out of reach"`` / ``"the <object> fell off the table"``: task-specific bounds.
-* ``"the robot stopped moving"``: no gripper moved more than ``stall_tol`` for ``stall_window`` steps
-  before success.
+* ``"the robot stopped moving"``: neither the grippers' positions nor their finger joints moved more than
+  ``stall_tol`` for ``stall_window`` steps before success.
 
 Recovery (so that "replan after a failure" can succeed): a new hold clears ``failed`` whatever the failure
 was, unless the object is still out of the workspace; a stall is also cleared when a gripper moves again. The events list keeps the whole history.
@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from envs.robots import GRIP_STEPS
 from primo_loop.errors import UnsupportedError
 
 
@@ -95,6 +96,11 @@ class SimView:
     def all_eef_pos(self) -> np.ndarray:
         return np.concatenate([self.eef_pos(a) for a in self.arms])
 
+    def motion_state(self) -> np.ndarray:
+        """Gripper positions and finger joint positions: what moves when the robot does anything."""
+        fingers = [self.sim.data.qpos[self.robot._ref_gripper_joint_pos_indexes[a]] for a in self.arms]
+        return np.concatenate([self.all_eef_pos(), *fingers])
+
     def nearest_arm(self, point: np.ndarray) -> tuple[str, float]:
         """The arm whose gripper is nearest to ``point``, and the distance."""
         dists = {a: float(np.linalg.norm(self.eef_pos(a) - point)) for a in self.arms}
@@ -141,14 +147,14 @@ class TaskOracle:
     reach_tol = 0.02
     lift_event_height: float | None = 0.03  # emit "<object> was lifted" above this height (None: never)
     miss_radius = 0.15
-    miss_steps = 10
     stall_window = 30
     stall_tol = 0.005
     success_event = "the task was completed"
 
-    def __init__(self, view: SimView, spec: TaskSpec):
+    def __init__(self, view: SimView, spec: TaskSpec, robot: str):
         self.view = view
         self.spec = spec
+        self.miss_steps = GRIP_STEPS.get(robot, 10) + 8
         self._setup()
 
     # ----- hooks for subclasses -------------------------------------------------------------------------
@@ -195,6 +201,7 @@ class TaskOracle:
     def reset(self) -> None:
         self.t = 0
         self.events: list[str] = []
+        self._since_fail = 0
         self.failed = False
         self.failure_event: str | None = None
         self.obj0 = self.object_pos()
@@ -225,6 +232,7 @@ class TaskOracle:
 
     def _fail(self, text: str) -> None:
         self.events.append(text)
+        self._since_fail = len(self.events)
         if not self.failed:  # failure_event names what made the attempt fail first
             self.failed = True
             self.failure_event = text
@@ -261,13 +269,12 @@ class TaskOracle:
                 self._event(f"the {n} was lifted")
             if self.since_grasp >= 3:
                 self.holding = False
-                self.reached = False
-                if self.release_ok():
-                    pass
-                elif self.lifted or height > 0.01 or self.hold_lift > 0.2:
-                    self._fail(f"the {n} was dropped")
-                else:
-                    self._event(f"the {n} was released")
+                if not self.release_ok():
+                    self.reached = False
+                    if self.lifted or height > 0.01 or self.hold_lift > 0.2:
+                        self._fail(f"the {n} was dropped")
+                    else:
+                        self._event(f"the {n} was released")
 
         # a missed grasp: closed near the object for miss_steps without ever holding it
         closing = action is not None and self.view.grip_command(action, arm) > 0
@@ -288,7 +295,7 @@ class TaskOracle:
                 self._fail(ev)
 
         # stalls
-        eef = self.view.all_eef_pos()
+        eef = self.view.motion_state()
         self.eef_hist.append(eef)
         if self.stalled_at is not None:
             if np.max(np.abs(eef - self.stalled_at)) > 0.02:
@@ -302,7 +309,7 @@ class TaskOracle:
                 self.stalled_at = eef
                 self._fail("the robot stopped moving")
 
-        if success and not self.was_success:
+        if success and not self.was_success and self.success_event not in self.events[self._since_fail:]:
             self._event(self.success_event)
         self.was_success = success
 
@@ -312,8 +319,9 @@ class TaskOracle:
         elif self.holding:
             progress, stage = self.carried_progress(self.hold_lift)
         else:
-            progress = max(reach, self.resting_progress())
-            stage = "grasp" if dist <= 0.04 else "reach"
+            resting = self.resting_progress()
+            progress = max(reach, resting)
+            stage = "release" if resting > reach else ("grasp" if dist <= 0.04 else "reach")
         self.progress = float(min(1.0, max(0.0, progress)))
         self.stage = stage
         self.success_now = success

@@ -5,8 +5,8 @@ Stages and progress:
     grasp  0.3         gripper at the cube, closing
     lift   0.5 - 0.99  held; 0.5 + 0.49 * height / (success height), height = best this hold
     done   1.0         robosuite success: cube centre more than 4 cm above the table top
-Failure events: dropped (after being lifted), grasp missed, pushed out of reach (more than 0.2 m from
-the table centre in x or y), fell off the table, robot stopped moving.
+Failure events: dropped (after being lifted), grasp missed, pushed out of reach (unheld and more than
+0.15 m from where it started, in x/y), fell off the table, robot stopped moving.
 """
 from __future__ import annotations
 
@@ -44,16 +44,15 @@ class LiftOracle(TaskOracle):
         return 0.5 + 0.49 * lift, "lift"
 
     def displaced_event(self) -> str | None:
-        return workspace_event(self.noun, self.object_pos(), self.table, self.table_half, reach=0.2)
+        return workspace_event(self.noun, self.object_pos(), self.obj0, self.table, self.table_half, reach=0.15)
 
 
-def workspace_event(noun: str, pos: np.ndarray, table: np.ndarray, table_half: np.ndarray,
+def workspace_event(noun: str, pos: np.ndarray, start: np.ndarray, table: np.ndarray, table_half: np.ndarray,
                     reach: float) -> str | None:
-    """"fell off the table" / "pushed out of reach" for an object at ``pos``, else None."""
-    off = np.abs(pos[:2] - table[:2])
-    if pos[2] < table[2] - 0.05 or np.any(off > table_half):
+    """"fell off the table" / "pushed out of reach" (moved more than ``reach`` in x/y from ``start``)."""
+    if pos[2] < table[2] - 0.05 or np.any(np.abs(pos[:2] - table[:2]) > table_half):
         return f"the {noun} fell off the table"
-    if np.any(off > reach):
+    if np.linalg.norm(pos[:2] - start[:2]) > reach:
         return f"the {noun} was pushed out of reach"
     return None
 
