@@ -23,6 +23,7 @@ vLLM generation path is not video-aware (generation runs in transformers), and t
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -258,5 +259,6 @@ def main(argv: list[str] | None = None) -> int:
                         "rewards, the clip fed as video.").parse_args(argv)
     train(args.model, args.data, args.out, lora=args.lora, config=load_config(args.config),
           max_steps=args.max_steps, resume=args.resume, data_root=args.data_root)
-    print(f"GRPO model written to {args.out}; use it with: --critic primo --critic-option model={args.out}")
+    if os.environ.get("RANK", "0") == "0":  # once, not per process under accelerate
+        print(f"GRPO model written to {args.out}; use it with: --critic primo --critic-option model={args.out}")
     return 0

@@ -11,6 +11,7 @@ only. The clip is fed as a Qwen2.5-VL video (``pixel_values_videos``), exactly a
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -140,5 +141,6 @@ def main(argv: list[str] | None = None) -> int:
                         "records (reasoning written from sim events).").parse_args(argv)
     train(args.model, args.data, args.out, lora=args.lora, config=load_config(args.config),
           max_steps=args.max_steps, resume=args.resume, data_root=args.data_root)
-    print(f"SFT model written to {args.out}; use it with: --critic primo --critic-option model={args.out}")
+    if os.environ.get("RANK", "0") == "0":  # once, not per process under accelerate
+        print(f"SFT model written to {args.out}; use it with: --critic primo --critic-option model={args.out}")
     return 0
