@@ -158,6 +158,8 @@ def build_model(config: CompactConfig):
             self.drop = nn.Dropout(config.dropout)
             self.progress_head = nn.Linear(d, 1)
             self.failure_head = nn.Linear(d, 1)
+            # training-time auxiliary: progress and failure of every frame token (dense supervision)
+            self.frame_head = nn.Linear(d, 2)
             freqs = torch.pi * 2.0 ** torch.arange(4).float()
             self.register_buffer("freqs", freqs, persistent=False)
 
@@ -165,15 +167,21 @@ def build_model(config: CompactConfig):
             a = t[..., None] * self.freqs
             return self.time_proj(torch.cat([a.sin(), a.cos()], dim=-1))
 
-        def forward_tokens(self, feats, roles, times, text_ids, text_offsets):
-            """feats [B, S, d] frame features; roles [B, S] long; times [B, S] float; text as EmbeddingBag."""
+        def forward_tokens(self, feats, roles, times, text_ids, text_offsets, frame_outputs: bool = False):
+            """feats [B, S, d] frame features; roles [B, S] long; times [B, S] float; text as EmbeddingBag.
+
+            Returns progress and failure logits [B]; with ``frame_outputs`` also per-frame logits [B, S, 2].
+            """
             b = feats.shape[0]
             x = feats + self.role(roles) + self.time_embedding(times)
             txt = self.text(text_ids, text_offsets) + self.role.weight[3]
             x = torch.cat([self.cls.expand(b, -1, -1), txt[:, None], x], dim=1)
-            h = self.norm(self.transformer(x)[:, 0])
-            h = self.drop(h)
-            return self.progress_head(h).squeeze(-1), self.failure_head(h).squeeze(-1)
+            out = self.norm(self.transformer(x))
+            h = self.drop(out[:, 0])
+            p, f = self.progress_head(h).squeeze(-1), self.failure_head(h).squeeze(-1)
+            if frame_outputs:
+                return p, f, self.frame_head(self.drop(out[:, 2:]))
+            return p, f
 
         def forward(self, frames, roles, times, text_ids, text_offsets):
             """frames uint8 [B, S, H, W, 3] -> (progress logits [B], failure logits [B])."""

@@ -64,7 +64,8 @@ class TrainConfig:
         val_fraction: share of episodes held out for validation (by episode, stratified by task/robot).
         frame_every: the in-loop frame stride in env steps (the tracker's default: critic_every = 10).
         stride_jitter: also train with half and double ``frame_every`` (other critic cadences).
-        failure_weight: weight of the failure BCE next to the progress L1 loss.
+        failure_weight: weight of the failure BCE next to the progress loss (soft-label BCE).
+        aux_weight: weight of the per-frame progress/failure losses (dense auxiliary supervision).
         augment: per-episode colour and shift augmentation.
         threads: torch intra-op threads (None: torch's default, which follows OMP_NUM_THREADS).
         tasks / robots: train only on these (default: everything in the data).
@@ -84,6 +85,7 @@ class TrainConfig:
     frame_every: int = 10
     stride_jitter: bool = True
     failure_weight: float = 0.5
+    aux_weight: float = 0.5
     augment: bool = True
     threads: int | None = None
     tasks: list[str] | None = None
@@ -222,6 +224,8 @@ class Batcher:
         """A batch: unique frames to encode, their per-query gather index, text, and labels."""
         cfg = self.cfg
         frames, gather, prog, fail, texts, meta = [], [], [], [], [], []
+        frame_prog: list[np.ndarray] = []
+        frame_fail: list[np.ndarray] = []
         base = 0
         for ei in ep_indices:
             e = self.episodes[ei]
@@ -238,6 +242,8 @@ class Batcher:
             used = sorted({p for j in js for p in query_layout(len(kept), int(j), cfg.model.clip_len)})
             pos = {p: i for i, p in enumerate(used)}
             fr = e.frames[kept[used]]
+            frame_prog.append(e.progress[kept[used]])
+            frame_fail.append(e.failed[kept[used]].astype(np.float32))
             if train and cfg.augment and rng is not None:
                 fr = augment_episode(fr, rng)
             frames.append(fr)
@@ -251,7 +257,8 @@ class Batcher:
             base += len(used)
         return {"frames": np.concatenate(frames), "gather": np.asarray(gather, np.int64),
                 "progress": np.asarray(prog, np.float32), "failed": np.asarray(fail, np.float32),
-                "texts": texts, "meta": meta}
+                "frame_progress": np.concatenate(frame_prog).astype(np.float32),
+                "frame_failed": np.concatenate(frame_fail), "texts": texts, "meta": meta}
 
 
 def augment_episode(frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -292,19 +299,27 @@ def forward_batch(model, batch: dict[str, Any], cfg: TrainConfig):
     roles = torch.from_numpy(np.ascontiguousarray(np.broadcast_to(roles, shape)))
     times = torch.from_numpy(np.ascontiguousarray(np.broadcast_to(times, shape)))
     ids, offsets = text_batch(batch["texts"], cfg.model.vocab_buckets)
-    return model.forward_tokens(tok, roles, times, ids, offsets)
+    return model.forward_tokens(tok, roles, times, ids, offsets, frame_outputs=True)
 
 
-def losses(p_logit, f_logit, batch: dict[str, Any], cfg: TrainConfig):
+def losses(outputs, batch: dict[str, Any], cfg: TrainConfig):
+    """Total loss and its parts: progress as a soft-label BCE on the sigmoid output (well conditioned over the
+    whole 0-1 range), failure BCE, and the same two per frame token (auxiliary, dense supervision)."""
     import torch
     import torch.nn.functional as F
 
+    p_logit, f_logit, frame_logits = outputs
     target = torch.from_numpy(batch["progress"])
     failed = torch.from_numpy(batch["failed"])
-    pred = torch.sigmoid(p_logit)
-    l_prog = F.smooth_l1_loss(pred, target, beta=0.02)
+    gather = torch.from_numpy(batch["gather"])
+    l_prog = F.binary_cross_entropy_with_logits(p_logit, target)
     l_fail = F.binary_cross_entropy_with_logits(f_logit, failed)
-    return l_prog + cfg.failure_weight * l_fail, l_prog, l_fail, pred
+    fp = torch.from_numpy(batch["frame_progress"])[gather]
+    ff = torch.from_numpy(batch["frame_failed"])[gather]
+    l_aux = (F.binary_cross_entropy_with_logits(frame_logits[..., 0], fp)
+             + cfg.failure_weight * F.binary_cross_entropy_with_logits(frame_logits[..., 1], ff))
+    total = l_prog + cfg.failure_weight * l_fail + cfg.aux_weight * l_aux
+    return total, l_prog, l_fail, torch.sigmoid(p_logit)
 
 
 def evaluate_batches(model, batcher: Batcher, indices: Sequence[int], cfg: TrainConfig) -> dict[str, float]:
@@ -316,8 +331,9 @@ def evaluate_batches(model, batcher: Batcher, indices: Sequence[int], cfg: Train
     with torch.inference_mode():
         for i in range(0, len(indices), cfg.batch_episodes):
             batch = batcher.build(indices[i:i + cfg.batch_episodes], None, train=False)
-            p_logit, f_logit = forward_batch(model, batch, cfg)
-            _, _, l_fail, pred = losses(p_logit, f_logit, batch, cfg)
+            outputs = forward_batch(model, batch, cfg)
+            _, _, l_fail, pred = losses(outputs, batch, cfg)
+            f_logit = outputs[1]
             errs.append(np.abs(pred.numpy() - batch["progress"]) * 100)
             m = len(batch["progress"])
             fl += float(l_fail) * m
@@ -409,8 +425,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress_bar: bool = True,
             for g in opt.param_groups:
                 g["lr"] = lr_at(step)
             batch = batcher.build(order[b * cfg.batch_episodes:(b + 1) * cfg.batch_episodes], rng, train=True)
-            p_logit, f_logit = forward_batch(model, batch, cfg)
-            loss, l_prog, l_fail, _ = losses(p_logit, f_logit, batch, cfg)
+            loss, l_prog, l_fail, _ = losses(forward_batch(model, batch, cfg), batch, cfg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -507,6 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frame-every", type=int, default=d.frame_every)
     p.add_argument("--no-stride-jitter", action="store_true")
     p.add_argument("--failure-weight", type=float, default=d.failure_weight)
+    p.add_argument("--aux-weight", type=float, default=d.aux_weight)
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--tasks", nargs="+", default=None)
@@ -533,7 +549,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                       batch_episodes=args.batch_episodes, queries_per_episode=args.queries_per_episode, lr=args.lr,
                       weight_decay=args.weight_decay, val_fraction=args.val_fraction, frame_every=args.frame_every,
                       stride_jitter=not args.no_stride_jitter, failure_weight=args.failure_weight,
-                      augment=not args.no_augment, threads=args.threads, tasks=args.tasks, robots=args.robots,
+                      aux_weight=args.aux_weight, augment=not args.no_augment, threads=args.threads,
+                      tasks=args.tasks, robots=args.robots,
                       max_minutes=args.max_minutes, model=model)
     summary = train(cfg, resume=args.resume, progress_bar=not args.no_progress)
     print(json.dumps(summary, indent=1, default=float))
