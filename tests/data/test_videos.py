@@ -57,3 +57,26 @@ def test_evaluate_videos_curves_and_metrics(tmp_path):
     assert report["labelled"] == 1 and report["metrics"]["progress"]["mae"] == pytest.approx(0.0, abs=1e-6)
     for name in ("videos.json", "videos.md", "a.png", "b.png"):
         assert (out / name).is_file()
+
+
+def test_eval_critic_script_videos_flag(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    src = tmp_path / "videos"
+    src.mkdir()
+    make_video(src / "clip.mp4", n=12)
+    (src / "clip.json").write_text(json.dumps({"instruction": "lift the cup", "progress": [0, 100]}))
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, str(root / "scripts" / "eval_critic.py"), "--critic", "oracle", "--videos",
+                        str(src), "--critic-every", "4", "--size", "32", "--out", str(out)],
+                       capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    report = json.loads((out / "videos" / "videos.json").read_text())
+    assert report["videos"][0]["steps"] == [0, 4, 8] and (out / "videos" / "clip.png").is_file()
+    r = subprocess.run([sys.executable, str(root / "scripts" / "eval_critic.py"), "--critic", "oracle", "--out",
+                        str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "--videos" in r.stderr
