@@ -347,8 +347,8 @@ def parse_response(text: str | None) -> ParsedAnswer:
     for pattern in (_PROGRESS_RE, _PERCENT_RE):
         hits = list(pattern.finditer(tail))
         if hits:
-            span = hits[-1].group(0)
-            return ParsedAnswer(read_number(span[hits[-1].start(1) - hits[-1].start():]), reasoning, span)
+            span = tail[hits[-1].start(1): hits[-1].start(1) + 24]  # the number and what follows ("40-50%")
+            return ParsedAnswer(read_number(span), reasoning, span.strip())
     if len(tail.split()) <= 6:
         return ParsedAnswer(read_number(tail), reasoning, tail)
     return ParsedAnswer(None, reasoning or tail)

@@ -113,8 +113,9 @@ def load_vlm(model: str, *, device: str = "auto", dtype: str = "auto", attn_impl
         raise
     except Exception as exc:  # noqa: BLE001 - hub, IO and config errors come in many types
         hint = ("check the folder's files" if is_local else
-                f"download it where there is internet (`hf download {model} --local-dir DIR`, then model=DIR), "
-                f"unset HF_HUB_OFFLINE if you are online, or serve it with vLLM and use the `remote` critic "
+                f"if you meant a local folder, {src.resolve()} does not exist; for a hub model, download it where "
+                f"there is internet (`hf download {model} --local-dir DIR`, then model=DIR), unset "
+                f"HF_HUB_OFFLINE if you are online, or serve it with vLLM and use the `remote` critic "
                 f"(docs/vlm.md)")
         raise CriticUnavailableError(f"Could not load the VLM critic from {where!r} "
                                      f"({type(exc).__name__}: {str(exc)[:300]}); {hint}.") from exc

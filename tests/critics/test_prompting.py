@@ -75,6 +75,7 @@ PARSE_TABLE = [
     ("~40", 40.0),
     ("The task is about 40% complete.", 40.0),
     ("Progress: 40", 40.0),
+    ("The progress is 40-50% by now.", 45.0),
     ("I estimate the progress at 35 because 2 of 3 steps are done", 35.0),
     # unreadable
     ("", None),
