@@ -37,6 +37,16 @@ ROT_SCALE = 0.5  # and 0.5 rad per step
 
 # per-robot grasp depth: grip-site height relative to the grasp point (fingers' reach differs)
 GRASP_DZ = {"Panda": -0.005, "Jaco": 0.005}
+# how closed a gripper is, in [-1, 1], from robosuite's integrated command (``gripper.current_action``)
+CLOSEDNESS = {
+    "PandaGripper": lambda ca: float(ca[1]),
+    "RethinkGripper": lambda ca: float(ca[0]),
+    "Robotiq140Gripper": lambda ca: float(ca[0]),
+    "JacoThreeFingerGripper": lambda ca: float(-ca[0]),
+}
+# where "open" stops for objects up to ~4.5 cm (cubes); -1 = fully open
+OPEN_LEVEL = {"Robotiq140Gripper": -0.4, "JacoThreeFingerGripper": 0.0}
+CLOSE_LEVEL = {"JacoThreeFingerGripper": 0.4}
 # humanoid hand: where the object sits in the hand frame at the grasp (fingers along -y, thumb along -x)
 HAND_GRASP = np.array([0.0, -0.09, 0.03])
 
@@ -83,6 +93,7 @@ class TaskPlan:
     lift_height = 0.15  # above the grasp height (Lift: final; others: at least the carry height)
     yaw_period: float | None = np.pi / 2  # object symmetry for yaw alignment (None: keep the yaw)
     places = False  # whether the object is carried to a goal and released
+    wide_open = False  # open grippers fully (objects wider than a cube)
 
     def __init__(self, env: Any):
         self.env = env
@@ -96,6 +107,10 @@ class TaskPlan:
 
     def object_yaw(self) -> float:
         return 0.0
+
+    def avoid_dir(self) -> np.ndarray | None:
+        """Unit x/y direction from the object to a neighbour the fingers must not hit (None: no neighbour)."""
+        return None
 
     def place_pos(self) -> np.ndarray:
         """Where the object's reference point should be when released (tasks that place)."""
@@ -114,6 +129,11 @@ class LiftPlan(TaskPlan):
 class StackPlan(TaskPlan):
     places = True
 
+    def avoid_dir(self) -> np.ndarray | None:
+        d = self.oracle.view.body_pos(self.oracle.b_id)[:2] - self.object_pos()[:2]
+        n = float(np.linalg.norm(d))
+        return d / n if n > 1e-6 else None
+
     def object_yaw(self) -> float:
         return yaw_of(self.env.sim_view.body_quat(self.oracle.a_id))
 
@@ -126,6 +146,7 @@ class StackPlan(TaskPlan):
 
 class PickPlaceCanPlan(TaskPlan):
     places = True
+    wide_open = True
     yaw_period = None  # a can is round
 
     def grasp_pos(self) -> np.ndarray:
@@ -225,6 +246,7 @@ class ScriptedPolicy:
         self._push_dir = np.array([np.cos(push_ang), np.sin(push_ang), 0.0])
         self._freeze_at = int(r.integers(10, 46))
         self._push_goal: np.ndarray | None = None
+        self._yaw: float | None = None
         self._push_retries = 0
 
     def _set_phase(self, phase: str) -> None:
@@ -260,19 +282,53 @@ class ScriptedPolicy:
     def _grip_command(self, grip: float) -> float:
         """The gripper action for a wanted state (+1 closed, -1 open).
 
-        Jaco's gripper integrates its command slowly (0.01 per step); opening it all the way would cost ~100
-        steps to close again, so "open" stops at its half-open reset state, which clears a 4.4 cm cube.
+        robosuite's grippers integrate the sign of their command (Jaco's slowly: 0.01 per step). "Open" stops
+        at the gripper's OPEN_LEVEL for small objects: Jaco's fingers would take ~100 steps to close again
+        from fully open, and the Robotiq140's 14 cm span would hit a neighbouring cube.
         """
         gripper = self.view.robot.gripper[self.arm]
-        if grip < 0 and type(gripper).__name__ == "JacoThreeFingerGripper":
-            return -1.0 if float(np.ravel(gripper.current_action)[0]) < 0.0 else 0.0
-        return grip
+        name = type(gripper).__name__
+        if grip > 0:
+            if name in CLOSE_LEVEL and CLOSEDNESS[name](np.ravel(gripper.current_action)) >= CLOSE_LEVEL[name]:
+                return 0.0  # firm enough; closing further would make the release slower
+            return grip
+        level = -1.0 if self.plan.wide_open else OPEN_LEVEL.get(name, -1.0)
+        ca = np.ravel(getattr(gripper, "current_action", np.zeros(1)))
+        if name not in CLOSEDNESS or ca.size == 0 or level <= -1.0:
+            return grip
+        closed = CLOSEDNESS[name](ca)
+        return -1.0 if closed > level else 0.0
+
+    def _gripper_open(self) -> bool:
+        """Whether the gripper is back at its open level (integrating grippers) -- always True for others."""
+        gripper = self.view.robot.gripper[self.arm]
+        name = type(gripper).__name__
+        if name not in OPEN_LEVEL or self.plan.wide_open:
+            return True
+        return CLOSEDNESS[name](np.ravel(gripper.current_action)) <= OPEN_LEVEL[name] + 0.05
 
     def _r_target(self) -> np.ndarray:
         if not self._align_yaw:
             return self._r_ref
-        yaw = wrap(self.plan.object_yaw(), self.plan.yaw_period)
-        return rot_z(yaw) @ self._r_ref
+        if self._yaw is None or self.phase in ("approach", "push_setup"):
+            self._yaw = self._choose_yaw()
+        return rot_z(self._yaw) @ self._r_ref
+
+    def _choose_yaw(self) -> float:
+        """Gripper yaw matching the object's faces; among the symmetric choices, the smallest turn that keeps
+        the fingers (they close along the gripper's y axis, world y at yaw 0) off a neighbour."""
+        period = self.plan.yaw_period
+        base = wrap(self.plan.object_yaw(), period)
+        choices = [base + k * period for k in range(-2, 3) if abs(base + k * period) <= np.pi / 2 + 1e-6]
+        avoid = self.plan.avoid_dir()
+        if avoid is None:
+            return min(choices, key=abs)
+
+        def cost(yaw: float) -> float:
+            closing = np.array([-np.sin(yaw), np.cos(yaw)])
+            return abs(float(closing @ avoid)) + 0.1 * abs(yaw)
+
+        return min(choices, key=cost)
 
     def _err(self, target: np.ndarray) -> float:
         return float(np.linalg.norm(target - self.view.eef_pos(self.arm)))
@@ -368,7 +424,7 @@ class ScriptedPolicy:
         if np.linalg.norm(goal[:2] - obj[:2]) < 0.012 and (abs(target[2] - eef[2]) < 0.02 or self._phase_t > 60):
             self._set_phase("lower")
             return self._phase_lower()
-        return self._action(target, 1.0)
+        return self._action(target, 1.0, max_speed=0.6)
 
     def _phase_lower(self) -> np.ndarray:
         obj, goal = self.plan.object_pos(), self.plan.place_pos()
@@ -382,7 +438,9 @@ class ScriptedPolicy:
     def _phase_release(self) -> np.ndarray:
         if self._mark is None:
             self._mark = self.view.eef_pos(self.arm)
-        if self._phase_t >= self.n_close:
+            self._released_for = 0
+        self._released_for = 0 if self.env.oracle.grasping() else self._released_for + 1
+        if (self._released_for >= 4 and self._phase_t >= 6 and self._gripper_open()) or self._phase_t >= 80:
             self._set_phase("retreat")
         return self._action(self._mark, -1.0)
 
@@ -445,3 +503,48 @@ class ScriptedPolicy:
         if self._err(self._mark) < 0.01:
             self._set_phase("hold")
         return self._action(self._mark, 1.0)
+
+
+def evaluate(task: str, robot: str, episodes: int = 20, failure: str | None = None, seed: int = 0,
+             horizon: int = 200, noise: float = 0.0) -> dict[str, Any]:
+    """Run the scripted policy for ``episodes`` episodes (env seeds ``seed .. seed+episodes-1``).
+
+    Nominal episodes stop at the first success; episodes with an injected failure run the full horizon.
+
+    Returns:
+        dict with ``success_rate`` (success at the end of the episode), ``failure_flagged`` (fraction where
+        the oracle flagged ``failed`` at some step), ``steps_to_success`` (mean, over successes) and
+        ``steps_per_s``.
+    """
+    import time
+
+    import envs
+
+    env = envs.make_env(task, robot, horizon=horizon, terminate_on_success=failure is None)
+    policy = ScriptedPolicy(env, failure=failure, seed=seed, noise=noise)
+    successes, flagged, steps_to_success, steps = 0, 0, [], 0
+    t0 = time.perf_counter()
+    try:
+        for ep in range(episodes):
+            env.reset(seed=seed + ep)
+            policy.reset(seed=seed + ep)
+            ever_failed = False
+            info: dict[str, Any] = {}
+            for t in range(horizon):
+                _, _, terminated, truncated, info = env.step(policy.act())
+                steps += 1
+                ever_failed |= bool(info["oracle/failed"])
+                if terminated or truncated:
+                    break
+            if info.get("is_success"):
+                successes += 1
+                steps_to_success.append(env.step_count)
+            flagged += ever_failed
+    finally:
+        env.close()
+    return {
+        "task": task, "robot": robot, "failure": failure, "episodes": episodes,
+        "success_rate": successes / episodes, "failure_flagged": flagged / episodes,
+        "steps_to_success": float(np.mean(steps_to_success)) if steps_to_success else None,
+        "steps_per_s": steps / max(time.perf_counter() - t0, 1e-9),
+    }

@@ -7,7 +7,8 @@ Stages and progress:
     align  0.5 - 0.85  + 0.35 * lift * align, align = 1 - (x/y distance to the green cube) / (that at reset)
     place  0.9         held red cube touching the green cube
     done   1.0         robosuite success: red cube on the green cube, touching, released
-Failure events: red cube dropped (released away from the green cube after a lift), grasp missed, red
+Failure events: red cube dropped (let go after a lift, not within 2.5 cm x/y and 2 cm above its
+stacked place), grasp missed, red
 cube pushed out of reach (unheld, more than 0.25 m from the table centre in x/y), green cube knocked
 (moved more than 5 cm), a cube fell off the table, robot stopped moving.
 """
@@ -68,7 +69,9 @@ class StackOracle(TaskOracle):
         return 0.35 + 0.15 * lift + 0.35 * lift * align, stage
 
     def release_ok(self) -> bool:
-        return self.touching() and self.object_pos()[2] > self.view.body_pos(self.b_id)[2] + self.half_b
+        """Let go on top of the green cube: within 2.5 cm in x/y and at most 2 cm above it."""
+        a, goal = self.object_pos(), self.goal_pos()
+        return bool(np.linalg.norm(a[:2] - goal[:2]) < 0.025 and -0.01 < a[2] - goal[2] < 0.02)
 
     def displaced_event(self) -> str | None:
         a, b = self.object_pos(), self.view.body_pos(self.b_id)
