@@ -39,7 +39,7 @@ def env_id(task: str) -> str:
 
 
 def make_env(task: str, robot: str = "Panda", *, camera: str = "agentview", image_size: int = 128,
-             horizon: int = 200, obs_mode: str = "state", hard_reset: bool = False, control_freq: int = 20,
+             horizon: int | None = None, obs_mode: str = "state", hard_reset: bool = False, control_freq: int = 20,
              reward_shaping: bool = False, terminate_on_success: bool = False, render_mode: str | None = None,
              **robosuite_kwargs: Any) -> RobosuiteEnv:
     """Build ``task`` with ``robot`` as a Gymnasium env (see :class:`envs.adapter.RobosuiteEnv`).

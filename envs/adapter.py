@@ -35,7 +35,8 @@ class RobosuiteEnv(gym.Env):
         robot: a name from ``envs.supported_robots(task)``.
         camera: camera for pixel observations and ``render_frame``.
         image_size: side of the square frames, in pixels.
-        horizon: steps until ``truncated=True`` (never ``terminated``).
+        horizon: steps until ``truncated=True`` (never ``terminated``); None = the task's default
+            (``envs.task_spec(task).horizon``: Lift 200, Stack 250, PickPlaceCan 300).
         obs_mode: ``"state"``, ``"pixels"`` or ``"both"``.
         hard_reset: reload the MuJoCo model at each reset (slow; only for geometry randomisation).
         control_freq: control steps per simulated second.
@@ -48,7 +49,7 @@ class RobosuiteEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
 
     def __init__(self, task: str, robot: str = "Panda", *, camera: str = "agentview", image_size: int = 128,
-                 horizon: int = 200, obs_mode: str = "state", hard_reset: bool = False, control_freq: int = 20,
+                 horizon: int | None = None, obs_mode: str = "state", hard_reset: bool = False, control_freq: int = 20,
                  reward_shaping: bool = False, terminate_on_success: bool = False,
                  render_mode: str | None = None, **robosuite_kwargs: Any):
         task = check_choice("task", task, SPECS)
@@ -56,6 +57,7 @@ class RobosuiteEnv(gym.Env):
         spec: TaskSpec = SPECS[task]
         spec.check_robot(robot)
         obs_mode = check_choice("obs_mode", obs_mode, OBS_MODES)
+        horizon = spec.horizon if horizon is None else horizon
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ConfigError(f"Expected `render_mode` in {self.metadata['render_modes']} or None, "
                               f"actually: {render_mode!r}")

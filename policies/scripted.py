@@ -8,8 +8,8 @@ its fingers aligned to the object's yaw.
 
 Failure injection (``failure=``), drawn from ``seed`` so episodes are reproducible:
 
-* ``drop``: open the gripper while carrying (Lift: 5-12 cm up; others: 30-70 % of the way to the goal),
-  and stop the arm.
+* ``drop``: open the gripper and stop the arm while carrying (Lift, Stack: 4-10 cm up; PickPlaceCan:
+  30-70 % of the way to the goal).
 * ``offset_grasp``: approach and close 4-5 cm off the grasp point (in x/y), then carry on as if held.
 * ``close_early``: close 5-9 cm above the grasp point, then carry on.
 * ``push_away``: lower a closed gripper beside the object and sweep it 0.35 m away.
@@ -46,6 +46,7 @@ CLOSEDNESS = {
 }
 # where "open" stops for objects up to ~4.5 cm (cubes); -1 = fully open
 OPEN_LEVEL = {"Robotiq140Gripper": -0.4, "JacoThreeFingerGripper": 0.0}
+WIDE_OPEN_LEVEL = {"JacoThreeFingerGripper": -0.4}  # for the can (6.6 cm)
 CLOSE_LEVEL = {"JacoThreeFingerGripper": 0.4}
 # humanoid hand: where the object sits in the hand frame at the grasp (fingers along -y, thumb along -x)
 HAND_GRASP = np.array([0.0, -0.09, 0.03])
@@ -94,6 +95,7 @@ class TaskPlan:
     yaw_period: float | None = np.pi / 2  # object symmetry for yaw alignment (None: keep the yaw)
     places = False  # whether the object is carried to a goal and released
     wide_open = False  # open grippers fully (objects wider than a cube)
+    drop_in_transport = False  # injected drops happen while carrying to the goal (else while lifting)
 
     def __init__(self, env: Any):
         self.env = env
@@ -147,6 +149,7 @@ class StackPlan(TaskPlan):
 class PickPlaceCanPlan(TaskPlan):
     places = True
     wide_open = True
+    drop_in_transport = True
     yaw_period = None  # a can is round
 
     def grasp_pos(self) -> np.ndarray:
@@ -154,7 +157,8 @@ class PickPlaceCanPlan(TaskPlan):
 
     def place_pos(self) -> np.ndarray:
         # the target quarter's centre is at the edge of the arms' reach: aim at its near part
-        xy = self.oracle.target[:2] - np.array([0.03, 0.04])
+        quarter_low = self.oracle.target[:2] - self.oracle.bin_size[:2] / 4
+        xy = quarter_low + np.array([0.045, 0.05])  # can radius 3.3 cm + margin from the quarter's near edges
         return np.array([*xy, self.oracle.rest_z + 0.03])
 
     def carry_z(self) -> float:
@@ -237,7 +241,7 @@ class ScriptedPolicy:
 
     def _draw_failure(self) -> None:
         r = self._param_rng
-        self._drop_height = r.uniform(0.05, 0.12)
+        self._drop_height = r.uniform(0.04, 0.10)
         self._drop_frac = r.uniform(0.3, 0.7)
         ang = r.uniform(0, 2 * np.pi)
         self._offset = r.uniform(0.04, 0.05) * np.array([np.cos(ang), np.sin(ang), 0.0])
@@ -289,10 +293,11 @@ class ScriptedPolicy:
         gripper = self.view.robot.gripper[self.arm]
         name = type(gripper).__name__
         if grip > 0:
-            if name in CLOSE_LEVEL and CLOSEDNESS[name](np.ravel(gripper.current_action)) >= CLOSE_LEVEL[name]:
+            if (name in CLOSE_LEVEL and not self.plan.wide_open
+                    and CLOSEDNESS[name](np.ravel(gripper.current_action)) >= CLOSE_LEVEL[name]):
                 return 0.0  # firm enough; closing further would make the release slower
             return grip
-        level = -1.0 if self.plan.wide_open else OPEN_LEVEL.get(name, -1.0)
+        level = self._open_level(name)
         ca = np.ravel(getattr(gripper, "current_action", np.zeros(1)))
         if name not in CLOSEDNESS or ca.size == 0 or level <= -1.0:
             return grip
@@ -303,9 +308,13 @@ class ScriptedPolicy:
         """Whether the gripper is back at its open level (integrating grippers) -- always True for others."""
         gripper = self.view.robot.gripper[self.arm]
         name = type(gripper).__name__
-        if name not in OPEN_LEVEL or self.plan.wide_open:
+        if name not in CLOSEDNESS or self._open_level(name) <= -1.0:
             return True
-        return CLOSEDNESS[name](np.ravel(gripper.current_action)) <= OPEN_LEVEL[name] + 0.05
+        return CLOSEDNESS[name](np.ravel(gripper.current_action)) <= self._open_level(name) + 0.05
+
+    def _open_level(self, gripper_name: str) -> float:
+        levels = WIDE_OPEN_LEVEL if self.plan.wide_open else OPEN_LEVEL
+        return levels.get(gripper_name, -1.0)
 
     def _r_target(self) -> np.ndarray:
         if not self._align_yaw:
@@ -395,7 +404,7 @@ class ScriptedPolicy:
             self._mark = self.view.eef_pos(self.arm) + np.array([0.0, 0.0, self.plan.lift_height])
             if self.plan.places:
                 self._mark[2] = max(self._mark[2], self.plan.carry_z())
-        if (self._injecting("drop") and not self.plan.places
+        if (self._injecting("drop") and not self.plan.drop_in_transport
                 and self.plan.object_pos()[2] - self.env.oracle.rest_z > self._drop_height):
             return self._drop()
         if self.plan.places and self._err(self._mark) < 0.02:
@@ -416,15 +425,15 @@ class ScriptedPolicy:
         if self._mark is None:
             self._mark = obj.copy()  # where the transport started
         target = np.array([eef[0] + goal[0] - obj[0], eef[1] + goal[1] - obj[1], self.plan.carry_z()])
-        if self._injecting("drop"):
+        if self._injecting("drop") and self.plan.drop_in_transport:
             total = np.linalg.norm(goal[:2] - self._mark[:2])
             done = total - np.linalg.norm(goal[:2] - obj[:2])
             if total < 1e-3 or done / total > self._drop_frac:
                 return self._drop()
-        if np.linalg.norm(goal[:2] - obj[:2]) < 0.012 and (abs(target[2] - eef[2]) < 0.02 or self._phase_t > 60):
+        if np.linalg.norm(goal[:2] - obj[:2]) < 0.02 and (abs(target[2] - eef[2]) < 0.03 or self._phase_t > 60):
             self._set_phase("lower")
             return self._phase_lower()
-        return self._action(target, 1.0, max_speed=0.6)
+        return self._action(target, 1.0)
 
     def _phase_lower(self) -> np.ndarray:
         obj, goal = self.plan.object_pos(), self.plan.place_pos()
@@ -506,7 +515,7 @@ class ScriptedPolicy:
 
 
 def evaluate(task: str, robot: str, episodes: int = 20, failure: str | None = None, seed: int = 0,
-             horizon: int = 200, noise: float = 0.0) -> dict[str, Any]:
+             horizon: int | None = None, noise: float = 0.0) -> dict[str, Any]:
     """Run the scripted policy for ``episodes`` episodes (env seeds ``seed .. seed+episodes-1``).
 
     Nominal episodes stop at the first success; episodes with an injected failure run the full horizon.
@@ -521,6 +530,7 @@ def evaluate(task: str, robot: str, episodes: int = 20, failure: str | None = No
     import envs
 
     env = envs.make_env(task, robot, horizon=horizon, terminate_on_success=failure is None)
+    horizon = env.horizon
     policy = ScriptedPolicy(env, failure=failure, seed=seed, noise=noise)
     successes, flagged, steps_to_success, steps = 0, 0, [], 0
     t0 = time.perf_counter()
@@ -543,7 +553,7 @@ def evaluate(task: str, robot: str, episodes: int = 20, failure: str | None = No
     finally:
         env.close()
     return {
-        "task": task, "robot": robot, "failure": failure, "episodes": episodes,
+        "task": task, "robot": robot, "failure": failure, "episodes": episodes, "horizon": horizon,
         "success_rate": successes / episodes, "failure_flagged": flagged / episodes,
         "steps_to_success": float(np.mean(steps_to_success)) if steps_to_success else None,
         "steps_per_s": steps / max(time.perf_counter() - t0, 1e-9),

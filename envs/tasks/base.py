@@ -56,6 +56,8 @@ class TaskSpec:
         env_kwargs: robosuite keyword arguments our definition fixes.
         stages: documented stage names, in order, with their progress ranges.
         failure_modes: scripted failure modes that make sense for this task.
+        horizon: default episode length (steps at 20 Hz): the slowest supported robot's scripted policy
+            succeeds well within it.
     """
 
     name: str
@@ -67,6 +69,7 @@ class TaskSpec:
     env_kwargs: Mapping[str, Any] = field(default_factory=dict)
     stages: tuple[str, ...] = ()
     failure_modes: tuple[str, ...] = ("drop", "offset_grasp", "close_early", "push_away", "freeze")
+    horizon: int = 200
 
     def check_robot(self, robot: str) -> None:
         """Raise UnsupportedError if ``robot`` cannot do this task."""

@@ -92,7 +92,8 @@ SPEC = TaskSpec(
                      "close the gripper to grasp the can", "lift the can out of the left bin",
                      "carry the can over the right bin", "lower the can into the bin",
                      "open the gripper to release the can"),
-    robots=ROBOTS,
+    robots=tuple(r for r in ROBOTS if r != "Jaco"),  # Jaco's three fingers cannot hold the can while carrying
     oracle=PickPlaceCanOracle,
     stages=("reach", "grasp", "lift", "transport", "place", "release", "done"),
+    horizon=300,
 )

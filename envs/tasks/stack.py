@@ -99,4 +99,5 @@ SPEC = TaskSpec(
     robots=ROBOTS,
     oracle=StackOracle,
     stages=("reach", "grasp", "lift", "align", "place", "done"),
+    horizon=250,
 )

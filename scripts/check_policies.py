@@ -1,0 +1,59 @@
+"""Success rates of the scripted policies, per task and robot, as a markdown table.
+
+    MUJOCO_GL=egl OMP_NUM_THREADS=1 python scripts/check_policies.py --episodes 20
+    python scripts/check_policies.py --tasks Lift --robots Panda Sawyer --failures
+
+Nominal episodes count a success when the task is solved within the task's horizon; with ``--failures``
+each injected failure mode is also run and reported as (success rate, fraction flagged ``failed`` by the
+oracle).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def main(argv: list[str] | None = None) -> None:
+    import envs
+    from policies.scripted import FAILURE_MODES, evaluate
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", nargs="+", default=list(envs.TASKS))
+    parser.add_argument("--robots", nargs="+", default=list(envs.ROBOTS))
+    parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--failures", action="store_true", help="also run every injected failure mode")
+    args = parser.parse_args(argv)
+
+    modes = [m for m in FAILURE_MODES] if args.failures else []
+    header = ["task", "robot", "horizon", "success", "mean steps to success", "steps/s"]
+    header += [f"{m} (succ / flagged)" for m in modes]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    t0 = time.perf_counter()
+    for task in args.tasks:
+        for robot in args.robots:
+            if robot not in envs.supported_robots(task):
+                continue
+            r = evaluate(task, robot, episodes=args.episodes, seed=args.seed)
+            steps = f"{r['steps_to_success']:.0f}" if r["steps_to_success"] else "-"
+            row = [task, robot, str(r["horizon"]), f"{r['success_rate']:.0%}", steps, f"{r['steps_per_s']:.0f}"]
+            for m in modes:
+                if m not in envs.task_spec(task).failure_modes:
+                    row.append("n/a")
+                    continue
+                f = evaluate(task, robot, episodes=args.episodes, failure=m, seed=args.seed)
+                row.append(f"{f['success_rate']:.0%} / {f['failure_flagged']:.0%}")
+            print("| " + " | ".join(row) + " |", flush=True)
+    print(f"\n({args.episodes} episodes per cell, seeds {args.seed}..{args.seed + args.episodes - 1}, "
+          f"{time.perf_counter() - t0:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
