@@ -358,7 +358,7 @@ def write_report(cfg: ExperimentConfig, rows: Sequence[dict[str, Any]], command:
     rows = [r for r in rows if r["condition"] in cfg.conditions and r["seed"] >= cfg.seed]
     summary = summarize(rows, cfg.conditions)
     table = report_table(summary)
-    counts = sorted({n for e in summary.values() for n in (e["success_unmonitored"][2], e["success_monitored"][2])})
+    counts = sorted({n for e in summary.values() for n in (e["success_unmonitored"][2], e["success_monitored"][2]) if n})
     title = (f"{cfg.env}/{cfg.robot}, critic {cfg.critic}, {'/'.join(map(str, counts))} episodes per bar, "
              f"max {cfg.recovery.max_retries} replans")
     report_plot(summary, out / "recovery.png", title)

@@ -69,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         with tqdm(total=total, desc="episodes", unit="ep") as bar:
             rows = run_experiment(cfg, on_episode=lambda row: bar.update(1))
-    command = "python scripts/recovery.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    # the command that produces the episodes (re-running it resumes; --report-only only rewrites the report)
+    command = "python scripts/recovery.py " + shlex.join(
+        a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only")
     result = write_report(cfg, rows, command)
     print((Path(args.out) / "recovery.md").read_text())
     return 0 if result else 1
