@@ -307,9 +307,7 @@ def summarize(results: Sequence[EpisodeResult], cfg: EvalConfig) -> dict[str, An
             if r.is_failure and r.failure_step is not None:
                 after = [i for i, s in enumerate(r.steps) if s >= r.failure_step]
                 event_q = after[0] if after else None
-            det = M.first_detection(r.failure_prob, cfg.failure_threshold, cfg.failure_patience) \
-                if any(fp is not None for fp in r.failure_prob) else None
-            fails.append(M.EpisodeFailure(r.is_failure, event_q, det))
+            fails.append((r, event_q))
     out: dict[str, Any] = {
         "episodes": len(results),
         "successful_episodes": sum(r.success for r in results),
@@ -325,7 +323,18 @@ def summarize(results: Sequence[EpisodeResult], cfg: EvalConfig) -> dict[str, An
         "mean_output_tokens": float(np.mean(toks)) if toks else math.nan,
     }
     has_fp = any(fp is not None for r in results for fp in r.failure_prob)
-    out["failure_detection"] = M.failure_detection(fails) if fails and has_fp else None
+    out["failure_detection"] = None
+    if fails and has_fp:
+        def detect(patience: int, keep=lambda r: True) -> dict[str, float]:
+            return M.failure_detection([
+                M.EpisodeFailure(r.is_failure, eq, M.first_detection(r.failure_prob, cfg.failure_threshold, patience))
+                for r, eq in fails if keep(r)])
+
+        out["failure_detection"] = detect(cfg.failure_patience)
+        # the same against successful episodes only (incomplete ones, e.g. a stall the labeller never flags,
+        # are neither), and with the tracker's default patience of 2 consecutive alarms
+        out["failure_detection_vs_successes"] = detect(cfg.failure_patience, lambda r: r.is_failure or r.success)
+        out["failure_detection_patience2"] = detect(2)
     return out
 
 
@@ -430,6 +439,23 @@ def report_markdown(report: dict[str, Any]) -> str:
     for k, v in report["by_task_robot"].items():
         lines.append(f"| {k} | {v['split']} | {v['episodes']} | {_fmt(v['mae'])} | {_fmt(v['voc_successful'], 3)} "
                      f"| {_fmt(v['failure_f1'], 3)} |")
+    lines += ["", "## Failure detection", "",
+              "Episode level: a failed episode flagged at any query is a true positive; a flag in any other episode "
+              "is a false positive. Delay in queries after the first query at or after the failure event "
+              "(negative: flagged before the labeller's event).", "",
+              "| split | variant | TP | FP | FN | TN | precision | recall | F1 | median delay | mean delay | early |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    variants = (("failure_detection", f"p>={c['failure_threshold']} x{c['failure_patience']}, all episodes"),
+                ("failure_detection_vs_successes", "same, negatives = successes only"),
+                ("failure_detection_patience2", f"p>={c['failure_threshold']} x2 (tracker default)"))
+    for name, s in report["splits"].items():
+        for key, label in variants:
+            fd = s.get(key)
+            if not fd:
+                continue
+            lines.append(f"| {name} | {label} | {fd['tp']} | {fd['fp']} | {fd['fn']} | {fd['tn']} | "
+                         f"{_fmt(fd['precision'], 3)} | {_fmt(fd['recall'], 3)} | {_fmt(fd['f1'], 3)} | "
+                         f"{_fmt(fd['median_delay'], 1)} | {_fmt(fd['mean_delay'], 2)} | {fd['early']} |")
     lines += ["", "## MAE by oracle-progress bin", "", "| split | " + " | ".join(
         f"{int(b['lo'])}-{int(b['hi'])}" for b in next(iter(report["splits"].values()))["error_by_bin"]) + " |",
               "|---|" + "---|" * 5]

@@ -126,6 +126,7 @@ class EpisodeArrays:
     failed: np.ndarray  # [K] bool
     outcome: str
     failure_step: int | None
+    frame_every: int = 1  # the stride the frames were stored at (the last frame may be off it)
 
 
 def load_episodes(dirs: Sequence[str | os.PathLike], image_size: int, tasks: Sequence[str] | None = None,
@@ -148,12 +149,18 @@ def load_episodes(dirs: Sequence[str | os.PathLike], image_size: int, tasks: Seq
             out.append(EpisodeArrays(
                 episode_id=eid, instruction=m["instruction"], task=str(m.get("task")), robot=str(m.get("robot")),
                 frames=resize_frames(ep.frames, image_size), frame_steps=np.asarray(ep.frame_steps),
+                frame_every=int(m.get("frame_every") or _stride(ep.frame_steps)),
                 progress=ep.progress_at_frames().astype(np.float32), failed=ep.failed_at_frames(),
                 outcome=str(m.get("outcome")), failure_step=m.get("failure_step")))
         skipped += len(ds.skipped)
     if not out:
         raise DatasetError(f"No usable episodes in {list(map(str, dirs))}")
     return out, skipped
+
+
+def _stride(frame_steps: np.ndarray) -> int:
+    d = np.diff(frame_steps[:-1]) if len(frame_steps) > 2 else np.diff(frame_steps)
+    return int(np.median(d)) if len(d) else 1
 
 
 def split_episodes(episodes: Sequence[EpisodeArrays], val_fraction: float, seed: int
@@ -208,17 +215,17 @@ class Batcher:
         self.cfg = cfg
         self.episodes = episodes
         self.roles, self.times = sequence_layout(cfg.model.clip_len)
-        strides = sorted({int(np.min(np.diff(e.frame_steps))) for e in episodes if len(e.frame_steps) > 1} or {1})
-        self.data_stride = strides[0]
-        if cfg.frame_every % self.data_stride:
-            logger.warning("frame_every %d is not a multiple of the data's frame stride %d; queries use the stored "
-                           "frames nearest the tracker's", cfg.frame_every, self.data_stride)
+        off = sorted({e.frame_every for e in episodes if cfg.frame_every % e.frame_every})
+        if off:
+            logger.warning("frame_every %d is not a multiple of the frame strides %s of some episodes; their "
+                           "queries use fewer frames than the tracker's", cfg.frame_every, off)
 
-    def strides(self) -> list[int]:
-        f, c = self.cfg.frame_every, self.data_stride
+    def strides(self, data_stride: int) -> list[int]:
+        """In-loop frame strides to train with for an episode whose frames are stored every ``data_stride``."""
+        f = self.cfg.frame_every
         if not self.cfg.stride_jitter:
             return [f]
-        return sorted({s for s in (f // 2, f, 2 * f) if s >= c and s % c == 0} or {f})
+        return sorted({s for s in (f // 2, f, 2 * f) if s >= data_stride and s % data_stride == 0} or {f})
 
     def build(self, ep_indices: Sequence[int], rng: np.random.Generator | None, train: bool) -> dict[str, Any]:
         """A batch: unique frames to encode, their per-query gather index, text, and labels."""
@@ -230,8 +237,9 @@ class Batcher:
         for ei in ep_indices:
             e = self.episodes[ei]
             if train and rng is not None:
-                f = int(rng.choice(self.strides()))
-                phase = int(rng.integers(0, max(1, f // self.data_stride))) * self.data_stride
+                c = e.frame_every
+                f = int(rng.choice(self.strides(c)))
+                phase = int(rng.integers(0, max(1, f // c))) * c if f % c == 0 else 0
             else:
                 f, phase = cfg.frame_every, 0
             kept = kept_frames(e.frame_steps, f, phase)
@@ -374,8 +382,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress_bar: bool = True,
     if not train_idx:
         raise DatasetError(f"No training episodes left after holding out {len(val_idx)} for validation")
     batcher = Batcher(cfg, episodes)
-    logger.info("episodes: %d train, %d val, %d skipped; strides %s", len(train_idx), len(val_idx), skipped,
-                batcher.strides())
+    logger.info("episodes: %d train, %d val, %d skipped; stored frame strides %s", len(train_idx), len(val_idx),
+                skipped, sorted({e.frame_every for e in episodes}))
 
     _set_seed(cfg.seed)
     model = build_model(cfg.model)
