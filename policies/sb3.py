@@ -490,7 +490,8 @@ def train(cfg: AgentConfig, critic: Any | None = None) -> dict[str, Any]:
             "timesteps": int(model.num_timesteps),
             "resumed_from": int(start),
             "wall_s": round(wall, 1),
-            "steps_per_s": round((model.num_timesteps - start) / (time.time() - t_learn), 1),  # learning only
+            "steps_per_s": (round((model.num_timesteps - start) / (time.time() - t_learn), 1)  # learning only
+                            if model.num_timesteps > start else None),
             "eval": read_eval(eval_csv)[-1:] or None,
             "critic": None if wrapper is None else {
                 "queries": sum(t.stats.queries for t in wrapper.trackers),
