@@ -89,3 +89,14 @@ def test_batches_follow_the_tracker(data):
 def test_no_data(tmp_path):
     with pytest.raises(DatasetError, match="holds no episodes"):
         train(_cfg(tmp_path, tmp_path / "o", 1), progress_bar=False)
+
+
+def test_training_batches_use_each_episodes_stride(data):
+    """Stride jitter and phase shifts pick frames the episode has (the off-grid last frame never breaks it)."""
+    eps, _ = load_episodes([data], 32)
+    assert all(e.frame_every == 5 for e in eps)
+    batcher = Batcher(_cfg(data, "unused", 1), eps)
+    assert batcher.strides(5) == [5, 10, 20] and batcher.strides(10) == [10, 20]
+    rng = np.random.default_rng(0)
+    sizes = {len(batcher.build([0], rng, train=True)["progress"]) for _ in range(30)}
+    assert min(sizes) >= 3 and len(sizes) > 1
