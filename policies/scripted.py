@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from envs.robots import GRIP_STEPS
+from envs.robots import ARM_ROBOTS, GRIP_STEPS, HUMANOID_ROBOTS
 from primo_loop.errors import UnsupportedError, check_choice
 
 FAILURE_MODES = ("drop", "offset_grasp", "close_early", "push_away", "freeze")
@@ -48,8 +48,6 @@ CLOSEDNESS = {
 OPEN_LEVEL = {"Robotiq140Gripper": -0.4, "JacoThreeFingerGripper": 0.0}
 WIDE_OPEN_LEVEL = {"JacoThreeFingerGripper": -0.4}  # for the can (6.6 cm)
 CLOSE_LEVEL = {"JacoThreeFingerGripper": 0.4}
-# humanoid hand: where the object sits in the hand frame at the grasp (fingers along -y, thumb along -x)
-HAND_GRASP = np.array([0.0, -0.09, 0.03])
 
 
 def rot_z(yaw: float) -> np.ndarray:
@@ -110,6 +108,10 @@ class TaskPlan:
     def object_yaw(self) -> float:
         return 0.0
 
+    def over_goal(self) -> bool:
+        """Whether the carried object is over a good enough release area (if the exact spot is not reached)."""
+        return bool(np.linalg.norm(self.place_pos()[:2] - self.object_pos()[:2]) < 0.02)
+
     def avoid_dir(self) -> np.ndarray | None:
         """Unit x/y direction from the object to a neighbour the fingers must not hit (None: no neighbour)."""
         return None
@@ -164,6 +166,12 @@ class PickPlaceCanPlan(TaskPlan):
     def carry_z(self) -> float:
         return self.oracle.rest_z + 0.15
 
+    def over_goal(self) -> bool:
+        quarter_low = self.oracle.target[:2] - self.oracle.bin_size[:2] / 4
+        quarter_high = self.oracle.target[:2] + self.oracle.bin_size[:2] / 4
+        xy = self.object_pos()[:2]
+        return bool(np.all(xy > quarter_low + 0.035) and np.all(xy < quarter_high - 0.035))
+
 
 PLANS: dict[str, type[TaskPlan]] = {"Lift": LiftPlan, "Stack": StackPlan, "PickPlaceCan": PickPlaceCanPlan}
 
@@ -192,6 +200,11 @@ class ScriptedPolicy:
         if self.failure is not None and self.failure not in spec.failure_modes:
             raise UnsupportedError(f"Failure mode {self.failure!r} is not supported for task {spec.name!r}; "
                                    f"supported: {', '.join(spec.failure_modes)}.")
+        if self.env.robot in HUMANOID_ROBOTS:
+            raise UnsupportedError(
+                f"No scripted policy for the humanoid {self.env.robot!r} yet (its right hand cannot reach the "
+                f"table top at a fixed hand orientation); scripted robots: {', '.join(ARM_ROBOTS)}. "
+                f"Use make_policy('random', env) for humanoid rollouts.")
         self.noise = float(noise)
         self.plan = check_plan(self.env)
         self.arm = "right"
@@ -360,10 +373,7 @@ class ScriptedPolicy:
 
     def _grasp_target(self) -> np.ndarray:
         g = self.plan.grasp_pos().copy()
-        if self._humanoid:  # put the object in the hand: at HAND_GRASP in the hand's (fixed) frame
-            g -= self._r_ref @ HAND_GRASP
-        else:
-            g[2] += GRASP_DZ.get(self.env.robot, -0.005)
+        g[2] += GRASP_DZ.get(self.env.robot, -0.005)
         if self._injecting("offset_grasp"):
             g += self._offset
         return g
@@ -430,7 +440,8 @@ class ScriptedPolicy:
             done = total - np.linalg.norm(goal[:2] - obj[:2])
             if total < 1e-3 or done / total > self._drop_frac:
                 return self._drop()
-        if np.linalg.norm(goal[:2] - obj[:2]) < 0.02 and (abs(target[2] - eef[2]) < 0.03 or self._phase_t > 60):
+        arrived = np.linalg.norm(goal[:2] - obj[:2]) < 0.02 and abs(target[2] - eef[2]) < 0.03
+        if arrived or (self._phase_t > 60 and self.plan.over_goal()):  # the arm may not reach the exact spot
             self._set_phase("lower")
             return self._phase_lower()
         return self._action(target, 1.0)
