@@ -334,7 +334,7 @@ def report_plot(summary: dict[str, Any], path: Path, title: str = "") -> None:
     x = np.arange(len(conds))
     off = [summary[c]["success_unmonitored"][0] for c in conds]
     on = [summary[c]["success_monitored"][0] for c in conds]
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
     ax.bar(x - 0.2, off, 0.4, label="no monitoring")
     ax.bar(x + 0.2, on, 0.4, label="critic-monitored replanning")
     for xi, c in zip(x, conds):
@@ -346,7 +346,7 @@ def report_plot(summary: dict[str, Any], path: Path, title: str = "") -> None:
     ax.set_ylim(0, 1.1)
     ax.set_ylabel("success rate")
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
