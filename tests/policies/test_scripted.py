@@ -68,10 +68,10 @@ def test_replan_after_drop_recovers(lift):
     assert not p["failed"] and "the cube was dropped" in p["events"]
 
 
-@pytest.mark.parametrize("mode", ["offset_grasp", "close_early", "freeze"])
+@pytest.mark.parametrize("mode", ["offset_grasp", "close_early", "push_away", "freeze"])
 def test_failure_modes_fail(lift, mode):
     policy = ScriptedPolicy(lift, failure=mode, seed=2)
-    _, info = run(lift, policy, seed=2, steps=110)
+    _, info = run(lift, policy, seed=2)
     p = lift.privileged()
     assert not info["is_success"] and p["failed"], p["events"]
     assert policy.failure_injected_at is not None
@@ -87,3 +87,51 @@ def test_make_policy_and_bad_names(lift):
     assert a.shape == (7,) and lift.action_space.contains(a)
     assert isinstance(make_policy("scripted", lift), ScriptedPolicy)
     assert set(FAILURE_MODES) == {"drop", "offset_grasp", "close_early", "push_away", "freeze"}
+
+
+def test_same_seed_same_episode_and_noise(lift):
+    def trace(seed, noise):
+        policy = ScriptedPolicy(lift, failure="freeze", seed=seed, noise=noise)
+        lift.reset(seed=seed)
+        policy.reset(seed=seed)
+        acts = []
+        for _ in range(3):
+            acts.append(policy.act())
+            lift.step(acts[-1])
+        return np.array(acts), policy._freeze_at
+
+    a, fa = trace(5, 0.1)
+    b, fb = trace(5, 0.1)
+    c, _ = trace(5, 0.0)
+    np.testing.assert_array_equal(a, b)
+    assert fa == fb and not np.allclose(a, c)
+    assert np.all(np.abs(a) <= 1.0)
+
+
+# ----- slow: per-robot success rates and every failure mode on every task -------------------------------------
+def _pairs():
+    import envs as e
+    from envs.robots import ARM_ROBOTS
+
+    return [(t, r) for t in e.TASKS for r in e.supported_robots(t) if r in ARM_ROBOTS]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task,robot", _pairs())
+def test_scripted_success_rate(task, robot):
+    from policies.scripted import evaluate
+
+    result = evaluate(task, robot, episodes=10)
+    assert result["success_rate"] >= 0.8, result
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", envs.TASKS)
+@pytest.mark.parametrize("mode", FAILURE_MODES)
+def test_every_failure_mode_fails(task, mode):
+    from policies.scripted import evaluate
+
+    if mode not in envs.task_spec(task).failure_modes:
+        pytest.skip(f"{mode} not used for {task}")
+    result = evaluate(task, "Panda", episodes=3, failure=mode)
+    assert result["success_rate"] == 0.0 and result["failure_flagged"] == 1.0, result
