@@ -1,0 +1,75 @@
+"""scripts/rollout.py through a subprocess: outputs on success, status 2 with one line on bad input."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "MUJOCO_GL": "egl", "OMP_NUM_THREADS": "1"}
+
+
+def rollout(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "rollout.py"), *args], capture_output=True,
+                          text=True, env=ENV, cwd=ROOT, timeout=timeout)
+
+
+@pytest.mark.parametrize("args, expect", [
+    (["--env", "Lfit"], "Did you mean 'Lift'"),
+    (["--robot", "Pnda"], "Did you mean 'Panda'"),
+    (["--critic", "orcle"], "Did you mean 'oracle'"),
+    (["--inject-failure", "dorp"], "Did you mean 'drop'"),
+    (["--env", "PickPlaceCan", "--robot", "Jaco"], "robots that work"),
+    (["--critic-option", "oops"], "key=value"),
+])
+def test_bad_input_exits_2_with_one_line(args, expect):
+    proc = rollout(*args)
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and expect in lines[0]
+    if "Unknown" in lines[0]:
+        assert "valid:" in lines[0]
+
+
+def test_unwritable_output_folder(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    proc = rollout("--out", str(blocker / "sub"))
+    assert proc.returncode == 2 and "cannot write to output folder" in proc.stderr
+
+
+def test_injected_drop_is_stopped_by_the_critic(tmp_path):
+    """Oracle critic in the loop: progress climbs, falls after the drop, and the critic ends the episode."""
+    out = tmp_path / "drop"
+    proc = rollout("--env", "Lift", "--critic", "oracle", "--inject-failure", "drop", "--size", "64",
+                   "--horizon", "150", "--seed", "1", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    ep = summary["episodes"][0]
+    assert ep["ended_by"] in ("failure", "regression") and ep["termination_reason"] == ep["ended_by"]
+    assert not ep["success"] and ep["critic_vs_oracle_mae"] == pytest.approx(0.0, abs=1e-6)
+    rows = [json.loads(line) for line in (out / "episode_000.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(len(rows)))
+    progress = [r["critic_progress"] for r in rows if r["queried"]]
+    peak = max(progress)
+    assert peak > 0.6 and progress[-1] < peak - 0.3  # rose, then fell
+    assert rows[-1]["terminated"] and not rows[-1]["truncated"] and rows[-1]["reason"] == ep["ended_by"]
+    assert (out / "episode_000.mp4").stat().st_size > 1000
+    assert "video:" in proc.stdout
+
+
+def test_default_critic_scores_a_scripted_success(tmp_path):
+    """No --critic: the embedded compact critic; a scripted Panda lift ends with progress near 100."""
+    out = tmp_path / "lift"
+    proc = rollout("--env", "Lift", "--size", "96", "--seed", "0", "--no-video", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["critic"] == "compact"
+    ep = summary["episodes"][0]
+    assert ep["success"] and ep["ended_by"] == "success_hold"
+    assert ep["final_critic_progress"] > 0.85
+    assert ep["critic_unreadable"] == 0 and ep["critic_queries"] >= 5
