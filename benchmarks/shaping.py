@@ -150,7 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report_only:
         run_all(args)
     result = aggregate(args)
-    command = "python benchmarks/shaping.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    # the command that trains (re-running it resumes; --report-only only rewrites the report)
+    command = "python benchmarks/shaping.py " + shlex.join(
+        a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only")
     result["command"] = command
     (results / "shaping.json").write_text(json.dumps(result, indent=2))
     if result["runs"]:
