@@ -293,7 +293,7 @@ def _callbacks():
             rec("critic/queries", sum(s.queries for s in stats))
             rec("critic/unreadable", sum(s.unreadable for s in stats))
             rec("critic/errors", sum(s.errors for s in stats))
-            rec("critic/raised_batches", self.wrapper._call.errors)
+            rec("critic/raised_batches", self.wrapper.raised_batches)
             rec("critic/terminations", sum(s.terminations for s in stats))
             rec("critic/frames_rendered", sum(s.frames_rendered for s in stats))
             if self.latency:
@@ -497,7 +497,7 @@ def train(cfg: AgentConfig, critic: Any | None = None) -> dict[str, Any]:
                 "queries": sum(t.stats.queries for t in wrapper.trackers),
                 "unreadable": sum(t.stats.unreadable for t in wrapper.trackers),
                 "errors": sum(t.stats.errors for t in wrapper.trackers),
-                "raised_batches": wrapper._call.errors,
+                "raised_batches": wrapper.raised_batches,
                 "terminations": sum(t.stats.terminations for t in wrapper.trackers),
             },
         }

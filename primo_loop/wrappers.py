@@ -99,6 +99,11 @@ class CriticInTheLoop(gym.Wrapper):
         return self.tracker.stats
 
     @property
+    def raised_batches(self) -> int:
+        """Batches on which the critic raised (each query of such a batch counts in ``stats.errors``)."""
+        return self._call.errors
+
+    @property
     def frames(self) -> list[np.ndarray]:
         """Frames the critic has seen this episode (what rollout videos show)."""
         return self.tracker.frames
@@ -169,6 +174,11 @@ class VecCriticInTheLoop(_vec_base()):  # type: ignore[misc]
         self.trackers = [EpisodeTracker(cfg) for _ in range(self.num_envs)]
         self._call = CriticCaller(self.critic, on_critic_error)
         self.instructions: list[str] = list(self.venv.get_attr("instruction"))
+
+    @property
+    def raised_batches(self) -> int:
+        """Batches on which the critic raised (each query of such a batch counts in the trackers' ``errors``)."""
+        return self._call.errors
 
     def _render(self, indices: Sequence[int]) -> list[np.ndarray]:
         return self.venv.env_method("render_frame", indices=list(indices)) if indices else []

@@ -66,7 +66,7 @@ def test_raising_critic_is_held_or_raised():
     w = CriticInTheLoop(ProgressEnv(), critic=critic, critic_every=5, gamma=1.0, env_weight=0.0)
     w.reset(seed=0)
     rewards = [w.step(np.array([1.0], dtype=np.float32))[1] for _ in range(12)]
-    assert w.tracker.stats.errors == 1 and rewards[9] == 0.0  # held at the failed query
+    assert w.tracker.stats.errors == 1 and w.raised_batches == 1 and rewards[9] == 0.0  # held at the failed query
     assert rewards[4] > 0 and w.tracker.stats.queries == 3
     w = CriticInTheLoop(ProgressEnv(), critic=ScriptedCritic(raise_on=[5]), critic_every=5, on_critic_error="raise")
     w.reset(seed=0)
