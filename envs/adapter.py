@@ -27,6 +27,25 @@ OBS_MODES = ("state", "pixels", "both")
 STATE_KEYS = ("object-state", "robot0_proprio-state")
 
 
+def _import_robosuite():
+    """Import robosuite without its import-time chatter ("No private macro file", "Could not load the
+    mink-based whole-body IK", controller parts a robot lacks): none of it concerns our adapter. Its logger
+    is left at ERROR; raise it again with ``logging.getLogger("robosuite_logs").setLevel(...)``."""
+    import sys
+
+    if "robosuite" not in sys.modules:
+        previous = logging.root.manager.disable
+        logging.disable(logging.WARNING)
+        try:
+            import robosuite  # noqa: F401
+        finally:
+            logging.disable(previous)
+        rs_log = logging.getLogger("robosuite_logs")
+        rs_log.setLevel(logging.ERROR)
+        rs_log.propagate = False
+    return sys.modules["robosuite"]
+
+
 class RobosuiteEnv(gym.Env):
     """One robosuite task with one robot, with Gymnasium semantics.
 
@@ -65,7 +84,7 @@ class RobosuiteEnv(gym.Env):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"Expected `{name}` to be a positive int, actually: {value!r}")
 
-        import robosuite
+        robosuite = _import_robosuite()
 
         kwargs = dict(
             robots=robot,
