@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--post-failure-steps", type=int, default=d.post_failure_steps,
                    help="stop N steps after the failure event (-1: run to the horizon)")
     p.add_argument("--camera", default=d.camera)
+    p.add_argument("--policy", default=d.policy, help="scripted | random (random: no failure injection)")
     p.add_argument("--synthetic", action="store_true", help="drawn synthetic scene instead of robosuite (tests)")
     p.add_argument("--step-delay", type=float, default=0.0, help=argparse.SUPPRESS)
     p.add_argument("--stats", metavar="DIR", help="print what the dataset DIR holds and exit")
@@ -66,7 +67,10 @@ def main() -> int:
                         horizon=args.horizon,
                         post_success_steps=None if args.post_success_steps < 0 else args.post_success_steps,
                         post_failure_steps=None if args.post_failure_steps < 0 else args.post_failure_steps,
-                        camera=args.camera, synthetic=args.synthetic, step_delay=args.step_delay)
+                        camera=args.camera, policy=args.policy, synthetic=args.synthetic,
+                        step_delay=args.step_delay)
+    if args.policy != "scripted" and args.failure_rate > 0:
+        raise ConfigError(f"--policy {args.policy} injects no failures: pass --failure-rate 0")
     if args.synthetic:
         plan = plan_episodes(args.env, args.robot, args.episodes, args.seed, args.failure_rate, args.noise,
                              args.failure_modes, modes_for_task=lambda task: ["drop"])

@@ -67,6 +67,8 @@ class CollectConfig:
         post_success_steps: stop this many steps after the first success (None: run to the horizon).
         post_failure_steps: stop this many steps after the failure event (None: run to the horizon).
         camera: the env camera.
+        policy: "scripted" (waypoints with failure injection) or "random" (uniform random actions, e.g. for
+            robots without a scripted policy such as the GR1ArmsOnly humanoid).
         synthetic: roll out the drawn synthetic scene instead of robosuite (tests and smoke runs).
         step_delay: synthetic only: seconds of sleep per step.
     """
@@ -78,6 +80,7 @@ class CollectConfig:
     post_success_steps: int | None = 30
     post_failure_steps: int | None = 50
     camera: str = "agentview"
+    policy: str = "scripted"
     synthetic: bool = False
     step_delay: float = 0.0
 
@@ -169,9 +172,11 @@ def _make_policy(env: Any, spec: EpisodeSpec, cfg: CollectConfig):
         from primo_loop.data.synthetic import SyntheticPolicy
 
         return SyntheticPolicy(env, failure=spec.failure, seed=spec.seed, noise=spec.noise)
-    from policies.scripted import ScriptedPolicy
+    from policies import make_policy
 
-    return ScriptedPolicy(env, failure=spec.failure, seed=spec.seed, noise=spec.noise)
+    if cfg.policy == "scripted":
+        return make_policy("scripted", env, failure=spec.failure, seed=spec.seed, noise=spec.noise)
+    return make_policy(cfg.policy, env, seed=spec.seed)
 
 
 def rollout(spec: EpisodeSpec, cfg: CollectConfig, env: Any | None = None):
@@ -207,7 +212,8 @@ def rollout(spec: EpisodeSpec, cfg: CollectConfig, env: Any | None = None):
     versions = _versions(cfg.synthetic)
     meta = {
         "task": spec.task, "robot": spec.robot, "instruction": env.instruction, "camera": cfg.camera,
-        "seed": spec.seed, "failure": spec.failure, "noise": spec.noise,
+        "seed": spec.seed, "policy": "synthetic" if cfg.synthetic else cfg.policy, "failure": spec.failure,
+        "noise": spec.noise,
         "failure_injected_at": getattr(policy, "failure_injected_at", None), "failure_event": failure_event,
         "canonical_steps": list(getattr(env, "canonical_steps", None) or env.privileged().get("canonical_steps", [])),
         "horizon": cfg.horizon, "render_size": cfg.render_size, "collect_s": round(time.perf_counter() - t0, 3),
