@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -183,7 +182,7 @@ def build_trainer(model: str, data: str, out: str | Path, *, lora: bool = False,
             (:func:`~primo_loop.prompting.format_reward`, :func:`~primo_loop.prompting.accuracy_reward`, summed).
 
     Returns:
-        ``(trainer, processor, opts, records)``.
+        ``(trainer, run)``: the trainer and the :class:`~primo_loop.training.vlm_common.PreparedRun`.
     """
     from primo_loop._tv_shim import install
 
@@ -191,62 +190,36 @@ def build_trainer(model: str, data: str, out: str | Path, *, lora: bool = False,
     from trl import GRPOConfig
 
     from primo_loop.prompting import PRIMO_REWARDS
-    from primo_loop.training.vlm_common import (
-        load_model_for_training,
-        load_training_records,
-        lora_config,
-        records_dataset,
-        split_config,
-        trl_defaults,
-    )
+    from primo_loop.training.vlm_common import lora_config, prepare_run, records_dataset
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    opts, trl_kwargs = split_config(dict(config or {}), GRPOConfig)
-    if data_root is not None:
-        opts.data_root = data_root
-    records = load_training_records(data, opts.data_root, opts.limit)
-    processor, net = load_model_for_training(model, opts)
-    kwargs = {**trl_defaults(net.device.type == "cuda"), **GRPO_DEFAULTS}
-    if lora:
-        kwargs["learning_rate"] = GRPO_LORA_LR
-    kwargs.update(trl_kwargs)
-    if max_steps is not None:
-        kwargs["max_steps"] = int(max_steps)
+    run = prepare_run(model, data, out, config, GRPOConfig, GRPO_DEFAULTS, GRPO_LORA_LR, lora=lora,
+                      data_root=data_root, max_steps=max_steps)
+    processor, opts, records, kwargs = run.processor, run.opts, run.records, run.trl_kwargs
     tok = processor.tokenizer
     suppress = [i for i in (tok.convert_tokens_to_ids(t) for t in VISION_TOKENS) if i != tok.unk_token_id]
     gen = dict(kwargs.get("generation_kwargs") or {})
     gen.setdefault("suppress_tokens", suppress)  # a sampled vision token would break the next forward pass
     kwargs["generation_kwargs"] = gen
-    args = GRPOConfig(output_dir=str(out), **kwargs)
+    args = GRPOConfig(output_dir=str(run.out), **kwargs)
     trainer_cls = make_video_grpo_trainer_class()
-    trainer = trainer_cls(model=net, reward_funcs=list(reward_funcs or PRIMO_REWARDS), args=args,
+    trainer = trainer_cls(model=run.model, reward_funcs=list(reward_funcs or PRIMO_REWARDS), args=args,
                           train_dataset=records_dataset(records, opts), processing_class=processor,
                           peft_config=lora_config(opts) if lora else None, video_fps=opts.fps)
-    return trainer, processor, opts, records
+    return trainer, run
 
 
 def train(model: str, data: str, out: str | Path, *, lora: bool = False, config: dict[str, Any] | None = None,
           max_steps: int | None = None, resume: bool = False, data_root: str | None = None,
           reward_funcs: Sequence[Callable[..., list[float | None]]] | None = None) -> Path:
     """Run GRPO (see :func:`build_trainer`) and write the model to ``out``; returns ``out``."""
-    from primo_loop.training.vlm_common import RunSummary, resume_checkpoint, save_final
+    from primo_loop.training.vlm_common import train_and_save
 
-    out = Path(out)
-    trainer, processor, opts, records = build_trainer(model, data, out, lora=lora, config=config,
-                                                      max_steps=max_steps, data_root=data_root,
-                                                      reward_funcs=reward_funcs)
-    t0 = time.perf_counter()
-    resumed_from = resume_checkpoint(out, resume)
-    result = trainer.train(resume_from_checkpoint=resumed_from)
-    history = trainer.state.log_history
-    metrics = {**result.metrics, "wall_s": time.perf_counter() - t0, "global_step": trainer.state.global_step,
-               "resumed_from": resumed_from,
-               "loss_history": [h["loss"] for h in history if "loss" in h],
-               "reward_history": [h["reward"] for h in history if "reward" in h],
-               "video_forward_calls": trainer.video_forward_calls}
-    summary = RunSummary("grpo", model, str(data), len(records), lora, vars(opts), metrics)
-    save_final(trainer, processor, out, opts, vars(summary))
+    trainer, run = build_trainer(model, data, out, lora=lora, config=config, max_steps=max_steps,
+                                 data_root=data_root, reward_funcs=reward_funcs)
+    train_and_save("grpo", trainer, run, model, data, lora=lora, resume=resume,
+                   reward_history=lambda t: [h["reward"] for h in t.state.log_history if "reward" in h],
+                   video_forward_calls=lambda t: t.video_forward_calls)
+    out = run.out
     logger.info("GRPO done: %s (forward passes with video: %d)", out, trainer.video_forward_calls)
     return out
 

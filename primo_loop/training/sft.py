@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -90,45 +89,19 @@ def train(model: str, data: str, out: str | Path, *, lora: bool = False, config:
     install()
     from trl import SFTConfig, SFTTrainer
 
-    from primo_loop.training.vlm_common import (
-        RunSummary,
-        load_model_for_training,
-        load_training_records,
-        lora_config,
-        records_dataset,
-        resume_checkpoint,
-        save_final,
-        split_config,
-        trl_defaults,
-    )
+    from primo_loop.training.vlm_common import lora_config, prepare_run, records_dataset, train_and_save
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    opts, trl_kwargs = split_config(dict(config or {}), SFTConfig)
-    if data_root is not None:
-        opts.data_root = data_root
-    records = load_training_records(data, opts.data_root, opts.limit)
-    processor, net = load_model_for_training(model, opts)
-    kwargs = {**trl_defaults(net.device.type == "cuda"), **SFT_DEFAULTS}
-    if lora:
-        kwargs["learning_rate"] = SFT_LORA_LR
-    kwargs.update(trl_kwargs)
+    run = prepare_run(model, data, out, config, SFTConfig, SFT_DEFAULTS, SFT_LORA_LR, lora=lora,
+                      data_root=data_root, max_steps=max_steps)
+    kwargs = run.trl_kwargs
     kwargs["dataset_kwargs"] = {**(kwargs.get("dataset_kwargs") or {}), "skip_prepare_dataset": True}
-    if max_steps is not None:
-        kwargs["max_steps"] = int(max_steps)
-    args = SFTConfig(output_dir=str(out), **kwargs)
-    dataset = records_dataset(records, opts, with_target=True)
-    trainer = SFTTrainer(model=net, args=args, train_dataset=dataset, processing_class=processor,
-                         data_collator=VideoSFTCollator(processor, fps=opts.fps, max_length=args.max_length),
-                         peft_config=lora_config(opts) if lora else None)
-    t0 = time.perf_counter()
-    resumed_from = resume_checkpoint(out, resume)
-    result = trainer.train(resume_from_checkpoint=resumed_from)
-    metrics = {**result.metrics, "wall_s": time.perf_counter() - t0, "global_step": trainer.state.global_step,
-               "resumed_from": resumed_from,
-               "loss_history": [h["loss"] for h in trainer.state.log_history if "loss" in h]}
-    summary = RunSummary("sft", model, str(data), len(records), lora, vars(opts), metrics)
-    save_final(trainer, processor, out, opts, vars(summary))
+    args = SFTConfig(output_dir=str(run.out), **kwargs)
+    dataset = records_dataset(run.records, run.opts, with_target=True)
+    trainer = SFTTrainer(model=run.model, args=args, train_dataset=dataset, processing_class=run.processor,
+                         data_collator=VideoSFTCollator(run.processor, fps=run.opts.fps, max_length=args.max_length),
+                         peft_config=lora_config(run.opts) if lora else None)
+    metrics = train_and_save("sft", trainer, run, model, data, lora=lora, resume=resume)
+    out = run.out
     logger.info("SFT done: %s (train_loss=%.4f)", out, metrics.get("train_loss", float("nan")))
     return out
 

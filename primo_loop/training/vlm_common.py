@@ -329,3 +329,55 @@ class RunSummary:
     lora: bool
     options: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PreparedRun:
+    """What SFT and GRPO share before building their trainer (see :func:`prepare_run`)."""
+
+    out: Path
+    opts: VLMTrainOptions
+    records: list[dict[str, Any]]
+    processor: Any
+    model: Any
+    trl_kwargs: dict[str, Any]
+
+
+def prepare_run(model: str, data: str, out: str | Path, config: dict[str, Any] | None, trl_config_cls: type,
+                defaults: dict[str, Any], lora_lr: float, *, lora: bool, data_root: str | None,
+                max_steps: int | None) -> PreparedRun:
+    """The common start of a fine-tuning run: output folder, our options split from TRL's, the records, the
+    model and processor, and the TRL config kwargs (device defaults, then the trainer's defaults, the LoRA
+    learning rate, the user's config, and ``max_steps`` last)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    opts, user_kwargs = split_config(dict(config or {}), trl_config_cls)
+    if data_root is not None:
+        opts.data_root = data_root
+    records = load_training_records(data, opts.data_root, opts.limit)
+    processor, net = load_model_for_training(model, opts)
+    kwargs = {**trl_defaults(net.device.type == "cuda"), **defaults}
+    if lora:
+        kwargs["learning_rate"] = lora_lr
+    kwargs.update(user_kwargs)
+    if max_steps is not None:
+        kwargs["max_steps"] = int(max_steps)
+    return PreparedRun(out, opts, list(records), processor, net, kwargs)
+
+
+def train_and_save(kind: str, trainer: Any, run: PreparedRun, model: str, data: str, *, lora: bool, resume: bool,
+                   **extra_metrics: Any) -> dict[str, Any]:
+    """Train (resuming from the newest checkpoint in ``run.out`` if asked), then save the final model and a
+    run summary; returns the metrics (``extra_metrics`` values may be callables of the trainer)."""
+    import time
+
+    t0 = time.perf_counter()
+    resumed_from = resume_checkpoint(run.out, resume)
+    result = trainer.train(resume_from_checkpoint=resumed_from)
+    metrics = {**result.metrics, "wall_s": time.perf_counter() - t0, "global_step": trainer.state.global_step,
+               "resumed_from": resumed_from,
+               "loss_history": [h["loss"] for h in trainer.state.log_history if "loss" in h]}
+    metrics.update({k: v(trainer) if callable(v) else v for k, v in extra_metrics.items()})
+    summary = RunSummary(kind, model, str(data), len(run.records), lora, vars(run.opts), metrics)
+    save_final(trainer, run.processor, run.out, run.opts, vars(summary))
+    return metrics

@@ -37,7 +37,7 @@ def _run(tiny_vlm, primo_records, out, *, lora=False, config=None, max_steps=2, 
     from primo_loop.training.grpo import build_trainer
     from primo_loop.training.vlm_common import save_final
 
-    trainer, processor, opts, _ = build_trainer(
+    trainer, run = build_trainer(
         str(tiny_vlm), str(primo_records), out, lora=lora, config={**FAST, **(config or {})}, max_steps=max_steps,
         reward_funcs=[format_reward, accuracy_reward, spread_reward])
     calls = []
@@ -68,7 +68,7 @@ def _run(tiny_vlm, primo_records, out, *, lora=False, config=None, max_steps=2, 
 
         ckpt = resume_checkpoint(out, True)
     trainer.train(resume_from_checkpoint=ckpt)
-    save_final(trainer, processor, out, opts, {"stage": "grpo-test"})
+    save_final(trainer, run.processor, out, run.opts, {"stage": "grpo-test"})
     return trainer, calls
 
 
