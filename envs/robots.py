@@ -7,6 +7,8 @@ right hand 12-18, left hand 18-24). ``grip`` is -1 open, +1 closed.
 """
 from __future__ import annotations
 
+import numpy as np
+
 ARM_ROBOTS: tuple[str, ...] = ("Panda", "Sawyer", "UR5e", "IIWA", "Kinova3", "Jaco")
 HUMANOID_ROBOTS: tuple[str, ...] = ("GR1ArmsOnly",)
 ROBOTS: tuple[str, ...] = ARM_ROBOTS + HUMANOID_ROBOTS
@@ -42,10 +44,28 @@ _NO_COLLISION_GEOMS: dict[str, tuple[str, ...]] = {
     "Sawyer": ("robot0_base_col",),
 }
 
+# World shift (x, y, z) of a robot's root body, applied after construction. GR1ArmsOnly stands at
+# (-0.55, 0, 0.95) with its hands at 1.1 m, ~0.55 m behind the table centre: its right hand (held at its start
+# orientation: fingers forward, palm facing left) cannot get below ~0.9 m nor reach the cube. Moved 0.25 m
+# forward, 0.15 m to its left and 0.2 m down (shoulders ~0.3 m above the table top, torso clear of the table),
+# the right palm reaches the cube's side at the table top. The OSC controllers and ``robot0_base_pos`` read the
+# base pose from the simulator, so they follow.
+BASE_SHIFT: dict[str, tuple[float, float, float]] = {"GR1ArmsOnly": (0.25, 0.15, -0.2)}
+
 
 def fix_model(robot: str, sim) -> None:
-    """Patch known robosuite model problems of ``robot`` in a live ``sim`` (idempotent)."""
+    """Patch known robosuite model problems of ``robot`` in a live ``sim`` (idempotent).
+
+    Changes ``sim.model`` in place: they last across soft resets; a hard reset rebuilds the model, after which
+    this is called again.
+    """
     for name in _NO_COLLISION_GEOMS.get(robot, ()):
         gid = sim.model.geom_name2id(name)
         sim.model.geom_contype[gid] = 0
         sim.model.geom_conaffinity[gid] = 0
+    shift = BASE_SHIFT.get(robot)
+    if shift is not None and not getattr(sim.model, "_primo_base_shifted", False):
+        bid = sim.model.body_name2id("robot0_base")
+        sim.model.body_pos[bid] += np.asarray(shift)
+        sim.model._primo_base_shifted = True
+        sim.forward()

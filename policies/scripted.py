@@ -6,6 +6,11 @@ lift -> (transport -> lower -> release -> retreat) -> hold. Targets are world po
 arm controller's frame (the humanoid's arm frames are tilted), and the gripper is kept pointing down with
 its fingers aligned to the object's yaw.
 
+The GR1ArmsOnly humanoid (Lift only; ``scripted_robots``/``check_scripted``) runs the same plan with its right
+arm and hand, the left arm held still and its hand open: the hand keeps its start orientation (fingers forward,
+palm facing left) and the palm goes to ``HAND_OFFSET`` beside the cube, so closing wraps the fingers around it.
+It relies on ``envs.robots.BASE_SHIFT``, which moves the robot closer to and lower at the table.
+
 Failure injection (``failure=``), drawn from ``seed`` so episodes are reproducible:
 
 * ``drop``: open the gripper and stop the arm while carrying (Lift, Stack: 4-10 cm up; PickPlaceCan:
@@ -37,6 +42,12 @@ ROT_SCALE = 0.5  # and 0.5 rad per step
 
 # per-robot grasp depth: grip-site height relative to the grasp point (fingers' reach differs)
 GRASP_DZ = {"Panda": -0.005, "Jaco": 0.005}
+# Humanoid hands: the grip site is the palm, held at the hand's start orientation (fingers forward along world
+# +x, palm facing world +y, thumb up). The palm goes beside the object (world offset from the grasp point, which
+# replaces GRASP_DZ), the fingers past it; closing curls the ring and pinky fingers around it against the palm (a
+# power grasp; see SimView.grasping). The offset keeps the lower edge of the hand off the table top.
+HAND_OFFSET = {"GR1ArmsOnly": np.array([-0.07, -0.045, 0.015])}
+HUMANOID_TASKS = ("Lift",)  # tasks with a humanoid plan (Stack/PickPlaceCan: not yet)
 # how closed a gripper is, in [-1, 1], from robosuite's integrated command (``gripper.current_action``)
 CLOSEDNESS = {
     "PandaGripper": lambda ca: float(ca[1]),
@@ -176,6 +187,20 @@ class PickPlaceCanPlan(TaskPlan):
 PLANS: dict[str, type[TaskPlan]] = {"Lift": LiftPlan, "Stack": StackPlan, "PickPlaceCan": PickPlaceCanPlan}
 
 
+def scripted_robots(task: str) -> tuple[str, ...]:
+    """Robots with a scripted policy for ``task`` (all arms; the humanoids on HUMANOID_TASKS)."""
+    return ARM_ROBOTS + (HUMANOID_ROBOTS if task in HUMANOID_TASKS else ())
+
+
+def check_scripted(task: str, robot: str) -> None:
+    """UnsupportedError if there is no scripted policy for ``robot`` on ``task``."""
+    if robot in HUMANOID_ROBOTS and task not in HUMANOID_TASKS:
+        raise UnsupportedError(
+            f"No scripted policy for the humanoid {robot!r} on {task!r} yet (humanoid tasks: "
+            f"{', '.join(HUMANOID_TASKS)}); scripted robots for {task}: {', '.join(scripted_robots(task))}. "
+            f"Use make_policy('random', env) for humanoid rollouts.")
+
+
 def check_plan(env: Any) -> TaskPlan:
     """The plan for ``env``'s task (UnsupportedError if there is no scripted policy for it)."""
     if env.task not in PLANS:
@@ -200,11 +225,7 @@ class ScriptedPolicy:
         if self.failure is not None and self.failure not in spec.failure_modes:
             raise UnsupportedError(f"Failure mode {self.failure!r} is not supported for task {spec.name!r}; "
                                    f"supported: {', '.join(spec.failure_modes)}.")
-        if self.env.robot in HUMANOID_ROBOTS:
-            raise UnsupportedError(
-                f"No scripted policy for the humanoid {self.env.robot!r} yet (its right hand cannot reach the "
-                f"table top at a fixed hand orientation); scripted robots: {', '.join(ARM_ROBOTS)}. "
-                f"Use make_policy('random', env) for humanoid rollouts.")
+        check_scripted(self.env.task, self.env.robot)
         self.noise = float(noise)
         self.plan = check_plan(self.env)
         self.arm = "right"
@@ -371,9 +392,14 @@ class ScriptedPolicy:
         handler = getattr(self, f"_phase_{self.phase}")
         return handler()
 
+    def _hand_offset(self) -> np.ndarray:
+        """Grip site relative to the grasp point when grasping (world)."""
+        if self.env.robot in HAND_OFFSET:
+            return HAND_OFFSET[self.env.robot]
+        return np.array([0.0, 0.0, GRASP_DZ.get(self.env.robot, -0.005)])
+
     def _grasp_target(self) -> np.ndarray:
-        g = self.plan.grasp_pos().copy()
-        g[2] += GRASP_DZ.get(self.env.robot, -0.005)
+        g = self.plan.grasp_pos() + self._hand_offset()
         if self._injecting("offset_grasp"):
             g += self._offset
         return g
@@ -481,7 +507,7 @@ class ScriptedPolicy:
     def _push_start(self) -> np.ndarray:
         g = self.plan.grasp_pos().copy()
         start = g - 0.07 * self._push_dir
-        start[2] = g[2] + GRASP_DZ.get(self.env.robot, -0.005)
+        start[2] = g[2] + self._hand_offset()[2]
         return start
 
     def _phase_push_setup(self) -> np.ndarray:

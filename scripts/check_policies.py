@@ -21,8 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 def main(argv: list[str] | None = None) -> None:
     import envs
-    from envs.robots import HUMANOID_ROBOTS
-    from policies.scripted import FAILURE_MODES, evaluate
+    from policies.scripted import FAILURE_MODES, evaluate, scripted_robots
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="+", default=list(envs.TASKS))
@@ -40,8 +39,8 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     for task in args.tasks:
         for robot in args.robots:
-            if robot not in envs.supported_robots(task) or robot in HUMANOID_ROBOTS:
-                continue  # no scripted policy for the humanoid yet
+            if robot not in envs.supported_robots(task) or robot not in scripted_robots(task):
+                continue  # no scripted policy (the humanoid: Lift only)
             r = evaluate(task, robot, episodes=args.episodes, seed=args.seed)
             steps = f"{r['steps_to_success']:.0f}" if r["steps_to_success"] else "-"
             row = [task, robot, str(r["horizon"]), f"{r['success_rate']:.0%}", steps, f"{r['steps_per_s']:.0f}"]

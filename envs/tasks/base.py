@@ -10,7 +10,7 @@ Shared rules of every object task (the per-task modules add their stages on top)
 * **reach** (0 .. ``reach_weight``): linear in the distance from the nearest gripper to the grasp point,
   from the distance at reset (0) down to ``reach_tol`` (full weight).
 * **grasp** (``grasp_level``): the object is held, i.e. robosuite's ``_check_grasp`` (both finger pads touch
-  it) for 2 consecutive steps; a hold ends after 3 steps without contact.
+  it; for a dexterous hand also palm-or-thumb plus a finger) for 2 consecutive steps; a hold ends after 3 steps without contact.
 * **carried** (``grasp_level`` .. <1): task-specific (lift height, alignment, transport); lift fractions are
   the highest reached during the current hold, so lowering onto a goal does not lower progress.
 * **success** = robosuite's ``_check_success()`` -> 1.0.
@@ -89,6 +89,14 @@ class SimView:
         self._eef_site = {arm: self.robot.eef_site_id[arm] for arm in self.arms}
         split = self.robot.composite_controller._action_split_indexes
         self._grip_slice = {arm: slice(*split[f"{arm}_gripper"]) for arm in self.arms if f"{arm}_gripper" in split}
+        # dexterous hands (the humanoid's) also hold an object between the palm and the curled fingers
+        self._hand_groups: dict[str, list[list[str]]] = {}
+        for arm in self.arms:
+            gripper = self.robot.gripper[arm]
+            palm = [g for g in gripper.contact_geoms if "palm" in g]
+            if palm:
+                important = gripper.important_geoms
+                self._hand_groups[arm] = [palm + list(important["left_fingerpad"]), list(important["right_fingerpad"])]
 
     def eef_pos(self, arm: str) -> np.ndarray:
         return np.array(self.sim.data.site_xpos[self._eef_site[arm]])
@@ -118,8 +126,11 @@ class SimView:
         return np.array(self.sim.data.body_xquat[body_id])
 
     def grasping(self, obj: Any) -> bool:
-        """robosuite's grasp check (finger pads of any gripper touch ``obj``)."""
-        return bool(self.env._check_grasp(gripper=self.robot.gripper, object_geoms=obj))
+        """robosuite's grasp check (finger pads of any gripper touch ``obj``); for dexterous hands, also the
+        palm or thumb together with a finger (a power grasp, where the thumb may not touch)."""
+        if self.env._check_grasp(gripper=self.robot.gripper, object_geoms=obj):
+            return True
+        return any(self.env._check_grasp(gripper=groups, object_geoms=obj) for groups in self._hand_groups.values())
 
     def grip_command(self, action: np.ndarray | None, arm: str) -> float:
         """Mean gripper command of ``arm`` in ``action`` (> 0 closing); 0 without an action."""

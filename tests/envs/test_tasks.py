@@ -86,8 +86,10 @@ def test_pick_place_can_unsupported_robot():
         envs.make_env("PickPlaceCan", "Jaco")
 
 
-def test_humanoid_lift_env_works_without_scripted_policy():
+def test_humanoid_lift_env_and_base_shift():
     from gymnasium.utils.env_checker import check_env
+
+    from envs.robots import BASE_SHIFT, fix_model
 
     env = envs.make_env("Lift", "GR1ArmsOnly", image_size=32, horizon=10)
     try:
@@ -96,10 +98,26 @@ def test_humanoid_lift_env_works_without_scripted_policy():
             warnings.simplefilter("ignore")
             check_env(env, skip_render_check=True)
         env.reset(seed=0)
+        base = env.unwrapped.raw_obs["robot0_base_pos"]
+        np.testing.assert_allclose(base, np.array([-0.55, 0.0, 0.95]) + BASE_SHIFT["GR1ArmsOnly"], atol=1e-6)
+        fix_model("GR1ArmsOnly", env.unwrapped.rs_env.sim)  # idempotent: no second shift
+        env.reset(seed=0)
+        np.testing.assert_allclose(env.unwrapped.raw_obs["robot0_base_pos"], base, atol=1e-6)
+        ctrl = env.unwrapped.sim_view.robot.part_controllers["right"]
         for _ in range(3):
             _, _, _, _, info = env.step(env.action_space.sample())
+        # the arm controller's frame (shoulder mount, at (-0.55, -0.13, 1.31) unshifted) follows the shifted body
+        np.testing.assert_allclose(ctrl.origin_pos, np.array([-0.55, -0.13, 1.31]) + BASE_SHIFT["GR1ArmsOnly"],
+                                   atol=0.02)
         assert 0.0 <= info["oracle/progress"] <= 1.0 and env.render_frame().shape == (32, 32, 3)
-        with pytest.raises(UnsupportedError, match="humanoid"):
-            ScriptedPolicy(env)
     finally:
         env.close()
+
+
+def test_humanoid_scripted_only_on_lift():
+    from policies.scripted import check_scripted, scripted_robots
+
+    check_scripted("Lift", "GR1ArmsOnly")
+    assert "GR1ArmsOnly" in scripted_robots("Lift") and "GR1ArmsOnly" not in scripted_robots("Stack")
+    with pytest.raises(UnsupportedError, match="humanoid 'GR1ArmsOnly' on 'Stack'.*Lift"):
+        check_scripted("Stack", "GR1ArmsOnly")

@@ -108,12 +108,34 @@ def test_same_seed_same_episode_and_noise(lift):
     assert np.all(np.abs(a) <= 1.0)
 
 
+def test_humanoid_lift_succeeds_with_the_right_hand():
+    env = envs.make_env("Lift", "GR1ArmsOnly", horizon=120)
+    try:
+        policy = ScriptedPolicy(env, seed=0)
+        grasped = []
+        left0 = {}
+
+        def watch(e, pol):
+            grasped.append(e.privileged()["grasped"])
+            left0.setdefault("pos", e.unwrapped.sim_view.eef_pos("left"))
+
+        progress, info = run(env, policy, seed=0, on_step=watch)
+        assert info["is_success"] and progress[-1] == 1.0 and progress[0] < 0.2
+        assert any(grasped)  # palm + fingers count as a grasp (SimView.grasping)
+        p = env.privileged()
+        assert not p["failed"] and p["events"][-2:] == ["the cube was grasped", "the cube was lifted"]
+        # the left arm is held still
+        assert np.linalg.norm(env.unwrapped.sim_view.eef_pos("left") - left0["pos"]) < 0.03
+    finally:
+        env.close()
+
+
 # ----- slow: per-robot success rates and every failure mode on every task -------------------------------------
 def _pairs():
     import envs as e
-    from envs.robots import ARM_ROBOTS
+    from policies.scripted import scripted_robots
 
-    return [(t, r) for t in e.TASKS for r in e.supported_robots(t) if r in ARM_ROBOTS]
+    return [(t, r) for t in e.TASKS for r in e.supported_robots(t) if r in scripted_robots(t)]
 
 
 @pytest.mark.slow
@@ -134,4 +156,13 @@ def test_every_failure_mode_fails(task, mode):
     if mode not in envs.task_spec(task).failure_modes:
         pytest.skip(f"{mode} not used for {task}")
     result = evaluate(task, "Panda", episodes=3, failure=mode)
+    assert result["success_rate"] == 0.0 and result["failure_flagged"] == 1.0, result
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", FAILURE_MODES)
+def test_humanoid_lift_failure_modes_fail(mode):
+    from policies.scripted import evaluate
+
+    result = evaluate("Lift", "GR1ArmsOnly", episodes=3, failure=mode)
     assert result["success_rate"] == 0.0 and result["failure_flagged"] == 1.0, result
