@@ -68,7 +68,7 @@ class CollectConfig:
         post_failure_steps: stop this many steps after the failure event (None: run to the horizon).
         camera: the env camera.
         policy: "scripted" (waypoints with failure injection) or "random" (uniform random actions, e.g. for
-            robots without a scripted policy such as the GR1ArmsOnly humanoid).
+            task/robot pairs without a scripted policy).
         synthetic: roll out the drawn synthetic scene instead of robosuite (tests and smoke runs).
         step_delay: synthetic only: seconds of sleep per step.
     """
