@@ -1,0 +1,131 @@
+"""SB3 half of :mod:`primo_loop.wrappers` (imported on first use of ``wrappers.VecCriticInTheLoop``)."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from primo_loop.critics import Critic, resolve_critic
+from primo_loop.tracker import EpisodeTracker, TrackerConfig
+from primo_loop.wrappers import CriticCaller, _tracker_config, privileged_from_info
+
+
+def _set_obs(obs: Any, i: int, value: Any) -> None:
+    if isinstance(obs, dict):
+        for key in obs:
+            obs[key][i] = value[key]
+    else:
+        obs[i] = value
+
+
+def _get_obs(obs: Any, i: int) -> Any:
+    if isinstance(obs, dict):
+        return {key: np.array(val[i]) for key, val in obs.items()}
+    return np.array(obs[i])
+
+
+def _vec_base():
+    try:
+        from stable_baselines3.common.vec_env import VecEnvWrapper
+    except ImportError as exc:  # pragma: no cover - SB3 is pinned in requirements.txt
+        from primo_loop.errors import MissingDependencyError
+
+        raise MissingDependencyError("stable-baselines3", "VecCriticInTheLoop") from exc
+    return VecEnvWrapper
+
+
+class VecCriticInTheLoop(_vec_base()):  # type: ignore[misc]
+    """The critic in the loop over an SB3 VecEnv (DummyVecEnv or SubprocVecEnv).
+
+    All queries due on a step, across all sub-envs, go to the critic in one ``assess`` call; the critic
+    lives in this (the main) process, never one per worker. A sub-env that the env itself ends is
+    auto-reset by the VecEnv as usual (its new episode's baseline query joins the batch); a sub-env that
+    the critic ends is reset here, with ``terminal_observation`` set and ``TimeLimit.truncated`` False,
+    and its new baseline queries go out in a second batch. Same options as :class:`CriticInTheLoop`.
+    """
+
+    def __init__(self, venv, critic: Critic | str | None = None, config: TrackerConfig | None = None,
+                 critic_options: Mapping[str, Any] | None = None, on_critic_error: str = "hold",
+                 **tracker_options: Any):
+        super().__init__(venv)
+        self.critic = resolve_critic(critic, **dict(critic_options or {}))
+        cfg = _tracker_config(config, tracker_options)
+        self.trackers = [EpisodeTracker(cfg) for _ in range(self.num_envs)]
+        self._call = CriticCaller(self.critic, on_critic_error)
+        self.instructions: list[str] = list(self.venv.get_attr("instruction"))
+
+    @property
+    def raised_batches(self) -> int:
+        """Batches on which the critic raised (each query of such a batch counts in the trackers' ``errors``)."""
+        return self._call.errors
+
+    def _render(self, indices: Sequence[int]) -> list[np.ndarray]:
+        return self.venv.env_method("render_frame", indices=list(indices)) if indices else []
+
+    def _reset_infos(self) -> list[dict[str, Any]]:
+        infos = getattr(self.venv, "reset_infos", None)
+        return list(infos) if infos else [{} for _ in range(self.num_envs)]
+
+    def _baseline(self, indices: Sequence[int], reset_infos: Sequence[Mapping[str, Any]]) -> None:
+        """Step-0 queries of new episodes in ``indices``, scored in one batch."""
+        frames = self._render(indices)
+        queries = [self.trackers[i].reset(self.instructions[i], frame, privileged_from_info(reset_infos[k]))
+                   for k, (i, frame) in enumerate(zip(indices, frames))]
+        for i, verdict in zip(indices, self._call(queries)):
+            self.trackers[i].apply(verdict)
+
+    def reset(self):
+        obs = self.venv.reset()
+        self._baseline(range(self.num_envs), self._reset_infos())
+        return obs
+
+    def step_wait(self):
+        obs, env_rewards, dones, infos = self.venv.step_wait()
+        rewards = np.zeros(self.num_envs, dtype=np.float32)
+        dones = np.array(dones, dtype=bool)
+        infos = list(infos)
+        for i, tr in enumerate(self.trackers):
+            tr.advance(privileged_from_info(infos[i]), ended=bool(dones[i]))
+        need = [i for i, tr in enumerate(self.trackers) if tr.needs_frame]
+        for i, frame in zip(need, self._render(need)):
+            self.trackers[i].add_frame(frame)
+        pending = [(i, q) for i, tr in enumerate(self.trackers) if (q := tr.make_query()) is not None]
+        # Episodes the env ended were auto-reset: finish them, then their new baselines join this batch.
+        ended = [i for i in range(self.num_envs) if dones[i]]
+        for i in ended:
+            result = self.trackers[i].finish_step(env_rewards[i])
+            rewards[i] = result.reward
+            infos[i] = self._with_result(infos[i], result, env_rewards[i])
+        reset_infos = self._reset_infos()
+        frames = self._render(ended)
+        for i, frame in zip(ended, frames):
+            pending.append((i, self.trackers[i].reset(self.instructions[i], frame,
+                                                      privileged_from_info(reset_infos[i]))))
+        for (i, _), verdict in zip(pending, self._call([q for _, q in pending])):
+            self.trackers[i].apply(verdict)
+        stopped = []
+        for i, tr in enumerate(self.trackers):
+            if dones[i]:
+                continue
+            result = tr.finish_step(env_rewards[i])
+            rewards[i] = result.reward
+            infos[i] = self._with_result(infos[i], result, env_rewards[i])
+            if result.terminated:
+                stopped.append(i)
+        if stopped:
+            new = self.venv.env_method("reset", indices=stopped)
+            for i, (new_obs, _info) in zip(stopped, new):
+                infos[i]["terminal_observation"] = _get_obs(obs, i)
+                infos[i]["TimeLimit.truncated"] = False
+                _set_obs(obs, i, new_obs)
+                dones[i] = True
+            self._baseline(stopped, [info for _, info in new])
+        return obs, rewards, dones, infos
+
+    @staticmethod
+    def _with_result(info: Mapping[str, Any], result, env_reward: float) -> dict[str, Any]:
+        info = dict(info, **result.info)
+        info["critic/shaping"] = result.shaping
+        info["env/reward"] = float(env_reward)
+        return info
