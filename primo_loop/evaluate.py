@@ -376,7 +376,7 @@ def evaluate(critic: Any, sources: Sequence[str | os.PathLike], out_dir: str | o
     splits = sorted({r.split for r in results}, key=lambda s: (SPLIT_ORDER.index(s) if s in SPLIT_ORDER else 99, s))
     report: dict[str, Any] = {
         "critic": critic_name or getattr(critic, "name", type(critic).__name__),
-        "checkpoint": str(getattr(critic, "checkpoint", "")) or None,
+        "checkpoint": _display_path(getattr(critic, "checkpoint", None)),
         "sources": [str(s) for s in sources],
         "config": asdict(cfg),
         "train_domain": {"tasks": (train_info or {}).get("tasks"), "robots": (train_info or {}).get("robots")},
@@ -569,3 +569,14 @@ def plot_error_by_bin(report: dict[str, Any], path: Path) -> Path:
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def _display_path(path: Any) -> str | None:
+    """A checkpoint path for reports: relative to the working directory when inside it (no machine paths)."""
+    if not path:
+        return None
+    p = Path(path).resolve()
+    try:
+        return str(p.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p)
