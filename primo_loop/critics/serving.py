@@ -189,11 +189,15 @@ class CriticServer:
 
             def _send(self, status: int, body: dict[str, Any]) -> None:
                 data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up (its time-out): nothing to do
+                    logger.debug("client %s went away before the answer", self.address_string())
+                    self.close_connection = True
 
             def _authorized(self) -> bool:
                 if server.api_key and self.headers.get("Authorization") != f"Bearer {server.api_key}":
