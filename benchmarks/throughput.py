@@ -91,7 +91,7 @@ def main() -> int:
         sps, frames = ours(args.steps, args.seed, n, args.size)
         rows.append((f"primo/Lift-v0 + oracle critic, critic_every={n}", sps, sps / raw, frames))
     cmd = "python benchmarks/throughput.py " + " ".join(sys.argv[1:])
-    lines = [f"# Env throughput: critic in the loop vs raw robosuite\n",
+    lines = ["# Env throughput: critic in the loop vs raw robosuite\n",
              f"`{cmd.strip()}` ({args.steps} random-action steps per variant, {args.size} px agentview frames, "
              f"{platform.processor() or platform.machine()}, MUJOCO_GL=egl, one process, variants run back to back)\n",
              "| variant | steps/s | ratio to raw | frames rendered |", "|---|---:|---:|---:|"]

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -127,38 +125,22 @@ def _row(step: int, info: dict[str, Any], env_reward: Any, shaped: Any, terminat
     }
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write a file atomically (temp file in the same folder, then rename)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_episode(rec: EpisodeRecord, out_dir: str | Path, index: int, *, horizon: int | None = None, title: str = "",
                   fps: float = 10.0) -> dict[str, Path]:
     """Write ``episode_NNN.jsonl`` and ``episode_NNN.mp4`` (annotated) for one episode.
 
     ``horizon`` sets the plot's x range (default: the episode's length, so the curves fill the strip).
     """
-    from primo_loop.viz import annotate_frames, write_video
+    from primo_loop.data.video import write_text_atomic, write_video
+    from primo_loop.viz import annotate_frames
 
     out_dir = Path(out_dir)
     stem = f"episode_{index:03d}"
-    log_path = atomic_write_text(out_dir / f"{stem}.jsonl", "".join(json.dumps(r) + "\n" for r in rec.rows))
+    log_path = write_text_atomic(out_dir / f"{stem}.jsonl", "".join(json.dumps(r) + "\n" for r in rec.rows))
     steps, critic, fail = rec.critic_points
     end = rec.rows[-1] if rec.rows[-1]["reason"] else None
     frames = annotate_frames(rec.frames, rec.frame_steps, horizon=horizon or rec.rows[-1]["step"], oracle=rec.oracle, critic_steps=steps,
                              critic=critic, failure_prob=fail, title=title,
                              end_step=end["step"] if end else None, end_reason=end["reason"] if end else None)
-    tmp = out_dir / f".{stem}.tmp.mp4"
-    write_video(tmp, frames, fps=fps)
-    video = out_dir / f"{stem}.mp4"
-    os.replace(tmp, video)
+    video = write_video(out_dir / f"{stem}.mp4", np.stack(frames), fps=fps)
     return {"log": log_path, "video": video}

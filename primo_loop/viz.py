@@ -1,8 +1,8 @@
-"""Annotated rollout videos: the frames the critic saw with its progress curve drawn beneath."""
+"""Annotated rollout videos: the frames the critic saw with its progress curve drawn beneath
+(written with :func:`primo_loop.data.video.write_video`)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
@@ -93,16 +93,3 @@ def annotate_frames(frames: Sequence[np.ndarray], frame_steps: Sequence[int], *,
                    stroke_width=2, stroke_fill=(0, 0, 0))
         out.append(np.asarray(img))
     return out
-
-
-def write_video(path: str | Path, frames: Sequence[np.ndarray], fps: float = 10.0) -> Path:
-    """Write frames as an H.264 mp4 (sizes padded to even numbers for the codec)."""
-    import imageio.v2 as imageio
-
-    path = Path(path)
-    frames = [np.pad(f, ((0, f.shape[0] % 2), (0, f.shape[1] % 2), (0, 0))) for f in frames]
-    with imageio.get_writer(path, fps=fps, codec="libx264", quality=7, macro_block_size=1,
-                            ffmpeg_log_level="error") as writer:
-        for f in frames:
-            writer.append_data(f)
-    return path

@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from policies import make_policy
     from primo_loop.critics import make_critic
-    from primo_loop.rollout import atomic_write_text, run_episode, write_episode
+    from primo_loop.data.video import write_text_atomic
+    from primo_loop.rollout import run_episode, write_episode
     from primo_loop.tracker import TrackerConfig
     from primo_loop.wrappers import CriticInTheLoop
 
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                      write_episode(rec, out, ep, title=title,
                                    fps=max(1.0, 20 / config.frame_every)))
             if args.no_video:
-                files["log"] = atomic_write_text(out / f"episode_{ep:03d}.jsonl",
+                files["log"] = write_text_atomic(out / f"episode_{ep:03d}.jsonl",
                                                  "".join(json.dumps(r) + "\n" for r in rec.rows))
             summary = dict(rec.summary, episode=ep, seed=seed, video=str(files["video"]) if files["video"] else None,
                            log=str(files["log"]))
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             "success_rate": (sum(e["success"] for e in episodes) / len(episodes)) if episodes else None,
             "episodes": episodes,
         }
-        atomic_write_text(out / "summary.json", json.dumps(run_summary, indent=2) + "\n")
+        write_text_atomic(out / "summary.json", json.dumps(run_summary, indent=2) + "\n")
         env.close()
     for e in episodes:
         if e["video"]:

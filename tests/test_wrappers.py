@@ -119,7 +119,7 @@ def test_vec_critic_reset_sets_terminal_observation_and_new_baseline():
     venv = DummyVecEnv([lambda: ProgressEnv(horizon=500)])
     critic = ScriptedCritic(lambda q: CriticVerdict(progress=0.5, failure_prob=1.0 if q.step >= 10 else 0.0))
     vw = VecCriticInTheLoop(venv, critic=critic, critic_every=5, failure_patience=2)
-    obs0 = vw.reset()
+    vw.reset()
     for t in range(1, 16):
         obs, rews, dones, infos = vw.step(np.array([[0.5]], dtype=np.float32))
         if dones[0]:

@@ -50,10 +50,11 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
             tmp_path.unlink()
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file and a rename; returns the path."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+    return Path(path)
 
 
 def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
@@ -126,7 +127,7 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 10.0, 
 
     Args:
         path: output path.
-        frames: uint8 ``[T, H, W, 3]``; H and W should be multiples of 16 for mp4.
+        frames: uint8 ``[T, H, W, 3]``; an odd H or W is padded by one black row/column (H.264 needs even sizes).
         fps: frames per second.
         quality: imageio-ffmpeg quality, 0-10 (10 = best).
     """
@@ -135,6 +136,8 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 10.0, 
     frames = np.asarray(frames, dtype=np.uint8)
     if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
         raise ConfigError(f"Expected frames uint8 [T>0, H, W, 3], actually: {frames.shape}")
+    if frames.shape[1] % 2 or frames.shape[2] % 2:
+        frames = np.pad(frames, ((0, 0), (0, frames.shape[1] % 2), (0, frames.shape[2] % 2), (0, 0)))
     path = Path(path)
     with atomic_path(path) as tmp:
         writer = imageio.get_writer(tmp, fps=fps, quality=quality, macro_block_size=1,

@@ -23,7 +23,6 @@ vLLM generation path is not video-aware (generation runs in transformers), and t
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -226,12 +225,7 @@ def train(model: str, data: str, out: str | Path, *, lora: bool = False, config:
 
 def main(argv: list[str] | None = None) -> int:
     """``train_critic.py grpo ...`` (argv excludes the subcommand)."""
-    from primo_loop.training.vlm_common import build_parser, load_config
+    from primo_loop.training.vlm_common import run_cli
 
-    args = build_parser("train_critic.py grpo", "GRPO of the VLM critic with PRIMO's format + accuracy "
-                        "rewards, the clip fed as video.").parse_args(argv)
-    train(args.model, args.data, args.out, lora=args.lora, config=load_config(args.config),
-          max_steps=args.max_steps, resume=args.resume, data_root=args.data_root)
-    if os.environ.get("RANK", "0") == "0":  # once, not per process under accelerate
-        print(f"GRPO model written to {args.out}; use it with: --critic primo --critic-option model={args.out}")
-    return 0
+    return run_cli("grpo", "GRPO of the VLM critic with PRIMO's format + accuracy "
+                        "rewards, the clip fed as video.", train, argv)

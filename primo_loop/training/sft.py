@@ -11,7 +11,6 @@ only. The clip is fed as a Qwen2.5-VL video (``pixel_values_videos``), exactly a
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -108,12 +107,7 @@ def train(model: str, data: str, out: str | Path, *, lora: bool = False, config:
 
 def main(argv: list[str] | None = None) -> int:
     """``train_critic.py sft ...`` (argv excludes the subcommand)."""
-    from primo_loop.training.vlm_common import build_parser, load_config
+    from primo_loop.training.vlm_common import run_cli
 
-    args = build_parser("train_critic.py sft", "Supervised fine-tuning of the VLM critic on PRIMO-format "
-                        "records (reasoning written from sim events).").parse_args(argv)
-    train(args.model, args.data, args.out, lora=args.lora, config=load_config(args.config),
-          max_steps=args.max_steps, resume=args.resume, data_root=args.data_root)
-    if os.environ.get("RANK", "0") == "0":  # once, not per process under accelerate
-        print(f"SFT model written to {args.out}; use it with: --critic primo --critic-option model={args.out}")
-    return 0
+    return run_cli("sft", "Supervised fine-tuning of the VLM critic on PRIMO-format "
+                        "records (reasoning written from sim events).", train, argv)

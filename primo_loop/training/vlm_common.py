@@ -96,6 +96,17 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
     return p
 
 
+def run_cli(kind: str, description: str, train: Any, argv: list[str] | None = None) -> int:
+    """``train_critic.py sft|grpo ...``: parse the shared command line, run ``train``, say where the model is."""
+    args = build_parser(f"train_critic.py {kind}", description).parse_args(argv)
+    train(args.model, args.data, args.out, lora=args.lora, config=load_config(args.config),
+          max_steps=args.max_steps, resume=args.resume, data_root=args.data_root)
+    if os.environ.get("RANK", "0") == "0":  # once, not per process under accelerate
+        print(f"{kind.upper()} model written to {args.out}; use it with: --critic primo --critic-option "
+              f"model={args.out}")
+    return 0
+
+
 def load_config(path: str | None) -> dict[str, Any]:
     """The YAML config as a dict ({} without one)."""
     if not path:

@@ -1,7 +1,6 @@
 """Recovery executor and experiment on the 1-D fake env (no simulator)."""
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
