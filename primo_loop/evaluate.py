@@ -116,24 +116,15 @@ class EpisodeResult:
 
 def _episode_queries(ep: Any, cfg: EvalConfig) -> tuple[list[CriticQuery], list[int], list[float], list[bool]]:
     """In-loop queries along a recorded episode."""
-    from primo_loop.tracker import sample_clip_indices
+    from primo_loop.tracker import replay_schedule
 
-    fs = np.asarray(ep.frame_steps)
-    keep = np.flatnonzero((fs % cfg.frame_every) == 0)
-    if len(keep) == 0 or fs[keep[0]] != 0:
-        keep = np.concatenate([[0], keep[fs[keep] != 0]]).astype(int)
     queries, steps, target, failed = [], [], [], []
     instruction = ep.meta["instruction"]
-    for j, k in enumerate(keep):
-        s = int(fs[k])
-        if s % cfg.critic_every:
-            continue
-        idx = sample_clip_indices(j + 1, cfg.clip_len)
+    for s, k, clip in replay_schedule(ep.frame_steps, cfg.critic_every, cfg.frame_every, cfg.clip_len):
         p = float(ep.table["progress"][s])
         f = bool(ep.table["failed"][s])
-        queries.append(CriticQuery(instruction=instruction, initial=ep.frames[keep[0]], clip=ep.frames[keep[idx]],
-                                   current=ep.frames[k], step=s,
-                                   privileged={"progress": p, "failed": f}))
+        queries.append(CriticQuery(instruction=instruction, initial=ep.frames[0], clip=ep.frames[clip],
+                                   current=ep.frames[k], step=s, privileged={"progress": p, "failed": f}))
         steps.append(s)
         target.append(100.0 * p)
         failed.append(f)

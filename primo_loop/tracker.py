@@ -59,6 +59,34 @@ def sample_clip_indices(n_frames: int, clip_len: int, window: int | None = None)
     return idx.tolist()
 
 
+def replay_schedule(frame_steps, critic_every: int, frame_every: int, clip_len: int,
+                    window: int | None = None) -> list[tuple[int, int, list[int]]]:
+    """The queries the in-loop tracker would make along a recording (evaluation, video scoring).
+
+    Args:
+        frame_steps: the env step of each recorded frame, increasing.
+        critic_every, frame_every, clip_len, window: as in :class:`TrackerConfig`.
+
+    Returns:
+        ``(step, current, clip)`` per query, with ``current`` and ``clip`` indices into ``frame_steps``; the
+        frames kept are those on multiples of ``frame_every`` (the first recorded frame is always the initial one).
+
+    >>> replay_schedule(range(0, 25, 5), critic_every=10, frame_every=5, clip_len=3)
+    [(0, 0, [0, 0, 0]), (10, 2, [0, 1, 2]), (20, 4, [0, 2, 4])]
+    """
+    fs = np.asarray(list(frame_steps))
+    keep = np.flatnonzero((fs % frame_every) == 0)
+    if len(keep) == 0 or keep[0] != 0:
+        keep = np.concatenate([[0], keep[fs[keep] != fs[0]]]).astype(int)
+    schedule = []
+    for j, k in enumerate(keep):
+        step = int(fs[k])
+        if step % critic_every == 0:
+            clip = [int(keep[i]) for i in sample_clip_indices(j + 1, clip_len, window)]
+            schedule.append((step, int(k), clip))
+    return schedule
+
+
 def shaping_term(mode: str, phi: float, phi_next: float, gamma: float) -> float:
     """The critic's reward term for one transition.
 

@@ -153,20 +153,15 @@ def _file_fps(path: Path) -> float | None:
 
 
 def video_queries(item: VideoItem, critic_every: int, frame_every: int, clip_len: int):
-    """The in-loop queries along a video: ``(queries, frame indices)``."""
-    from primo_loop.tracker import sample_clip_indices
+    """The in-loop queries along a video: ``(queries, frame indices)``; a frame index counts as a step."""
+    from primo_loop.tracker import replay_schedule
     from primo_loop.types import CriticQuery
 
-    kept = list(range(0, len(item.frames), frame_every))
     queries, steps = [], []
-    for j, f in enumerate(kept):
-        if f % critic_every:
-            continue
-        idx = sample_clip_indices(j + 1, clip_len)
+    for f, k, clip in replay_schedule(range(len(item.frames)), critic_every, frame_every, clip_len):
         privileged = None if item.progress is None else {"progress": float(item.progress[f]), "failed": False}
-        queries.append(CriticQuery(instruction=item.instruction, initial=item.frames[0],
-                                   clip=item.frames[[kept[i] for i in idx]], current=item.frames[f], step=f,
-                                   privileged=privileged))
+        queries.append(CriticQuery(instruction=item.instruction, initial=item.frames[0], clip=item.frames[clip],
+                                   current=item.frames[k], step=f, privileged=privileged))
         steps.append(f)
     return queries, steps
 
