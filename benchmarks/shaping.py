@@ -46,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--critic-every", type=int, default=10)
     p.add_argument("--critic-weight", type=float, default=1.0)
     p.add_argument("--shaping", default="delta")
+    p.add_argument("--action", default="pose", help="pose (OSC_POSE, 7-D) | position ([dx, dy, dz, gripper])")
+    p.add_argument("--demo-episodes", type=int, default=0,
+                   help="scripted episodes per worker seeding the SAC replay buffer (rewarded like the rest)")
+    p.add_argument("--demo-noise", type=float, default=0.1, help="action-noise std of the scripted episodes")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="algorithm override")
     p.add_argument("--runs", default="runs/shaping", help="folder of the training runs")
     p.add_argument("--results", default="docs/results/shaping", help="folder of the plot and table")
@@ -67,7 +71,8 @@ def run_all(args: argparse.Namespace) -> None:
         for seed in args.seeds:
             cfg = AgentConfig(env=args.env, algo=args.algo, reward=reward, critic=args.critic,
                               critic_options=parse_options(args.critic_option), critic_every=args.critic_every,
-                              critic_weight=args.critic_weight, shaping=args.shaping, steps=args.steps, seed=seed,
+                              critic_weight=args.critic_weight, shaping=args.shaping, action=args.action,
+                              demo_episodes=args.demo_episodes, demo_noise=args.demo_noise, steps=args.steps, seed=seed,
                               workers=args.workers, horizon=args.horizon, eval_every=args.eval_every,
                               eval_episodes=args.eval_episodes, checkpoint_every=args.checkpoint_every,
                               algo_kwargs=parse_options(args.set), out=str(Path(args.runs) / f"{reward}_s{seed}"),

@@ -74,6 +74,11 @@ class AgentConfig:
         critic_every: query the critic every N env steps [10].
         critic_weight: weight of the critic's shaping term [1.0].
         shaping: "delta" (potential-based, default) or "progress".
+        action: "pose" (robosuite's OSC_POSE: 6 deltas + gripper) or "position" (``[dx, dy, dz, gripper]``,
+            orientation held; see :mod:`envs.actions`).
+        demo_episodes: scripted episodes each worker runs first, stored in the replay buffer as ordinary
+            transitions with the run's reward (SAC only; :mod:`policies.warmup`) [0].
+        demo_noise: action-noise std of those scripted episodes.
         tracker_options: any other :class:`~primo_loop.tracker.TrackerConfig` field (e.g. ``terminate``).
         steps: total env steps (over all workers).
         seed: random seed (workers get ``seed + i``; the eval env ``seed + 10_000``).
@@ -99,6 +104,9 @@ class AgentConfig:
     critic_every: int = 10
     critic_weight: float = 1.0
     shaping: str = "delta"
+    action: str = "pose"
+    demo_episodes: int = 0
+    demo_noise: float = 0.1
     tracker_options: dict[str, Any] = field(default_factory=dict)
     steps: int = 100_000
     seed: int = 0
@@ -117,6 +125,17 @@ class AgentConfig:
     def __post_init__(self) -> None:
         self.algo = check_choice("algorithm", self.algo, ALGOS)
         self.reward = check_choice("reward", self.reward, REWARDS)
+        from envs.actions import ACTION_SPACES
+
+        self.action = check_choice("action space", self.action, ACTION_SPACES)
+        if not isinstance(self.demo_episodes, (int, np.integer)) or self.demo_episodes < 0:
+            raise ConfigError(f"Expected `demo_episodes` to be an integer >= 0, actually: {self.demo_episodes!r}")
+        if self.demo_episodes and self.algo != "sac":
+            raise ConfigError("Scripted demonstrations (`demo_episodes`) need an off-policy algorithm: use sac")
+        if self.demo_episodes and ":" in self.env:
+            raise ConfigError(f"Scripted demonstrations need a task with a scripted policy, not {self.env!r}")
+        if not (math.isfinite(self.demo_noise) and self.demo_noise >= 0):
+            raise ConfigError(f"Expected `demo_noise` >= 0, actually: {self.demo_noise!r}")
         for name in ("steps", "workers", "horizon", "critic_every", "eval_episodes", "keep_checkpoints"):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < 1:
@@ -160,9 +179,11 @@ def _algo_params(algo: str) -> set[str]:
 
 
 def _algo_class(algo: str):
-    from stable_baselines3 import PPO, SAC
+    from stable_baselines3 import PPO
 
-    return {"sac": SAC, "ppo": PPO}[algo]
+    from policies.warmup import executed_action_sac
+
+    return {"sac": executed_action_sac(), "ppo": PPO}[algo]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -189,7 +210,8 @@ def _import_entry(entry: str) -> Callable[..., Any]:
 
 
 def make_task_env(task: str, *, robot: str = "Panda", reward: str = "sparse", horizon: int = 200,
-                  blank_frames: bool = False, terminate_on_success: bool = False, **env_kwargs: Any):
+                  blank_frames: bool = False, terminate_on_success: bool = False, action: str = "pose",
+                  demo_episodes: int = 0, demo_noise: float = 0.1, demo_seed: int = 0, **env_kwargs: Any):
     """One Gymnasium env for a reward kind (runs inside a worker process).
 
     Args:
@@ -200,6 +222,8 @@ def make_task_env(task: str, *, robot: str = "Panda", reward: str = "sparse", ho
         horizon: episode length.
         blank_frames: make ``render_frame()`` free (for the oracle, which reads privileged state).
         terminate_on_success: end episodes on success (eval envs).
+        action: "pose" or "position" (:class:`envs.actions.PositionActions`).
+        demo_episodes, demo_noise, demo_seed: :class:`policies.warmup.ScriptedWarmup` settings (0: none).
         **env_kwargs: passed to ``envs.make_env``.
     """
     if ":" in task:
@@ -209,11 +233,22 @@ def make_task_env(task: str, *, robot: str = "Panda", reward: str = "sparse", ho
 
         env = envs.make_env(task, robot, horizon=horizon, obs_mode="state", reward_shaping=reward == "dense",
                             terminate_on_success=terminate_on_success, **env_kwargs)
+        if action == "position":
+            from envs.actions import PositionActions
+
+            env = PositionActions(env)
+        if demo_episodes:
+            from policies.warmup import ScriptedWarmup
+
+            env = ScriptedWarmup(env, demo_episodes, noise=demo_noise, seed=demo_seed)
     return _blank_frame_wrapper()(env) if blank_frames else env
 
 
-def _env_fns(cfg: AgentConfig, n: int, **kw: Any) -> list[Callable[[], Any]]:
-    return [functools.partial(make_task_env, cfg.env, robot=cfg.robot, horizon=cfg.horizon, **kw) for _ in range(n)]
+def _env_fns(cfg: AgentConfig, n: int, demos: bool = False, **kw: Any) -> list[Callable[[], Any]]:
+    demo = (lambda i: dict(demo_episodes=cfg.demo_episodes, demo_noise=cfg.demo_noise,
+                           demo_seed=1_000 * (cfg.seed * 100 + i))) if demos else (lambda i: {})
+    return [functools.partial(make_task_env, cfg.env, robot=cfg.robot, horizon=cfg.horizon, action=cfg.action,
+                              **demo(i), **kw) for i in range(n)]
 
 
 def make_vec_env(cfg: AgentConfig, critic: Any | None = None):
@@ -225,7 +260,8 @@ def make_vec_env(cfg: AgentConfig, critic: Any | None = None):
     """
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecMonitor
 
-    fns = _env_fns(cfg, cfg.workers, reward=cfg.reward, blank_frames=cfg.reward == "oracle" and critic is None)
+    fns = _env_fns(cfg, cfg.workers, demos=True, reward=cfg.reward,
+                   blank_frames=cfg.reward == "oracle" and critic is None)
     venv = (SubprocVecEnv(fns, start_method="forkserver") if cfg.workers > 1 else DummyVecEnv(fns))
     if cfg.reward in CRITIC_REWARDS:
         from primo_loop.tracker import TrackerConfig
@@ -465,6 +501,8 @@ def train(cfg: AgentConfig, critic: Any | None = None) -> dict[str, Any]:
                                           tensorboard_log=str(out / "tb"), verbose=0, **cfg.hyperparameters())
         else:
             truncate_eval(eval_csv, model.num_timesteps)
+            if cfg.demo_episodes and model.num_timesteps > 0:  # the buffer already holds the demonstrations
+                venv.env_method("end_warmup")
         start = model.num_timesteps
         CriticStats, Checkpoints, EvalLog = _callbacks()
         callbacks = [CriticStats()]

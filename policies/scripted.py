@@ -216,9 +216,12 @@ class ScriptedPolicy:
         failure: one of ``FAILURE_MODES`` or None for nominal episodes.
         seed: seeds the failure timing/offsets and the action noise.
         noise: std of Gaussian noise added to every action dimension (clipped to [-1, 1]).
+        rotate: turn the hand (down, then to the object's yaw); False keeps its start orientation throughout,
+            as actions without rotation do (:class:`envs.actions.PositionActions`).
     """
 
-    def __init__(self, env: Any, failure: str | None = None, seed: int = 0, noise: float = 0.0):
+    def __init__(self, env: Any, failure: str | None = None, seed: int = 0, noise: float = 0.0,
+                 rotate: bool = True):
         self.env = env.unwrapped
         self.failure = None if failure is None else check_choice("failure mode", failure, FAILURE_MODES)
         spec = self.env.spec_task
@@ -227,6 +230,7 @@ class ScriptedPolicy:
                                    f"supported: {', '.join(spec.failure_modes)}.")
         check_scripted(self.env.task, self.env.robot)
         self.noise = float(noise)
+        self.rotate = bool(rotate)
         self.plan = check_plan(self.env)
         self.arm = "right"
         self.view = self.env.sim_view
@@ -252,8 +256,8 @@ class ScriptedPolicy:
         self._inject = self.failure is not None
         self._draw_failure()
         self._humanoid = len(self.view.arms) > 1
-        self._r_ref = self.view.eef_mat(self.arm) if self._humanoid else R_DOWN
-        self._align_yaw = not self._humanoid and self.plan.yaw_period is not None
+        self._r_ref = self.view.eef_mat(self.arm) if self._humanoid or not self.rotate else R_DOWN
+        self._align_yaw = self.rotate and not self._humanoid and self.plan.yaw_period is not None
 
     def replan(self) -> None:
         """Go back to approach + grasp from wherever the robot is; no failure is injected after this."""

@@ -31,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--critic-every", type=int, default=10, help="query the critic every N env steps")
     p.add_argument("--critic-weight", type=float, default=1.0, help="weight of the critic's shaping term")
     p.add_argument("--shaping", default="delta", help="delta (potential-based) | progress")
+    p.add_argument("--action", default="pose", help="pose (OSC_POSE, 7-D) | position ([dx, dy, dz, gripper])")
+    p.add_argument("--demo-episodes", type=int, default=0,
+                   help="scripted episodes per worker seeding the SAC replay buffer (rewarded like the rest)")
+    p.add_argument("--demo-noise", type=float, default=0.1, help="action-noise std of the scripted episodes")
     p.add_argument("--tracker-option", action="append", default=[], metavar="KEY=VALUE",
                    help="any TrackerConfig field, e.g. terminate=false")
     p.add_argument("--steps", type=int, default=100_000, help="total env steps")
@@ -54,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = AgentConfig(env=args.env, robot=args.robot, algo=args.algo, reward=args.reward, critic=args.critic,
                       critic_options=parse_options(args.critic_option), critic_every=args.critic_every,
-                      critic_weight=args.critic_weight, shaping=args.shaping,
+                      critic_weight=args.critic_weight, shaping=args.shaping, action=args.action,
+                      demo_episodes=args.demo_episodes, demo_noise=args.demo_noise,
                       tracker_options=parse_options(args.tracker_option), steps=args.steps, seed=args.seed,
                       workers=args.workers, horizon=args.horizon, eval_every=args.eval_every,
                       eval_episodes=args.eval_episodes, checkpoint_every=args.checkpoint_every,

@@ -1,0 +1,105 @@
+"""Position-only actions and the scripted warm-up that seeds a SAC replay buffer with demonstrations."""
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from envs.actions import PositionActions
+from policies.sb3 import AgentConfig, make_task_env, train
+from policies.warmup import EXECUTED, ScriptedWarmup, executed_action_sac
+from primo_loop.errors import ConfigError, UnknownNameError
+from primo_loop.testing.fakes import ProgressEnv
+
+
+def test_position_actions_hold_the_orientation():
+    env = PositionActions(gym.wrappers.PassiveEnvChecker(_Box7()))
+    assert env.action_space.shape == (4,)
+    full = env.action(np.array([0.1, -0.2, 0.3, 1.0]))
+    np.testing.assert_allclose(full, [0.1, -0.2, 0.3, 0, 0, 0, 1.0])
+    np.testing.assert_allclose(PositionActions.to_position(full), [0.1, -0.2, 0.3, 1.0])
+    with pytest.raises(ValueError, match="OSC_POSE"):
+        PositionActions(ProgressEnv())
+
+
+def test_config_checks_the_new_options():
+    with pytest.raises(UnknownNameError, match="action space"):
+        AgentConfig(action="joint")
+    with pytest.raises(ConfigError, match="off-policy"):
+        AgentConfig(algo="ppo", demo_episodes=3)
+    with pytest.raises(ConfigError, match="scripted policy"):
+        AgentConfig(env="primo_loop.testing.fakes:ProgressEnv", demo_episodes=3)
+    with pytest.raises(ConfigError, match="demo_episodes"):
+        AgentConfig(demo_episodes=-1)
+
+
+def test_scripted_warmup_lifts_with_position_actions_then_hands_over():
+    env = make_task_env("Lift", reward="dense", horizon=80, action="position", demo_episodes=1, demo_noise=0.1)
+    try:
+        assert env.action_space.shape == (4,)
+        env.reset(seed=0)
+        lifted, executed = False, []
+        for _ in range(80):
+            _, _, term, trunc, info = env.step(np.zeros(4, dtype=np.float32))
+            executed.append(info[EXECUTED])
+            lifted |= info["is_success"]
+            if term or trunc:
+                break
+        # the demonstration is a successful lift, made of 4-D actions the agent could have taken
+        assert lifted and all(a.shape == (4,) for a in executed)
+        assert np.abs(np.array(executed)[:, :3]).max() > 0.5
+        env.reset(seed=1)  # the warm-up is over: the agent's action runs and nothing is substituted
+        _, _, _, _, info = env.step(np.zeros(4, dtype=np.float32))
+        assert EXECUTED not in info
+    finally:
+        env.close()
+
+
+def test_end_warmup_hands_over_at_once():
+    env = ScriptedWarmup(make_task_env("Lift", horizon=20, action="position"), episodes=5)
+    try:
+        env.end_warmup()
+        env.reset(seed=0)
+        assert EXECUTED not in env.step(np.zeros(4, dtype=np.float32))[4]
+    finally:
+        env.close()
+
+
+class _Box7(gym.Env):
+    observation_space = gym.spaces.Box(-1, 1, (1,), np.float32)
+    action_space = gym.spaces.Box(-1, 1, (7,), np.float32)
+
+
+class _Substituting(gym.Wrapper):
+    """Executes (and reports) a fixed action whatever the agent asks for."""
+
+    def step(self, action):
+        obs, r, term, trunc, info = self.env.step(np.array([0.5], dtype=np.float32))
+        return obs, r, term, trunc, {**info, EXECUTED: np.array([0.5], dtype=np.float32)}
+
+
+def test_sac_stores_the_executed_action():
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    SAC = executed_action_sac()
+    model = SAC("MlpPolicy", DummyVecEnv([lambda: _Substituting(ProgressEnv(horizon=20))]), learning_starts=10,
+                batch_size=8, policy_kwargs={"net_arch": [8]}, seed=0)
+    model.learn(40)
+    actions = model.replay_buffer.actions[:40, 0, 0]
+    np.testing.assert_allclose(actions, 0.5, atol=1e-6)  # not the sampled ones
+
+
+def test_training_with_demonstrations_stores_them(tmp_path):
+    cfg = AgentConfig(env="Lift", algo="sac", reward="dense", action="position", demo_episodes=1, demo_noise=0.0,
+                      steps=60, workers=1, horizon=30, eval_every=0, checkpoint_every=0, out=str(tmp_path / "run"),
+                      progress_bar=False, algo_kwargs={"learning_starts": 40, "batch_size": 16,
+                                                       "policy_kwargs": {"net_arch": [16]}})
+    train(cfg)
+    SAC = executed_action_sac()
+    model = SAC.load(tmp_path / "run" / "final_model.zip")
+    model.load_replay_buffer(tmp_path / "run" / "final_replay_buffer.pkl")
+    grip = model.replay_buffer.actions[:60, 0, 3]
+    # noiseless scripted approach: gripper exactly open (-1) for the first steps; the agent's own
+    # (stochastic, squashed) actions after the 30-step demonstration are never exactly -1
+    assert np.all(grip[:10] == -1.0)
+    assert not np.any(grip[30:60] == -1.0)
