@@ -77,7 +77,8 @@ class AgentConfig:
         action: "pose" (robosuite's OSC_POSE: 6 deltas + gripper) or "position" (``[dx, dy, dz, gripper]``,
             orientation held; see :mod:`envs.actions`).
         demo_episodes: scripted episodes each worker runs first, stored in the replay buffer as ordinary
-            transitions with the run's reward (SAC only; :mod:`policies.warmup`) [0].
+            transitions with the run's reward (SAC only; :mod:`policies.warmup`) [0]. They count as env steps.
+            A resumed run does not repeat them (keep ``checkpoint_every`` above their length).
         demo_noise: action-noise std of those scripted episodes.
         tracker_options: any other :class:`~primo_loop.tracker.TrackerConfig` field (e.g. ``terminate``).
         steps: total env steps (over all workers).
@@ -132,8 +133,8 @@ class AgentConfig:
             raise ConfigError(f"Expected `demo_episodes` to be an integer >= 0, actually: {self.demo_episodes!r}")
         if self.demo_episodes and self.algo != "sac":
             raise ConfigError("Scripted demonstrations (`demo_episodes`) need an off-policy algorithm: use sac")
-        if self.demo_episodes and ":" in self.env:
-            raise ConfigError(f"Scripted demonstrations need a task with a scripted policy, not {self.env!r}")
+        if ":" in self.env and (self.demo_episodes or self.action != "pose"):
+            raise ConfigError(f"`action` and `demo_episodes` apply to the robosuite tasks, not to {self.env!r}")
         if not (math.isfinite(self.demo_noise) and self.demo_noise >= 0):
             raise ConfigError(f"Expected `demo_noise` >= 0, actually: {self.demo_noise!r}")
         for name in ("steps", "workers", "horizon", "critic_every", "eval_episodes", "keep_checkpoints"):
@@ -435,6 +436,7 @@ def load_latest(cfg: AgentConfig, env: Any):
             model = cls.load(path, env=env, device=cfg.device)
             if cfg.algo == "sac":
                 model.load_replay_buffer(buffer)
+                _grow_replay_buffer(model, int(cfg.hyperparameters()["buffer_size"]))
         except Exception as exc:  # noqa: BLE001 - a truncated zip/pickle raises many kinds
             log.warning("cannot load checkpoint %s (%r); trying an older one", path.name, exc)
             continue
@@ -443,12 +445,33 @@ def load_latest(cfg: AgentConfig, env: Any):
     return None
 
 
+def _grow_replay_buffer(model: Any, size: int) -> None:
+    """Give a resumed SAC the buffer its (longer) run needs, oldest transitions first.
+
+    The buffer is sized to the run's steps; a run resumed with more ``steps`` would otherwise overwrite its
+    oldest transitions (the demonstrations among them) once it passes the old size.
+    """
+    rb = model.replay_buffer
+    if rb.buffer_size >= size:
+        return
+    new = type(rb)(size, rb.observation_space, rb.action_space, device=rb.device, n_envs=rb.n_envs,
+                   optimize_memory_usage=rb.optimize_memory_usage,
+                   handle_timeout_termination=rb.handle_timeout_termination)
+    n = rb.buffer_size if rb.full else rb.pos
+    order = (np.arange(rb.pos, rb.pos + n) % rb.buffer_size) if rb.full else np.arange(n)
+    for name in ("observations", "next_observations", "actions", "rewards", "dones", "timeouts"):
+        getattr(new, name)[:n] = getattr(rb, name)[order]
+    new.pos, new.full = n, False
+    model.replay_buffer = new
+    model.buffer_size = size
+
+
 def _check_resume_config(out: Path, cfg: AgentConfig) -> None:
     saved_path = out / "config.json"
     if not saved_path.exists():
         return
     saved = json.loads(saved_path.read_text())
-    for key in ("env", "robot", "algo", "reward", "critic", "workers", "horizon", "seed"):
+    for key in ("env", "robot", "algo", "reward", "critic", "workers", "horizon", "seed", "action"):
         if key in saved and saved[key] != getattr(cfg, key):
             raise ConfigError(f"--resume with a different `{key}`: the run in {str(out)!r} used {saved[key]!r}, "
                               f"this command asks for {getattr(cfg, key)!r}; use a new --out or the same options.")

@@ -27,8 +27,10 @@ def test_config_checks_the_new_options():
         AgentConfig(action="joint")
     with pytest.raises(ConfigError, match="off-policy"):
         AgentConfig(algo="ppo", demo_episodes=3)
-    with pytest.raises(ConfigError, match="scripted policy"):
+    with pytest.raises(ConfigError, match="robosuite tasks"):
         AgentConfig(env="primo_loop.testing.fakes:ProgressEnv", demo_episodes=3)
+    with pytest.raises(ConfigError, match="robosuite tasks"):
+        AgentConfig(env="primo_loop.testing.fakes:ProgressEnv", action="position")
     with pytest.raises(ConfigError, match="demo_episodes"):
         AgentConfig(demo_episodes=-1)
 
@@ -89,17 +91,21 @@ def test_sac_stores_the_executed_action():
     np.testing.assert_allclose(actions, 0.5, atol=1e-6)  # not the sampled ones
 
 
-def test_training_with_demonstrations_stores_them(tmp_path):
-    cfg = AgentConfig(env="Lift", algo="sac", reward="dense", action="position", demo_episodes=1, demo_noise=0.0,
-                      steps=60, workers=1, horizon=30, eval_every=0, checkpoint_every=0, out=str(tmp_path / "run"),
-                      progress_bar=False, algo_kwargs={"learning_starts": 40, "batch_size": 16,
-                                                       "policy_kwargs": {"net_arch": [16]}})
-    train(cfg)
-    SAC = executed_action_sac()
-    model = SAC.load(tmp_path / "run" / "final_model.zip")
+def test_training_with_demonstrations_stores_them_once(tmp_path):
+    def cfg(steps: int, resume: bool = False) -> AgentConfig:
+        return AgentConfig(env="Lift", algo="sac", reward="dense", action="position", demo_episodes=1,
+                           demo_noise=0.0, steps=steps, workers=1, horizon=30, eval_every=0, checkpoint_every=30,
+                           out=str(tmp_path / "run"), progress_bar=False, resume=resume,
+                           algo_kwargs={"learning_starts": 40, "batch_size": 16,
+                                        "policy_kwargs": {"net_arch": [16]}})
+
+    train(cfg(60))
+    train(cfg(90, resume=True))  # continues from the 60-step checkpoint: no second demonstration
+    model = executed_action_sac().load(tmp_path / "run" / "final_model.zip")
     model.load_replay_buffer(tmp_path / "run" / "final_replay_buffer.pkl")
-    grip = model.replay_buffer.actions[:60, 0, 3]
+    assert model.num_timesteps == 90
+    grip = model.replay_buffer.actions[:90, 0, 3]
     # noiseless scripted approach: gripper exactly open (-1) for the first steps; the agent's own
     # (stochastic, squashed) actions after the 30-step demonstration are never exactly -1
     assert np.all(grip[:10] == -1.0)
-    assert not np.any(grip[30:60] == -1.0)
+    assert not np.any(grip[30:90] == -1.0)
