@@ -109,6 +109,59 @@ def aggregate(args: argparse.Namespace) -> dict:
     return out
 
 
+def mean_curve(run: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Env steps and the success rate averaged over seeds (seeds missing an evaluation are left out)."""
+    mat = np.array([[np.nan if v is None else v for v in run["success"][str(s)]] for s in run["seeds"]],
+                   dtype=float)
+    return np.array(run["steps"], dtype=float), np.nanmean(mat, axis=0)
+
+
+def first_reaching(run: dict, target: float = TARGET) -> int | None:
+    """First evaluated env step at which the seed-averaged success rate reaches ``target``."""
+    steps, mean = mean_curve(run)
+    hit = np.flatnonzero(mean >= target)
+    return int(steps[hit[0]]) if hit.size else None
+
+
+def verdict(result: dict) -> dict:
+    """The issue's comparison, computed from the curves: does critic shaping reach the target within the step
+    budget in which robosuite's dense reward does, and how does it compare with the sparse reward?"""
+    runs = result["runs"]
+    out: dict = {"target": TARGET}
+    for name, run in runs.items():
+        _, mean = mean_curve(run)
+        out[name] = {"steps_to_target": first_reaching(run),
+                     "mean_success_over_evals": round(float(np.mean(mean)), 3),
+                     "final_mean_success": round(float(mean[-1]), 3)}
+    if "dense" in runs and "critic" in runs:
+        budget, critic = out["dense"]["steps_to_target"], out["critic"]["steps_to_target"]
+        out["critic_within_dense_budget"] = None if budget is None else (critic is not None and critic <= budget)
+    if "critic" in runs and "sparse" in runs:
+        out["critic_minus_sparse"] = round(out["critic"]["mean_success_over_evals"]
+                                           - out["sparse"]["mean_success_over_evals"], 3)
+    return out
+
+
+def verdict_lines(v: dict) -> list[str]:
+    pct = f"{v['target']:.0%}"
+    lines = []
+    for name in ("dense", "critic", "oracle", "sparse"):
+        if name not in v:
+            continue
+        hit = v[name]["steps_to_target"]
+        reach = f"reaches {pct} at {hit} env steps" if hit is not None else f"never reaches {pct}"
+        lines.append(f"- `{name}`: seed-averaged success {reach}; mean over evaluations "
+                     f"{v[name]['mean_success_over_evals']:.2f}, at the last {v[name]['final_mean_success']:.2f}.")
+    if "critic_within_dense_budget" in v:
+        w = v["critic_within_dense_budget"]
+        answer = ("not measurable: dense never reaches the target in this budget" if w is None
+                  else "yes" if w else "no")
+        lines.append(f"- Critic shaping reaches {pct} within dense's budget: {answer}.")
+    if "critic_minus_sparse" in v:
+        lines.append(f"- Critic minus sparse, mean success over evaluations: {v['critic_minus_sparse']:+.2f}.")
+    return lines
+
+
 def plot(result: dict, path: Path) -> None:
     import matplotlib
 
@@ -117,13 +170,17 @@ def plot(result: dict, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     for reward, r in result["runs"].items():
-        steps = np.array(r["steps"], dtype=float)
+        steps, mean = mean_curve(r)
         mat = np.array([[np.nan if v is None else v for v in r["success"][str(s)]] for s in r["seeds"]], dtype=float)
-        mean = np.nanmean(mat, axis=0)
         ax.plot(steps, mean, marker="o", ms=3, label=f"{r['label']} (n={len(r['seeds'])})")
         if len(r["seeds"]) > 1:
             ax.fill_between(steps, np.nanmin(mat, axis=0), np.nanmax(mat, axis=0), alpha=0.2)
     ax.axhline(TARGET, color="gray", lw=0.8, ls="--")
+    st = result.get("setting")
+    if st:
+        demos = f", {st['demo_episodes']} scripted demos" if st["demo_episodes"] else ""
+        ax.set_title(f"{st['algo'].upper()} on {st['env']}: {st['action']} actions{demos}, horizon {st['horizon']}",
+                     fontsize=9)
     ax.set_xlabel("env steps")
     ax.set_ylabel("eval success rate")
     ax.set_ylim(-0.03, 1.03)
@@ -159,10 +216,15 @@ def main(argv: list[str] | None = None) -> int:
     command = "python benchmarks/shaping.py " + shlex.join(
         a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only")
     result["command"] = command
+    result["verdict"] = verdict(result) if result["runs"] else {}
+    result["setting"] = {k: getattr(args, k) for k in ("env", "algo", "action", "demo_episodes", "horizon", "steps",
+                                                       "critic", "critic_every", "critic_weight", "shaping")}
     (results / "shaping.json").write_text(json.dumps(result, indent=2))
     if result["runs"]:
         plot(result, results / "shaping.png")
     md = table(result, command)
+    if result["verdict"]:
+        md += "\nSummary (from the curves):\n\n" + "\n".join(verdict_lines(result["verdict"])) + "\n"
     (results / "shaping.md").write_text("# Shaping experiment\n\n" + md)
     print(md)
     return 0

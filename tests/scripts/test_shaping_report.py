@@ -1,0 +1,68 @@
+"""benchmarks/shaping.py --report-only: curves from eval.csv files, the table and the computed verdict."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def shaping():
+    spec = importlib.util.spec_from_file_location("shaping_bench", ROOT / "benchmarks" / "shaping.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+CURVES = {  # reward -> seed -> success at 1000, 2000, 3000 env steps
+    "dense": {0: [0.0, 0.7, 0.9], 1: [0.1, 0.9, 1.0]},    # mean 0.05, 0.8, 0.95 -> reaches 80% at 2000
+    "critic": {0: [0.6, 0.9, 1.0], 1: [0.8, 0.9, 0.9]},   # mean 0.7, 0.9, 0.95 -> at 2000
+    "sparse": {0: [0.0, 0.0, 0.1], 1: [0.0, 0.1, 0.2]},   # mean 0.0, 0.05, 0.15 -> never
+}
+
+
+def write_runs(root: Path) -> None:
+    for reward, seeds in CURVES.items():
+        for seed, values in seeds.items():
+            run = root / f"{reward}_s{seed}"
+            run.mkdir(parents=True)
+            rows = [f"{1000 * (i + 1)},{v},0.0,10,1.0" for i, v in enumerate(values)]
+            (run / "eval.csv").write_text("timesteps,success_rate,mean_reward,episodes,wall_s\n" + "\n".join(rows))
+
+
+def test_report_computes_the_comparison(tmp_path, shaping):
+    write_runs(tmp_path / "runs")
+    out = tmp_path / "results"
+    args = ["--rewards", "sparse", "dense", "critic", "oracle", "--seeds", "0", "1", "--runs", str(tmp_path / "runs"),
+            "--results", str(out), "--action", "position", "--demo-episodes", "20", "--report-only"]
+    assert shaping.main(args) == 0
+    result = json.loads((out / "shaping.json").read_text())
+    v = result["verdict"]
+    assert "oracle" not in result["runs"]  # no runs on disk: left out, not reported as zeros
+    assert v["dense"]["steps_to_target"] == 2000 and v["critic"]["steps_to_target"] == 2000
+    assert v["sparse"]["steps_to_target"] is None
+    assert v["critic_within_dense_budget"] is True
+    assert v["critic"]["mean_success_over_evals"] == pytest.approx((0.7 + 0.9 + 0.95) / 3, abs=1e-3)
+    assert v["critic_minus_sparse"] == pytest.approx((0.7 + 0.9 + 0.95 - 0.0 - 0.05 - 0.15) / 3, abs=2e-3)
+    assert result["setting"]["demo_episodes"] == 20 and result["setting"]["action"] == "position"
+    md = (out / "shaping.md").read_text()
+    assert "within dense's budget: yes" in md and "`sparse`: seed-averaged success never reaches 80%" in md
+    assert "--report-only" not in result["command"] and "--demo-episodes 20" in result["command"]
+    assert (out / "shaping.png").stat().st_size > 10_000
+
+
+def test_dense_never_reaching_makes_the_budget_unmeasurable(tmp_path, shaping):
+    for seed in (0, 1):
+        for reward, values in (("dense", [0.0, 0.1]), ("critic", [0.5, 0.9])):
+            run = tmp_path / "runs" / f"{reward}_s{seed}"
+            run.mkdir(parents=True)
+            (run / "eval.csv").write_text("timesteps,success_rate,mean_reward,episodes,wall_s\n"
+                                          + "\n".join(f"{1000 * (i + 1)},{v},0,10,1" for i, v in enumerate(values)))
+    shaping.main(["--rewards", "dense", "critic", "--seeds", "0", "1", "--runs", str(tmp_path / "runs"),
+                  "--results", str(tmp_path / "out"), "--report-only"])
+    v = json.loads((tmp_path / "out" / "shaping.json").read_text())["verdict"]
+    assert v["critic"]["steps_to_target"] == 2000 and v["critic_within_dense_budget"] is None
