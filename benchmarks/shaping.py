@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--demo-episodes", type=int, default=0,
                    help="scripted episodes per worker seeding the SAC replay buffer (rewarded like the rest)")
     p.add_argument("--demo-noise", type=float, default=0.1, help="action-noise std of the scripted episodes")
+    p.add_argument("--demo-fraction", type=float, default=0.5, help="share of each SAC batch from the demonstrations")
+    p.add_argument("--bc-steps", type=int, default=0, help="behaviour-cloning steps on the demonstrations first")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="algorithm override")
     p.add_argument("--runs", default="runs/shaping", help="folder of the training runs")
     p.add_argument("--results", default="docs/results/shaping", help="folder of the plot and table")
@@ -72,7 +74,8 @@ def run_all(args: argparse.Namespace) -> None:
             cfg = AgentConfig(env=args.env, algo=args.algo, reward=reward, critic=args.critic,
                               critic_options=parse_options(args.critic_option), critic_every=args.critic_every,
                               critic_weight=args.critic_weight, shaping=args.shaping, action=args.action,
-                              demo_episodes=args.demo_episodes, demo_noise=args.demo_noise, steps=args.steps, seed=seed,
+                              demo_episodes=args.demo_episodes, demo_noise=args.demo_noise,
+                              demo_fraction=args.demo_fraction, bc_steps=args.bc_steps, steps=args.steps, seed=seed,
                               workers=args.workers, horizon=args.horizon, eval_every=args.eval_every,
                               eval_episodes=args.eval_episodes, checkpoint_every=args.checkpoint_every,
                               algo_kwargs=parse_options(args.set), out=str(Path(args.runs) / f"{reward}_s{seed}"),
@@ -217,8 +220,9 @@ def main(argv: list[str] | None = None) -> int:
         a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only")
     result["command"] = command
     result["verdict"] = verdict(result) if result["runs"] else {}
-    result["setting"] = {k: getattr(args, k) for k in ("env", "algo", "action", "demo_episodes", "horizon", "steps",
-                                                       "critic", "critic_every", "critic_weight", "shaping")}
+    result["setting"] = {k: getattr(args, k) for k in (
+        "env", "algo", "action", "demo_episodes", "demo_fraction", "bc_steps", "horizon", "steps", "critic",
+        "critic_every", "critic_weight", "shaping")}
     (results / "shaping.json").write_text(json.dumps(result, indent=2))
     if result["runs"]:
         plot(result, results / "shaping.png")

@@ -80,6 +80,8 @@ class AgentConfig:
             transitions with the run's reward (SAC only; :mod:`policies.warmup`) [0]. They count as env steps.
             A resumed run does not repeat them (keep ``checkpoint_every`` above their length).
         demo_noise: action-noise std of those scripted episodes.
+        demo_fraction: share of every SAC batch drawn from the demonstrations [0.5] (:mod:`policies.demo_sac`).
+        bc_steps: behaviour-cloning steps of the actor on the demonstrations before the first update [0].
         tracker_options: any other :class:`~primo_loop.tracker.TrackerConfig` field (e.g. ``terminate``).
         steps: total env steps (over all workers).
         seed: random seed (workers get ``seed + i``; the eval env ``seed + 10_000``).
@@ -108,6 +110,8 @@ class AgentConfig:
     action: str = "pose"
     demo_episodes: int = 0
     demo_noise: float = 0.1
+    demo_fraction: float = 0.5
+    bc_steps: int = 0
     tracker_options: dict[str, Any] = field(default_factory=dict)
     steps: int = 100_000
     seed: int = 0
@@ -137,6 +141,10 @@ class AgentConfig:
             raise ConfigError(f"`action` and `demo_episodes` apply to the robosuite tasks, not to {self.env!r}")
         if not (math.isfinite(self.demo_noise) and self.demo_noise >= 0):
             raise ConfigError(f"Expected `demo_noise` >= 0, actually: {self.demo_noise!r}")
+        if not 0.0 <= self.demo_fraction < 1.0:
+            raise ConfigError(f"Expected 0 <= `demo_fraction` < 1, actually: {self.demo_fraction!r}")
+        if not isinstance(self.bc_steps, (int, np.integer)) or self.bc_steps < 0:
+            raise ConfigError(f"Expected `bc_steps` to be an integer >= 0, actually: {self.bc_steps!r}")
         for name in ("steps", "workers", "horizon", "critic_every", "eval_episodes", "keep_checkpoints"):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < 1:
@@ -166,6 +174,12 @@ class AgentConfig:
             params["buffer_size"] = int(min(params["buffer_size"], self.steps))
             if params.get("gradient_steps") == -1:  # one update per env step, whatever the worker count
                 params["gradient_steps"] = self.workers * int(params.get("train_freq", 1))
+            if self.demo_episodes:
+                from policies.demo_sac import DemoReplayBuffer
+
+                params.setdefault("replay_buffer_class", DemoReplayBuffer)
+                params.setdefault("replay_buffer_kwargs", {"demo_fraction": self.demo_fraction})
+                params.setdefault("bc_steps", self.bc_steps)
         return params
 
     def as_dict(self) -> dict[str, Any]:
@@ -173,18 +187,27 @@ class AgentConfig:
 
 
 def _algo_params(algo: str) -> set[str]:
+    """Keyword arguments the algorithm class accepts (its own and those of the SB3 class it extends)."""
     import inspect
 
-    cls = _algo_class(algo)
-    return set(inspect.signature(cls.__init__).parameters) - {"self", "policy", "env"}
+    from stable_baselines3.common.base_class import BaseAlgorithm
+
+    params: set[str] = set()
+    for klass in _algo_class(algo).__mro__:
+        if klass is BaseAlgorithm or not issubclass(klass, BaseAlgorithm):
+            break
+        if "__init__" in vars(klass):
+            params |= {name for name, p in inspect.signature(klass.__init__).parameters.items()
+                       if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    return params - {"self", "policy", "env"}
 
 
 def _algo_class(algo: str):
     from stable_baselines3 import PPO
 
-    from policies.warmup import executed_action_sac
+    from policies.demo_sac import DemoSAC
 
-    return {"sac": executed_action_sac(), "ppo": PPO}[algo]
+    return {"sac": DemoSAC, "ppo": PPO}[algo]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -462,6 +485,9 @@ def _grow_replay_buffer(model: Any, size: int) -> None:
     for name in ("observations", "next_observations", "actions", "rewards", "dones", "timeouts"):
         getattr(new, name)[:n] = getattr(rb, name)[order]
     new.pos, new.full = n, False
+    for name in ("demos", "demo_fraction"):  # policies.demo_sac.DemoReplayBuffer
+        if hasattr(rb, name):
+            setattr(new, name, getattr(rb, name))
     model.replay_buffer = new
     model.buffer_size = size
 

@@ -1,11 +1,9 @@
 """Scripted warm-up for off-policy agents: the first episodes of each worker are driven by the scripted policy.
 
-A common way to make RL on manipulation tasks sample-efficient is to seed the replay buffer with
-demonstrations. :class:`ScriptedWarmup` does it inside the training env: for its first ``episodes`` episodes
-it ignores the agent's action, executes the scripted policy's (with Gaussian noise) and reports the executed
-action as ``info["executed_action"]``. :func:`executed_action_sac` returns a SAC that stores that action in
-its replay buffer instead of the one it sampled, so the demonstrations are ordinary transitions rewarded by
-whatever reward the run uses (sparse, dense, critic or oracle shaping).
+A common way to make RL on manipulation tasks sample-efficient is to learn from a few demonstrations.
+:class:`ScriptedWarmup` records them inside the training env: for its first ``episodes`` episodes it ignores
+the agent's action, executes the scripted policy's (with Gaussian noise) and reports the executed action as
+``info["executed_action"]``; :mod:`policies.demo_sac` learns from them.
 """
 from __future__ import annotations
 
@@ -75,18 +73,3 @@ def _chain(env: gym.Env):
     while isinstance(env, gym.Wrapper):
         yield env
         env = env.env
-
-
-def executed_action_sac():
-    """SAC whose replay buffer stores ``info["executed_action"]`` when a step reports one."""
-    from stable_baselines3 import SAC
-
-    class ExecutedActionSAC(SAC):
-        def _store_transition(self, replay_buffer, buffer_action, new_obs, reward, dones, infos):  # noqa: D401
-            for i, info in enumerate(infos):
-                if EXECUTED in info:
-                    buffer_action[i] = self.policy.scale_action(np.asarray(info[EXECUTED], dtype=np.float32))
-            super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
-
-    ExecutedActionSAC.__name__ = ExecutedActionSAC.__qualname__ = "SAC"
-    return ExecutedActionSAC

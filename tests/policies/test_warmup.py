@@ -1,4 +1,4 @@
-"""Position-only actions and the scripted warm-up that seeds a SAC replay buffer with demonstrations."""
+"""Position-only actions, the scripted warm-up that records demonstrations, and the SAC that learns from them."""
 from __future__ import annotations
 
 import gymnasium as gym
@@ -7,7 +7,8 @@ import pytest
 
 from envs.actions import PositionActions
 from policies.sb3 import AgentConfig, make_task_env, train
-from policies.warmup import EXECUTED, ScriptedWarmup, executed_action_sac
+from policies.demo_sac import DemoReplayBuffer, DemoSAC
+from policies.warmup import EXECUTED, ScriptedWarmup
 from primo_loop.errors import ConfigError, UnknownNameError
 from primo_loop.testing.fakes import ProgressEnv
 
@@ -33,6 +34,13 @@ def test_config_checks_the_new_options():
         AgentConfig(env="primo_loop.testing.fakes:ProgressEnv", action="position")
     with pytest.raises(ConfigError, match="demo_episodes"):
         AgentConfig(demo_episodes=-1)
+    with pytest.raises(ConfigError, match="demo_fraction"):
+        AgentConfig(demo_episodes=2, demo_fraction=1.0)
+    hp = AgentConfig(demo_episodes=2, demo_fraction=0.25, bc_steps=7).hyperparameters()
+    assert hp["replay_buffer_class"] is DemoReplayBuffer and hp["replay_buffer_kwargs"] == {"demo_fraction": 0.25}
+    assert hp["bc_steps"] == 7
+    assert "replay_buffer_class" not in AgentConfig().hyperparameters()
+    AgentConfig(algo_kwargs={"bc_steps": 3, "learning_starts": 10})  # DemoSAC's and SAC's own options
 
 
 def test_scripted_warmup_lifts_with_position_actions_then_hands_over():
@@ -83,8 +91,7 @@ class _Substituting(gym.Wrapper):
 def test_sac_stores_the_executed_action():
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    SAC = executed_action_sac()
-    model = SAC("MlpPolicy", DummyVecEnv([lambda: _Substituting(ProgressEnv(horizon=20))]), learning_starts=10,
+    model = DemoSAC("MlpPolicy", DummyVecEnv([lambda: _Substituting(ProgressEnv(horizon=20))]), learning_starts=10,
                 batch_size=8, policy_kwargs={"net_arch": [8]}, seed=0)
     model.learn(40)
     actions = model.replay_buffer.actions[:40, 0, 0]
@@ -101,7 +108,7 @@ def test_training_with_demonstrations_stores_them_once(tmp_path):
 
     train(cfg(60))
     train(cfg(90, resume=True))  # continues from the 60-step checkpoint: no second demonstration
-    model = executed_action_sac().load(tmp_path / "run" / "final_model.zip")
+    model = DemoSAC.load(tmp_path / "run" / "final_model.zip")
     model.load_replay_buffer(tmp_path / "run" / "final_replay_buffer.pkl")
     assert model.num_timesteps == 90
     grip = model.replay_buffer.actions[:90, 0, 3]
@@ -109,3 +116,41 @@ def test_training_with_demonstrations_stores_them_once(tmp_path):
     # (stochastic, squashed) actions after the 30-step demonstration are never exactly -1
     assert np.all(grip[:10] == -1.0)
     assert not np.any(grip[30:90] == -1.0)
+
+
+def _buffer(size=10, fraction=0.5):
+    box = gym.spaces.Box(-1, 1, (1,), np.float32)
+    return DemoReplayBuffer(size, box, box, device="cpu", demo_fraction=fraction, demo_capacity=100)
+
+
+def _add(buf, value, demo):
+    x = np.full((1, 1), value, dtype=np.float32)
+    buf.add(x, x, x, np.array([value]), np.array([False]), [{EXECUTED: x[0]} if demo else {}])
+
+
+def test_demo_buffer_keeps_demonstrations_and_mixes_batches():
+    buf = _buffer(size=10, fraction=0.25)
+    for k in range(5):
+        _add(buf, 0.5, demo=True)
+    for k in range(30):  # the circular main buffer wraps three times: the demonstrations leave it
+        _add(buf, -0.5, demo=False)
+    assert buf.demos.size() == 5 and not np.any(buf.observations == 0.5)
+    batch = buf.sample(40)
+    assert batch.observations.shape == (40, 1)
+    assert int((batch.observations == 0.5).sum()) == 10  # a quarter of each batch, exactly
+    online = _buffer()
+    _add(online, -0.5, demo=False)
+    assert online.sample(4).observations.shape == (4, 1)  # no demonstrations yet: all from the main buffer
+
+
+def test_behaviour_cloning_fits_the_demonstrations():
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    model = DemoSAC("MlpPolicy", DummyVecEnv([lambda: _Substituting(ProgressEnv(horizon=20))]), learning_starts=30,
+                    batch_size=16, policy_kwargs={"net_arch": [16]}, seed=0, bc_steps=300, bc_lr=3e-3,
+                    replay_buffer_class=DemoReplayBuffer)
+    model.learn(31)  # 30 demonstrated steps of action 0.5, then the first update clones them
+    assert model.bc_done and model.replay_buffer.demos.size() == 31
+    obs = model.replay_buffer.demos.observations[:30, 0]
+    actions, _ = model.predict(obs, deterministic=True)
+    np.testing.assert_allclose(actions, 0.5, atol=0.05)

@@ -1,0 +1,100 @@
+"""SAC that learns from the scripted demonstrations :class:`policies.warmup.ScriptedWarmup` records.
+
+:class:`DemoSAC`
+
+* stores the executed action (``info["executed_action"]``) in its replay buffer instead of the one it sampled,
+  so the demonstrations are ordinary transitions rewarded by whatever reward the run uses (sparse, dense,
+  critic or oracle shaping);
+* with ``replay_buffer_class=DemoReplayBuffer`` keeps them apart, never overwritten, and draws a fixed share of
+  every batch from them (symmetric sampling, as in RLPD; Ball et al., 2023);
+* with ``bc_steps > 0`` first fits its actor to them by behaviour cloning, once, when learning starts.
+
+Without demonstrations it is SB3's SAC.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch as th
+from stable_baselines3 import SAC
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.type_aliases import ReplayBufferSamples
+
+from policies.warmup import EXECUTED
+
+
+class DemoReplayBuffer(ReplayBuffer):
+    """Every transition goes to the main (circular) buffer; those a step marked with ``info["executed_action"]``
+    also go to ``demos`` (up to ``demo_capacity``, kept for the whole run). ``sample`` draws ``demo_fraction``
+    of each batch from ``demos`` once it holds any."""
+
+    def __init__(self, buffer_size: int, observation_space: Any, action_space: Any, device: Any = "auto",
+                 n_envs: int = 1, optimize_memory_usage: bool = False, handle_timeout_termination: bool = True,
+                 demo_fraction: float = 0.5, demo_capacity: int = 20_000):
+        super().__init__(buffer_size, observation_space, action_space, device=device, n_envs=n_envs,
+                         optimize_memory_usage=optimize_memory_usage,
+                         handle_timeout_termination=handle_timeout_termination)
+        if not 0.0 <= demo_fraction < 1.0:
+            raise ValueError(f"Expected 0 <= demo_fraction < 1, actually: {demo_fraction!r}")
+        self.demo_fraction = float(demo_fraction)
+        self.demos = ReplayBuffer(demo_capacity, observation_space, action_space, device=device, n_envs=1,
+                                  handle_timeout_termination=handle_timeout_termination)
+
+    def add(self, obs, next_obs, action, reward, done, infos) -> None:
+        super().add(obs, next_obs, action, reward, done, infos)
+        for i, info in enumerate(infos):
+            if EXECUTED in info and not self.demos.full:
+                self.demos.add(obs[i:i + 1], next_obs[i:i + 1], action[i:i + 1], np.asarray(reward)[i:i + 1],
+                               np.asarray(done)[i:i + 1], [info])
+
+    def sample(self, batch_size: int, env: Any = None) -> ReplayBufferSamples:
+        n_demo = int(round(batch_size * self.demo_fraction)) if self.demos.size() else 0
+        if n_demo == 0:
+            return super().sample(batch_size, env=env)
+        online, demo = super().sample(batch_size - n_demo, env=env), self.demos.sample(n_demo, env=env)
+        return ReplayBufferSamples(*(None if a is None else th.cat([a, b]) for a, b in zip(online, demo)))
+
+
+class DemoSAC(SAC):
+    """SAC that learns from executed demonstrations (see the module doc).
+
+    Args:
+        bc_steps: behaviour-cloning steps on the demonstrations before the first SAC update (needs
+            ``replay_buffer_class=DemoReplayBuffer``) [0].
+        bc_lr: their learning rate.
+        *args, **kwargs: SB3's SAC.
+    """
+
+    def __init__(self, *args: Any, bc_steps: int = 0, bc_lr: float = 1e-3, **kwargs: Any):
+        self.bc_steps, self.bc_lr, self.bc_done, self.bc_loss = int(bc_steps), float(bc_lr), False, None
+        super().__init__(*args, **kwargs)
+
+    def _store_transition(self, replay_buffer, buffer_action, new_obs, reward, dones, infos) -> None:
+        for i, info in enumerate(infos):
+            if EXECUTED in info:
+                buffer_action[i] = self.policy.scale_action(np.asarray(info[EXECUTED], dtype=np.float32))
+        super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
+
+    def train(self, gradient_steps: int, batch_size: int = 64) -> None:
+        demos = getattr(self.replay_buffer, "demos", None)
+        if self.bc_steps and not self.bc_done and demos is not None and demos.size():
+            self.bc_loss = self._clone_demos(demos, batch_size)
+            self.logger.record("train/bc_loss", self.bc_loss)
+            self.bc_done = True
+        super().train(gradient_steps, batch_size)
+
+    def _clone_demos(self, demos: ReplayBuffer, batch_size: int) -> float:
+        """Gaussian negative log-likelihood of the demonstrated actions before the tanh squashing."""
+        self.policy.set_training_mode(True)
+        optim = th.optim.Adam(self.actor.parameters(), lr=self.bc_lr)
+        loss = th.zeros(())
+        for _ in range(self.bc_steps):
+            batch = demos.sample(batch_size)
+            mean, log_std, _ = self.actor.get_action_dist_params(batch.observations)
+            target = th.atanh(batch.actions.clamp(-0.97, 0.97))  # saturated demo actions stay finite
+            loss = (0.5 * ((target - mean) / log_std.exp()) ** 2 + log_std).sum(dim=1).mean()
+            optim.zero_grad()
+            loss.backward()
+            optim.step()
+        return float(loss.detach())
