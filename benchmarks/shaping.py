@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--demo-noise", type=float, default=0.1, help="action-noise std of the scripted episodes")
     p.add_argument("--demo-fraction", type=float, default=0.5, help="share of each SAC batch from the demonstrations")
     p.add_argument("--bc-steps", type=int, default=0, help="behaviour-cloning steps on the demonstrations first")
+    p.add_argument("--bc-regularize", action="store_true",
+                   help="a behaviour-cloning step on the demonstrations after every SAC update")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="algorithm override")
     p.add_argument("--runs", default="runs/shaping", help="folder of the training runs")
     p.add_argument("--results", default="docs/results/shaping", help="folder of the plot and table")
@@ -75,7 +77,8 @@ def run_all(args: argparse.Namespace) -> None:
                               critic_options=parse_options(args.critic_option), critic_every=args.critic_every,
                               critic_weight=args.critic_weight, shaping=args.shaping, action=args.action,
                               demo_episodes=args.demo_episodes, demo_noise=args.demo_noise,
-                              demo_fraction=args.demo_fraction, bc_steps=args.bc_steps, steps=args.steps, seed=seed,
+                              demo_fraction=args.demo_fraction, bc_steps=args.bc_steps,
+                              bc_regularize=args.bc_regularize, steps=args.steps, seed=seed,
                               workers=args.workers, horizon=args.horizon, eval_every=args.eval_every,
                               eval_episodes=args.eval_episodes, checkpoint_every=args.checkpoint_every,
                               algo_kwargs=parse_options(args.set), out=str(Path(args.runs) / f"{reward}_s{seed}"),
@@ -221,8 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     result["command"] = command
     result["verdict"] = verdict(result) if result["runs"] else {}
     result["setting"] = {k: getattr(args, k) for k in (
-        "env", "algo", "action", "demo_episodes", "demo_fraction", "bc_steps", "horizon", "steps", "critic",
-        "critic_every", "critic_weight", "shaping")}
+        "env", "algo", "action", "demo_episodes", "demo_fraction", "bc_steps", "bc_regularize", "horizon", "steps",
+        "critic", "critic_every", "critic_weight", "shaping")}
     (results / "shaping.json").write_text(json.dumps(result, indent=2))
     if result["runs"]:
         plot(result, results / "shaping.png")

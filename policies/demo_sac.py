@@ -7,7 +7,10 @@
   critic or oracle shaping);
 * with ``replay_buffer_class=DemoReplayBuffer`` keeps them apart, never overwritten, and draws a fixed share of
   every batch from them (symmetric sampling, as in RLPD; Ball et al., 2023);
-* with ``bc_steps > 0`` first fits its actor to them by behaviour cloning, once, when learning starts.
+* with ``bc_steps > 0`` first fits its actor to them by behaviour cloning, once, when learning starts;
+* with ``bc_regularize=True`` follows every SAC gradient step with one behaviour-cloning step on a batch of
+  demonstrations (same optimizer), so the early, poorly trained Q-function cannot pull the actor away from
+  what the demonstrations do; SAC still improves the actor wherever the demonstrations say nothing.
 
 Without demonstrations it is SB3's SAC.
 """
@@ -63,11 +66,14 @@ class DemoSAC(SAC):
         bc_steps: behaviour-cloning steps on the demonstrations before the first SAC update (needs
             ``replay_buffer_class=DemoReplayBuffer``) [0].
         bc_lr: their learning rate.
+        bc_regularize: one behaviour-cloning step after every SAC gradient step.
         *args, **kwargs: SB3's SAC.
     """
 
-    def __init__(self, *args: Any, bc_steps: int = 0, bc_lr: float = 1e-3, **kwargs: Any):
-        self.bc_steps, self.bc_lr, self.bc_done, self.bc_loss = int(bc_steps), float(bc_lr), False, None
+    def __init__(self, *args: Any, bc_steps: int = 0, bc_lr: float = 1e-3, bc_regularize: bool = False,
+                 **kwargs: Any):
+        self.bc_steps, self.bc_lr, self.bc_regularize = int(bc_steps), float(bc_lr), bool(bc_regularize)
+        self.bc_done, self.bc_loss = False, None
         super().__init__(*args, **kwargs)
 
     def _store_transition(self, replay_buffer, buffer_action, new_obs, reward, dones, infos) -> None:
@@ -78,18 +84,25 @@ class DemoSAC(SAC):
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         demos = getattr(self.replay_buffer, "demos", None)
-        if self.bc_steps and not self.bc_done and demos is not None and demos.size():
-            self.bc_loss = self._clone_demos(demos, batch_size)
+        has_demos = demos is not None and demos.size() > 0
+        if self.bc_steps and not self.bc_done and has_demos:
+            self.bc_loss = self._clone_demos(demos, batch_size, self.bc_steps,
+                                             th.optim.Adam(self.actor.parameters(), lr=self.bc_lr))
             self.logger.record("train/bc_loss", self.bc_loss)
             self.bc_done = True
-        super().train(gradient_steps, batch_size)
+        if not (self.bc_regularize and has_demos):
+            super().train(gradient_steps, batch_size)
+            return
+        for _ in range(gradient_steps):  # alternate: one SAC step, one cloning step
+            super().train(1, batch_size)
+            self.bc_loss = self._clone_demos(demos, batch_size, 1, self.actor.optimizer)
+        self.logger.record("train/bc_loss", self.bc_loss)
 
-    def _clone_demos(self, demos: ReplayBuffer, batch_size: int) -> float:
+    def _clone_demos(self, demos: ReplayBuffer, batch_size: int, steps: int, optim: th.optim.Optimizer) -> float:
         """Gaussian negative log-likelihood of the demonstrated actions before the tanh squashing."""
         self.policy.set_training_mode(True)
-        optim = th.optim.Adam(self.actor.parameters(), lr=self.bc_lr)
         loss = th.zeros(())
-        for _ in range(self.bc_steps):
+        for _ in range(steps):
             batch = demos.sample(batch_size)
             mean, log_std, _ = self.actor.get_action_dist_params(batch.observations)
             target = th.atanh(batch.actions.clamp(-0.97, 0.97))  # saturated demo actions stay finite

@@ -82,6 +82,7 @@ class AgentConfig:
         demo_noise: action-noise std of those scripted episodes.
         demo_fraction: share of every SAC batch drawn from the demonstrations [0.5] (:mod:`policies.demo_sac`).
         bc_steps: behaviour-cloning steps of the actor on the demonstrations before the first update [0].
+        bc_regularize: a behaviour-cloning step on the demonstrations after every SAC update [False].
         tracker_options: any other :class:`~primo_loop.tracker.TrackerConfig` field (e.g. ``terminate``).
         steps: total env steps (over all workers).
         seed: random seed (workers get ``seed + i``; the eval env ``seed + 10_000``).
@@ -112,6 +113,7 @@ class AgentConfig:
     demo_noise: float = 0.1
     demo_fraction: float = 0.5
     bc_steps: int = 0
+    bc_regularize: bool = False
     tracker_options: dict[str, Any] = field(default_factory=dict)
     steps: int = 100_000
     seed: int = 0
@@ -180,6 +182,7 @@ class AgentConfig:
                 params.setdefault("replay_buffer_class", DemoReplayBuffer)
                 params.setdefault("replay_buffer_kwargs", {"demo_fraction": self.demo_fraction})
                 params.setdefault("bc_steps", self.bc_steps)
+                params.setdefault("bc_regularize", self.bc_regularize)
         return params
 
     def as_dict(self) -> dict[str, Any]:

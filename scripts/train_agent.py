@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--demo-noise", type=float, default=0.1, help="action-noise std of the scripted episodes")
     p.add_argument("--demo-fraction", type=float, default=0.5, help="share of each SAC batch from the demonstrations")
     p.add_argument("--bc-steps", type=int, default=0, help="behaviour-cloning steps on the demonstrations first")
+    p.add_argument("--bc-regularize", action="store_true",
+                   help="a behaviour-cloning step on the demonstrations after every SAC update")
     p.add_argument("--tracker-option", action="append", default=[], metavar="KEY=VALUE",
                    help="any TrackerConfig field, e.g. terminate=false")
     p.add_argument("--steps", type=int, default=100_000, help="total env steps")
@@ -63,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
                       critic_weight=args.critic_weight, shaping=args.shaping, action=args.action,
                       demo_episodes=args.demo_episodes, demo_noise=args.demo_noise,
                       demo_fraction=args.demo_fraction, bc_steps=args.bc_steps,
+                      bc_regularize=args.bc_regularize,
                       tracker_options=parse_options(args.tracker_option), steps=args.steps, seed=args.seed,
                       workers=args.workers, horizon=args.horizon, eval_every=args.eval_every,
                       eval_episodes=args.eval_episodes, checkpoint_every=args.checkpoint_every,

@@ -154,3 +154,30 @@ def test_behaviour_cloning_fits_the_demonstrations():
     obs = model.replay_buffer.demos.observations[:30, 0]
     actions, _ = model.predict(obs, deterministic=True)
     np.testing.assert_allclose(actions, 0.5, atol=0.05)
+
+
+class _DemoThenAgent(gym.Wrapper):
+    """The first ``n`` steps execute (and report) action 0.5; after that the agent's own action runs."""
+
+    def __init__(self, env, n):
+        super().__init__(env)
+        self.n, self.t = n, 0
+
+    def step(self, action):
+        self.t += 1
+        if self.t > self.n:
+            return self.env.step(action)
+        obs, r, term, trunc, info = self.env.step(np.array([0.5], dtype=np.float32))
+        return obs, r, term, trunc, {**info, EXECUTED: np.array([0.5], dtype=np.float32)}
+
+
+def test_regularized_actor_keeps_the_demonstrated_action_during_sac():
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    model = DemoSAC("MlpPolicy", DummyVecEnv([lambda: _DemoThenAgent(ProgressEnv(horizon=20), 20)]),
+                    learning_starts=20, batch_size=16, policy_kwargs={"net_arch": [16]}, seed=0, bc_steps=300,
+                    bc_lr=3e-3, bc_regularize=True, replay_buffer_class=DemoReplayBuffer)
+    model.learn(200)  # 180 SAC updates, each followed by a cloning step
+    assert model.replay_buffer.demos.size() == 20 and model.bc_loss is not None
+    actions, _ = model.predict(model.replay_buffer.demos.observations[:20, 0], deterministic=True)
+    np.testing.assert_allclose(actions, 0.5, atol=0.1)
