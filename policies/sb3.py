@@ -12,6 +12,10 @@ One readable path from an :class:`AgentConfig` to a trained agent (:func:`train`
   reward) against env steps, from a separate env with no critic.
 * **checkpoints** under ``OUT/checkpoints`` (the SAC replay buffer with each), ``resume=True`` continues from
   the newest readable one after a kill, ``OUT/final_model.zip`` and ``OUT/done.json`` at the end.
+* **demonstrations** (SAC, optional): ``demo_episodes`` scripted episodes per worker open the run
+  (:mod:`policies.warmup`); :class:`policies.demo_sac.DemoSAC` keeps them in the replay buffer, draws
+  ``demo_fraction`` of each batch from them and can clone them (``bc_steps``, ``bc_regularize``).
+  ``action="position"`` gives the agent ``[dx, dy, dz, gripper]`` (:mod:`envs.actions`).
 
 The oracle reads privileged state only, so with ``reward="oracle"`` workers hand the tracker a blank 8x8 frame
 instead of paying ~60 ms per rendered frame; the critic sees what a camera would see.

@@ -4,6 +4,10 @@
     python scripts/train_agent.py --env Lift --algo sac --reward critic --critic compact --critic-every 10 \
         --steps 200000 --seed 0 --workers 2 --out runs/sac_critic_s0
     python scripts/train_agent.py ... --out runs/sac_critic_s0 --resume     # after a kill
+    # position actions and 20 scripted demonstrations, cloned and replayed (the shaping experiment's setting)
+    python scripts/train_agent.py --env Lift --reward critic --action position --horizon 80 --workers 1 \
+        --demo-episodes 20 --demo-fraction 0.5 --bc-steps 2000 --bc-regularize --set ent_coef=0.01 \
+        --set learning_starts=1600 --critic-weight 10 --steps 20000 --out runs/sac_critic_demo
 
 Writes TensorBoard logs (``OUT/tb``, with ``critic/*``), ``OUT/eval.csv`` (eval success rate vs env steps),
 checkpoints with the SAC replay buffer (``OUT/checkpoints``), ``OUT/final_model.zip`` and ``OUT/done.json``.
