@@ -261,12 +261,12 @@ def make_task_env(task: str, *, robot: str = "Panda", reward: str = "sparse", ho
         env = _import_entry(task)(horizon=horizon)
     else:
         import envs
+        from envs.actions import ACTION_SPACES, PositionActions
 
+        action = check_choice("action space", action, ACTION_SPACES)
         env = envs.make_env(task, robot, horizon=horizon, obs_mode="state", reward_shaping=reward == "dense",
                             terminate_on_success=terminate_on_success, **env_kwargs)
         if action == "position":
-            from envs.actions import PositionActions
-
             env = PositionActions(env)
         if demo_episodes:
             from policies.warmup import ScriptedWarmup

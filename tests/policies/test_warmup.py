@@ -26,6 +26,8 @@ def test_position_actions_hold_the_orientation():
 def test_config_checks_the_new_options():
     with pytest.raises(UnknownNameError, match="action space"):
         AgentConfig(action="joint")
+    with pytest.raises(UnknownNameError, match="action space"):
+        make_task_env("Lift", action="joint")  # refused before a simulator is built
     with pytest.raises(ConfigError, match="off-policy"):
         AgentConfig(algo="ppo", demo_episodes=3)
     with pytest.raises(ConfigError, match="robosuite tasks"):
