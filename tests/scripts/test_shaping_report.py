@@ -47,6 +47,7 @@ def test_report_computes_the_comparison(tmp_path, shaping):
     assert v["sparse"]["steps_to_target"] is None
     assert v["critic_within_dense_budget"] is True
     assert v["critic"]["mean_success_over_evals"] == pytest.approx((0.7 + 0.9 + 0.95) / 3, abs=1e-3)
+    assert v["sparse"]["late_mean_success"] == pytest.approx((0.0 + 0.05 + 0.15) / 3, abs=1e-3)
     assert v["critic_minus_sparse"] == pytest.approx((0.7 + 0.9 + 0.95 - 0.0 - 0.05 - 0.15) / 3, abs=2e-3)
     assert result["setting"]["demo_episodes"] == 20 and result["setting"]["action"] == "position"
     md = (out / "shaping.md").read_text()
