@@ -24,38 +24,20 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from primo_loop.cli import parse_options, run  # noqa: E402
+from primo_loop.cli import run  # noqa: E402
 
 TARGET = 0.8
 LATE = 3  # evaluations averaged for the end-of-run success (one 10-episode evaluation is noisy)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from policies.sb3 import add_training_arguments
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--env", default="Lift")
-    p.add_argument("--algo", default="sac")
+    add_training_arguments(p)
     p.add_argument("--rewards", nargs="+", default=["sparse", "dense", "critic", "oracle"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=300_000)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--horizon", type=int, default=200)
-    p.add_argument("--eval-every", type=int, default=10_000)
-    p.add_argument("--eval-episodes", type=int, default=10)
-    p.add_argument("--checkpoint-every", type=int, default=10_000)
-    p.add_argument("--critic", default="compact", help="critic backend for the `critic` reward")
-    p.add_argument("--critic-option", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--critic-every", type=int, default=10)
-    p.add_argument("--critic-weight", type=float, default=1.0)
-    p.add_argument("--shaping", default="delta")
-    p.add_argument("--action", default="pose", help="pose (OSC_POSE, 7-D) | position ([dx, dy, dz, gripper])")
-    p.add_argument("--demo-episodes", type=int, default=0,
-                   help="scripted episodes per worker seeding the SAC replay buffer (rewarded like the rest)")
-    p.add_argument("--demo-noise", type=float, default=0.1, help="action-noise std of the scripted episodes")
-    p.add_argument("--demo-fraction", type=float, default=0.5, help="share of each SAC batch from the demonstrations")
-    p.add_argument("--bc-steps", type=int, default=0, help="behaviour-cloning steps on the demonstrations first")
-    p.add_argument("--bc-regularize", action="store_true",
-                   help="a behaviour-cloning step on the demonstrations after every SAC update")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="algorithm override")
     p.add_argument("--runs", default="runs/shaping", help="folder of the training runs")
     p.add_argument("--results", default="docs/results/shaping", help="folder of the plot and table")
     p.add_argument("--report-only", action="store_true", help="aggregate existing runs, train nothing")
@@ -70,20 +52,12 @@ def label(reward: str, args: argparse.Namespace) -> str:
 
 
 def run_all(args: argparse.Namespace) -> None:
-    from policies.sb3 import AgentConfig, train
+    from policies.sb3 import AgentConfig, train, training_config_kwargs
 
     for reward in args.rewards:
         for seed in args.seeds:
-            cfg = AgentConfig(env=args.env, algo=args.algo, reward=reward, critic=args.critic,
-                              critic_options=parse_options(args.critic_option), critic_every=args.critic_every,
-                              critic_weight=args.critic_weight, shaping=args.shaping, action=args.action,
-                              demo_episodes=args.demo_episodes, demo_noise=args.demo_noise,
-                              demo_fraction=args.demo_fraction, bc_steps=args.bc_steps,
-                              bc_regularize=args.bc_regularize, steps=args.steps, seed=seed,
-                              workers=args.workers, horizon=args.horizon, eval_every=args.eval_every,
-                              eval_episodes=args.eval_episodes, checkpoint_every=args.checkpoint_every,
-                              algo_kwargs=parse_options(args.set), out=str(Path(args.runs) / f"{reward}_s{seed}"),
-                              resume=True, progress_bar=False)
+            cfg = AgentConfig(**training_config_kwargs(args), reward=reward, steps=args.steps, seed=seed,
+                              out=str(Path(args.runs) / f"{reward}_s{seed}"), resume=True, progress_bar=False)
             t0 = time.time()
             summary = train(cfg)
             print(f"{reward} seed {seed}: {summary['timesteps']} steps, last eval {summary.get('eval')}, "
@@ -116,11 +90,15 @@ def aggregate(args: argparse.Namespace) -> dict:
     return out
 
 
+def success_matrix(run: dict) -> np.ndarray:
+    """Success rate per seed (rows) and evaluation (columns); NaN where a seed lacks that evaluation."""
+    return np.array([[np.nan if v is None else v for v in run["success"][str(s)]] for s in run["seeds"]],
+                    dtype=float)
+
+
 def mean_curve(run: dict) -> tuple[np.ndarray, np.ndarray]:
     """Env steps and the success rate averaged over seeds (seeds missing an evaluation are left out)."""
-    mat = np.array([[np.nan if v is None else v for v in run["success"][str(s)]] for s in run["seeds"]],
-                   dtype=float)
-    return np.array(run["steps"], dtype=float), np.nanmean(mat, axis=0)
+    return np.array(run["steps"], dtype=float), np.nanmean(success_matrix(run), axis=0)
 
 
 def first_reaching(run: dict, target: float = TARGET) -> int | None:
@@ -179,7 +157,7 @@ def plot(result: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     for reward, r in result["runs"].items():
         steps, mean = mean_curve(r)
-        mat = np.array([[np.nan if v is None else v for v in r["success"][str(s)]] for s in r["seeds"]], dtype=float)
+        mat = success_matrix(r)
         ax.plot(steps, mean, marker="o", ms=3, label=f"{r['label']} (n={len(r['seeds'])})")
         if len(r["seeds"]) > 1:
             ax.fill_between(steps, np.nanmin(mat, axis=0), np.nanmax(mat, axis=0), alpha=0.2)

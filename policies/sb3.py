@@ -193,6 +193,45 @@ class AgentConfig:
         return asdict(self)
 
 
+def add_training_arguments(p: Any) -> None:
+    """The command-line options of an :class:`AgentConfig` shared by ``scripts/train_agent.py`` and
+    ``benchmarks/shaping.py`` (each adds its reward/seed/output options); :func:`training_config_kwargs`
+    reads them back."""
+    p.add_argument("--env", default="Lift", help="task name, or module:callable building a Gymnasium env")
+    p.add_argument("--algo", default="sac", help="sac | ppo")
+    p.add_argument("--critic", default="compact", help="critic backend for the `critic` reward")
+    p.add_argument("--critic-option", action="append", default=[], metavar="KEY=VALUE", help="critic option")
+    p.add_argument("--critic-every", type=int, default=10, help="query the critic every N env steps")
+    p.add_argument("--critic-weight", type=float, default=1.0, help="weight of the critic's shaping term")
+    p.add_argument("--shaping", default="delta", help="delta (potential-based) | progress")
+    p.add_argument("--action", default="pose", help="pose (OSC_POSE, 7-D) | position ([dx, dy, dz, gripper])")
+    p.add_argument("--demo-episodes", type=int, default=0,
+                   help="scripted episodes per worker seeding the SAC replay buffer (rewarded like the rest)")
+    p.add_argument("--demo-noise", type=float, default=0.1, help="action-noise std of the scripted episodes")
+    p.add_argument("--demo-fraction", type=float, default=0.5, help="share of each SAC batch from the demonstrations")
+    p.add_argument("--bc-steps", type=int, default=0, help="behaviour-cloning steps on the demonstrations first")
+    p.add_argument("--bc-regularize", action="store_true",
+                   help="a behaviour-cloning step on the demonstrations after every SAC update")
+    p.add_argument("--workers", type=int, default=2, help="simulation worker processes")
+    p.add_argument("--horizon", type=int, default=200)
+    p.add_argument("--eval-every", type=int, default=10_000, help="env steps between evaluations (0: off)")
+    p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--checkpoint-every", type=int, default=10_000, help="env steps between checkpoints")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override an algorithm hyperparameter, e.g. learning_starts=5000")
+
+
+def training_config_kwargs(args: Any) -> dict[str, Any]:
+    """:class:`AgentConfig` keyword arguments from the options :func:`add_training_arguments` added."""
+    from primo_loop.cli import parse_options
+
+    names = ("env", "algo", "critic", "critic_every", "critic_weight", "shaping", "action", "demo_episodes",
+             "demo_noise", "demo_fraction", "bc_steps", "bc_regularize", "workers", "horizon", "eval_every",
+             "eval_episodes", "checkpoint_every")
+    return {**{n: getattr(args, n) for n in names}, "critic_options": parse_options(args.critic_option),
+            "algo_kwargs": parse_options(args.set)}
+
+
 def _algo_params(algo: str) -> set[str]:
     """Keyword arguments the algorithm class accepts (its own and those of the SB3 class it extends)."""
     import inspect
@@ -276,10 +315,14 @@ def make_task_env(task: str, *, robot: str = "Panda", reward: str = "sparse", ho
 
 
 def _env_fns(cfg: AgentConfig, n: int, demos: bool = False, **kw: Any) -> list[Callable[[], Any]]:
-    demo = (lambda i: dict(demo_episodes=cfg.demo_episodes, demo_noise=cfg.demo_noise,
-                           demo_seed=1_000 * (cfg.seed * 100 + i))) if demos else (lambda i: {})
-    return [functools.partial(make_task_env, cfg.env, robot=cfg.robot, horizon=cfg.horizon, action=cfg.action,
-                              **demo(i), **kw) for i in range(n)]
+    fns = []
+    for i in range(n):
+        if demos:  # each worker records its own demonstrations
+            kw.update(demo_episodes=cfg.demo_episodes, demo_noise=cfg.demo_noise,
+                      demo_seed=1_000 * (cfg.seed * 100 + i))
+        fns.append(functools.partial(make_task_env, cfg.env, robot=cfg.robot, horizon=cfg.horizon,
+                                     action=cfg.action, **kw))
+    return fns
 
 
 def make_vec_env(cfg: AgentConfig, critic: Any | None = None):
