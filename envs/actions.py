@@ -15,6 +15,22 @@ import numpy as np
 ACTION_SPACES = ("pose", "position")
 
 
+def check_action_space(action: str, robot: str | None = None) -> str:
+    """Validate an action-space name for ``robot``; ``position`` is for single arms only.
+
+    The position layout drops dims 3-6 of ``[pos3, rot3, grip...]``; a two-armed robot's action
+    (GR1ArmsOnly: right arm 0-6, left arm 6-12, hands 12-24) does not have that layout.
+    """
+    from envs.robots import is_humanoid
+    from primo_loop.errors import UnsupportedError, check_choice
+
+    action = check_choice("action space", action, ACTION_SPACES)
+    if action == "position" and robot is not None and is_humanoid(robot):
+        raise UnsupportedError(f"`action='position'` is for single-arm robots; {robot!r} has two arms "
+                               f"(use action='pose')")
+    return action
+
+
 class PositionActions(gym.ActionWrapper):
     """``[dx, dy, dz, grip...]`` in [-1, 1]; the rotation deltas of the wrapped OSC_POSE action are zero.
 
@@ -26,6 +42,7 @@ class PositionActions(gym.ActionWrapper):
         full = env.action_space
         if not isinstance(full, gym.spaces.Box) or full.shape[0] < 7:
             raise ValueError(f"Expected an OSC_POSE action space (>= 7 dims), actually: {full}")
+        check_action_space("position", getattr(env.unwrapped, "robot", None))
         self._n_full = full.shape[0]
         n = self._n_full - 3
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(n,), dtype=np.float32)

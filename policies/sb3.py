@@ -136,9 +136,9 @@ class AgentConfig:
     def __post_init__(self) -> None:
         self.algo = check_choice("algorithm", self.algo, ALGOS)
         self.reward = check_choice("reward", self.reward, REWARDS)
-        from envs.actions import ACTION_SPACES
+        from envs.actions import check_action_space
 
-        self.action = check_choice("action space", self.action, ACTION_SPACES)
+        self.action = check_action_space(self.action, self.robot)
         if not isinstance(self.demo_episodes, (int, np.integer)) or self.demo_episodes < 0:
             raise ConfigError(f"Expected `demo_episodes` to be an integer >= 0, actually: {self.demo_episodes!r}")
         if self.demo_episodes and self.algo != "sac":
@@ -300,9 +300,9 @@ def make_task_env(task: str, *, robot: str = "Panda", reward: str = "sparse", ho
         env = _import_entry(task)(horizon=horizon)
     else:
         import envs
-        from envs.actions import ACTION_SPACES, PositionActions
+        from envs.actions import PositionActions, check_action_space
 
-        action = check_choice("action space", action, ACTION_SPACES)
+        action = check_action_space(action, robot)
         env = envs.make_env(task, robot, horizon=horizon, obs_mode="state", reward_shaping=reward == "dense",
                             terminate_on_success=terminate_on_success, **env_kwargs)
         if action == "position":

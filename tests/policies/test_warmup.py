@@ -9,7 +9,7 @@ from envs.actions import PositionActions
 from policies.sb3 import AgentConfig, make_task_env, train
 from policies.demo_sac import DemoReplayBuffer, DemoSAC
 from policies.warmup import EXECUTED, ScriptedWarmup
-from primo_loop.errors import ConfigError, UnknownNameError
+from primo_loop.errors import ConfigError, UnknownNameError, UnsupportedError
 from primo_loop.testing.fakes import ProgressEnv
 
 
@@ -28,6 +28,11 @@ def test_config_checks_the_new_options():
         AgentConfig(action="joint")
     with pytest.raises(UnknownNameError, match="action space"):
         make_task_env("Lift", action="joint")  # refused before a simulator is built
+    # the position layout is one arm's: a two-armed humanoid is refused, also before any simulator
+    with pytest.raises(UnsupportedError, match="single-arm.*GR1ArmsOnly"):
+        AgentConfig(action="position", robot="GR1ArmsOnly")
+    with pytest.raises(UnsupportedError, match="single-arm"):
+        make_task_env("Lift", robot="GR1ArmsOnly", action="position")
     with pytest.raises(ConfigError, match="off-policy"):
         AgentConfig(algo="ppo", demo_episodes=3)
     with pytest.raises(ConfigError, match="robosuite tasks"):
