@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     result["verdict"] = verdict(result) if result["runs"] else {}
     result["setting"] = {k: getattr(args, k) for k in (
         "env", "algo", "action", "demo_episodes", "demo_fraction", "bc_steps", "bc_regularize", "horizon", "steps",
-        "critic", "critic_every", "critic_weight", "shaping")}
+        "critic", "critic_every", "critic_weight", "shaping", "tracker_option")}
     (results / "shaping.json").write_text(json.dumps(result, indent=2))
     if result["runs"]:
         plot(result, results / "shaping.png")

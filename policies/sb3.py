@@ -165,6 +165,15 @@ class AgentConfig:
             from primo_loop.errors import UnknownNameError
 
             raise UnknownNameError(f"{self.algo.upper()} option", sorted(unknown)[0], _algo_params(self.algo))
+        self.tracker_config()  # bad tracker options fail here, before any worker starts
+
+    def tracker_config(self):
+        """The :class:`~primo_loop.tracker.TrackerConfig` of the critic rewards (gamma shared with the agent)."""
+        from primo_loop.tracker import TrackerConfig
+
+        return TrackerConfig.from_options(**{
+            "critic_every": self.critic_every, "critic_weight": self.critic_weight, "shaping": self.shaping,
+            "gamma": float(self.hyperparameters().get("gamma", 0.99)), **self.tracker_options})
 
     @property
     def critic_name(self) -> str | None:
@@ -204,6 +213,8 @@ def add_training_arguments(p: Any) -> None:
     p.add_argument("--critic-every", type=int, default=10, help="query the critic every N env steps")
     p.add_argument("--critic-weight", type=float, default=1.0, help="weight of the critic's shaping term")
     p.add_argument("--shaping", default="delta", help="delta (potential-based) | progress")
+    p.add_argument("--tracker-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="any TrackerConfig field, e.g. terminate=false")
     p.add_argument("--action", default="pose", help="pose (OSC_POSE, 7-D) | position ([dx, dy, dz, gripper])")
     p.add_argument("--demo-episodes", type=int, default=0,
                    help="scripted episodes per worker seeding the SAC replay buffer (rewarded like the rest)")
@@ -229,7 +240,7 @@ def training_config_kwargs(args: Any) -> dict[str, Any]:
              "demo_noise", "demo_fraction", "bc_steps", "bc_regularize", "workers", "horizon", "eval_every",
              "eval_episodes", "checkpoint_every")
     return {**{n: getattr(args, n) for n in names}, "critic_options": parse_options(args.critic_option),
-            "algo_kwargs": parse_options(args.set)}
+            "tracker_options": parse_options(args.tracker_option), "algo_kwargs": parse_options(args.set)}
 
 
 def _algo_params(algo: str) -> set[str]:
@@ -338,13 +349,9 @@ def make_vec_env(cfg: AgentConfig, critic: Any | None = None):
                    blank_frames=cfg.reward == "oracle" and critic is None)
     venv = (SubprocVecEnv(fns, start_method="forkserver") if cfg.workers > 1 else DummyVecEnv(fns))
     if cfg.reward in CRITIC_REWARDS:
-        from primo_loop.tracker import TrackerConfig
         from primo_loop.wrappers import VecCriticInTheLoop
 
-        tracker = TrackerConfig.from_options(**{
-            "critic_every": cfg.critic_every, "critic_weight": cfg.critic_weight, "shaping": cfg.shaping,
-            "gamma": float(cfg.hyperparameters().get("gamma", 0.99)), **cfg.tracker_options})
-        venv = VecCriticInTheLoop(venv, critic if critic is not None else cfg.critic_name, config=tracker,
+        venv = VecCriticInTheLoop(venv, critic if critic is not None else cfg.critic_name, config=cfg.tracker_config(),
                                   critic_options=None if critic is not None else cfg.critic_options)
     return VecMonitor(venv, info_keywords=("is_success",))
 

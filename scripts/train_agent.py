@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from primo_loop.cli import parse_options, run  # noqa: E402
+from primo_loop.cli import run  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,8 +31,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_training_arguments(p)
     p.add_argument("--robot", default="Panda")
     p.add_argument("--reward", default="sparse", help="sparse | dense | critic | oracle")
-    p.add_argument("--tracker-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="any TrackerConfig field, e.g. terminate=false")
     p.add_argument("--steps", type=int, default=100_000, help="total env steps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output folder")
@@ -46,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     from policies.sb3 import AgentConfig, train, training_config_kwargs
 
     cfg = AgentConfig(**training_config_kwargs(args), robot=args.robot, reward=args.reward,
-                      tracker_options=parse_options(args.tracker_option), steps=args.steps, seed=args.seed,
+                      steps=args.steps, seed=args.seed,
                       out=args.out, resume=args.resume, progress_bar=not args.no_progress)
     summary = train(cfg)
     print(json.dumps(summary, indent=2))

@@ -45,6 +45,28 @@ def test_config_validates_names_and_options(tmp_path):
     assert AgentConfig(reward="dense").critic_name is None
 
 
+def test_command_line_options_reach_the_tracker(tmp_path):
+    import argparse
+
+    from policies.sb3 import add_training_arguments, training_config_kwargs
+
+    p = argparse.ArgumentParser()
+    add_training_arguments(p)
+    args = p.parse_args(["--env", FAKE, "--workers", "1", "--critic", "oracle", "--shaping", "progress",
+                         "--critic-weight", "2", "--tracker-option", "terminate=false",
+                         "--tracker-option", "failure_patience=3", "--set", "learning_starts=50"])
+    cfg = AgentConfig(**training_config_kwargs(args), reward="critic", out=str(tmp_path / "run"))
+    venv = make_vec_env(cfg)
+    try:
+        tracker = find_critic_wrapper(venv).trackers[0].config
+        assert (tracker.terminate, tracker.failure_patience, tracker.shaping, tracker.critic_weight) == \
+            (False, 3, "progress", 2.0)
+    finally:
+        venv.close()
+    with pytest.raises(UnknownNameError, match="tracker option.*terminate"):  # before any worker starts
+        AgentConfig(**{**training_config_kwargs(args), "tracker_options": {"terminat": False}})
+
+
 @pytest.mark.parametrize("reward, has_critic", [("sparse", False), ("critic", True)])
 def test_vec_env_stack(tmp_path, reward, has_critic):
     venv = make_vec_env(tiny(tmp_path, reward=reward, workers=2, critic="oracle"))
