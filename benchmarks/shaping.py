@@ -28,6 +28,7 @@ from primo_loop.cli import run  # noqa: E402
 
 TARGET = 0.8
 LATE = 3  # evaluations averaged for the end-of-run success (one 10-episode evaluation is noisy)
+CLEAR = 2.0  # "clearly beats": the per-seed difference exceeds this many standard errors
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,7 +125,23 @@ def verdict(result: dict) -> dict:
     if "critic" in runs and "sparse" in runs:
         out["critic_minus_sparse"] = round(out["critic"]["mean_success_over_evals"]
                                            - out["sparse"]["mean_success_over_evals"], 3)
+        diff, se = seed_difference(runs["critic"], runs["sparse"])
+        out["critic_minus_sparse_se"] = None if se is None else round(se, 3)
+        out["critic_clearly_beats_sparse"] = None if se is None else bool(diff > CLEAR * se)
     return out
+
+
+def seed_difference(a: dict, b: dict) -> tuple[float, float | None]:
+    """Difference of the per-seed mean success over evaluations (a - b) and its standard error.
+
+    Each seed's whole curve is one sample, so evaluation noise and seed-to-seed spread both count; the error
+    is Welch's, ``sqrt(var_a / n_a + var_b / n_b)`` with sample variances. None with fewer than 2 seeds a side.
+    """
+    per_seed = [np.nanmean(success_matrix(r), axis=1) for r in (a, b)]
+    diff = float(per_seed[0].mean() - per_seed[1].mean())
+    if min(len(x) for x in per_seed) < 2:
+        return diff, None
+    return diff, float(np.sqrt(sum(x.var(ddof=1) / len(x) for x in per_seed)))
 
 
 def verdict_lines(v: dict) -> list[str]:
@@ -144,7 +161,12 @@ def verdict_lines(v: dict) -> list[str]:
                   else "yes" if w else "no")
         lines.append(f"- Critic shaping reaches {pct} within dense's budget: {answer}.")
     if "critic_minus_sparse" in v:
-        lines.append(f"- Critic minus sparse, mean success over evaluations: {v['critic_minus_sparse']:+.2f}.")
+        line = f"- Critic minus sparse, mean success over evaluations: {v['critic_minus_sparse']:+.2f}"
+        if v.get("critic_minus_sparse_se") is not None:
+            clear = "yes" if v["critic_clearly_beats_sparse"] else "no"
+            line += (f" (standard error over seeds {v['critic_minus_sparse_se']:.2f}; clearly above sparse, "
+                     f"i.e. by more than {CLEAR:g} standard errors: {clear})")
+        lines.append(line + ".")
     return lines
 
 

@@ -25,8 +25,9 @@ CURVES = {  # reward -> seed -> success at 1000, 2000, 3000 env steps
 }
 
 
-def write_runs(root: Path) -> None:
-    for reward, seeds in CURVES.items():
+def write_runs(root: Path, curves: dict = CURVES) -> None:
+    """eval.csv files as training writes them, one evaluation every 1000 env steps."""
+    for reward, seeds in curves.items():
         for seed, values in seeds.items():
             run = root / f"{reward}_s{seed}"
             run.mkdir(parents=True)
@@ -49,21 +50,31 @@ def test_report_computes_the_comparison(tmp_path, shaping):
     assert v["critic"]["mean_success_over_evals"] == pytest.approx((0.7 + 0.9 + 0.95) / 3, abs=1e-3)
     assert v["sparse"]["late_mean_success"] == pytest.approx((0.0 + 0.05 + 0.15) / 3, abs=1e-3)
     assert v["critic_minus_sparse"] == pytest.approx((0.7 + 0.9 + 0.95 - 0.0 - 0.05 - 0.15) / 3, abs=2e-3)
+    # per-seed means: critic 0.833, 0.867; sparse 0.033, 0.100 -> Welch SE sqrt((0.000556 + 0.002222) / 2)
+    assert v["critic_minus_sparse_se"] == pytest.approx(0.0373, abs=1e-3) and v["critic_clearly_beats_sparse"]
     assert result["setting"]["demo_episodes"] == 20 and result["setting"]["action"] == "position"
     md = (out / "shaping.md").read_text()
+    assert "clearly above sparse, i.e. by more than 2 standard errors: yes" in md
     assert "within dense's budget: yes" in md and "`sparse`: seed-averaged success never reaches 80%" in md
     assert "--report-only" not in result["command"] and "--demo-episodes 20" in result["command"]
     assert (out / "shaping.png").stat().st_size > 10_000
 
 
 def test_dense_never_reaching_makes_the_budget_unmeasurable(tmp_path, shaping):
-    for seed in (0, 1):
-        for reward, values in (("dense", [0.0, 0.1]), ("critic", [0.5, 0.9])):
-            run = tmp_path / "runs" / f"{reward}_s{seed}"
-            run.mkdir(parents=True)
-            (run / "eval.csv").write_text("timesteps,success_rate,mean_reward,episodes,wall_s\n"
-                                          + "\n".join(f"{1000 * (i + 1)},{v},0,10,1" for i, v in enumerate(values)))
+    write_runs(tmp_path / "runs", {"dense": {s: [0.0, 0.1] for s in (0, 1)}, "critic": {s: [0.5, 0.9] for s in (0, 1)}})
     shaping.main(["--rewards", "dense", "critic", "--seeds", "0", "1", "--runs", str(tmp_path / "runs"),
                   "--results", str(tmp_path / "out"), "--report-only"])
     v = json.loads((tmp_path / "out" / "shaping.json").read_text())["verdict"]
     assert v["critic"]["steps_to_target"] == 2000 and v["critic_within_dense_budget"] is None
+
+
+def test_a_gap_within_the_seed_spread_is_not_clear(tmp_path, shaping):
+    curves = {"critic": {0: [0.9, 0.9], 1: [0.3, 0.5], 2: [0.8, 1.0]},   # per seed 0.9, 0.4, 0.9
+              "sparse": {0: [0.5, 0.7], 1: [0.6, 0.8], 2: [0.4, 0.6]}}   # per seed 0.6, 0.7, 0.5
+    write_runs(tmp_path / "runs", curves)
+    shaping.main(["--rewards", "critic", "sparse", "--seeds", "0", "1", "2", "--runs", str(tmp_path / "runs"),
+                  "--results", str(tmp_path / "out"), "--report-only"])
+    v = json.loads((tmp_path / "out" / "shaping.json").read_text())["verdict"]
+    # mean gap +0.133, SE sqrt(0.0833 / 3 + 0.01 / 3) = 0.176: higher on average, not clearly
+    assert v["critic_minus_sparse"] == pytest.approx(0.133, abs=2e-3)
+    assert v["critic_minus_sparse_se"] == pytest.approx(0.176, abs=2e-3) and v["critic_clearly_beats_sparse"] is False
