@@ -28,6 +28,7 @@ from primo_loop.cli import run  # noqa: E402
 
 TARGET = 0.8
 LATE = 3  # evaluations averaged for the end-of-run success (one 10-episode evaluation is noisy)
+EPS = 1e-9  # a mean of (0.9 + 0.5 + 1.0) / 3 is 0.7999999999999999 in floating point, and it reached 0.8
 CLEAR = 2.0  # "clearly beats": the per-seed difference exceeds this many standard errors
 
 
@@ -76,7 +77,7 @@ def aggregate(args: argparse.Namespace) -> dict:
             continue
         steps = sorted({r["timesteps"] for c in curves.values() for r in c})
         per_seed = {s: {r["timesteps"]: r["success_rate"] for r in c} for s, c in curves.items()}
-        first_hit = {s: next((r["timesteps"] for r in c if r["success_rate"] >= TARGET), None)
+        first_hit = {s: next((r["timesteps"] for r in c if r["success_rate"] >= TARGET - EPS), None)
                      for s, c in curves.items()}
         done = {s: json.loads(p.read_text())["timesteps"] if (p := Path(args.runs) / f"{reward}_s{s}" / "done.json")
                 .exists() else None for s in curves}
@@ -105,8 +106,17 @@ def mean_curve(run: dict) -> tuple[np.ndarray, np.ndarray]:
 def first_reaching(run: dict, target: float = TARGET) -> int | None:
     """First evaluated env step at which the seed-averaged success rate reaches ``target``."""
     steps, mean = mean_curve(run)
-    hit = np.flatnonzero(mean >= target)
+    hit = np.flatnonzero(mean >= target - EPS)
     return int(steps[hit[0]]) if hit.size else None
+
+
+def first_staying(run: dict, target: float = TARGET) -> int | None:
+    """First evaluated env step from which the seed-averaged success stays at or above ``target`` to the end
+    of the run (one lucky evaluation does not count)."""
+    steps, mean = mean_curve(run)
+    below = np.flatnonzero(~(mean >= target - EPS))
+    start = below[-1] + 1 if below.size else 0
+    return int(steps[start]) if start < len(steps) else None
 
 
 def verdict(result: dict) -> dict:
@@ -116,7 +126,7 @@ def verdict(result: dict) -> dict:
     out: dict = {"target": TARGET}
     for name, run in runs.items():
         _, mean = mean_curve(run)
-        out[name] = {"steps_to_target": first_reaching(run),
+        out[name] = {"steps_to_target": first_reaching(run), "steps_to_stay_at_target": first_staying(run),
                      "mean_success_over_evals": round(float(np.mean(mean)), 3),
                      "late_mean_success": round(float(np.mean(mean[-LATE:])), 3)}
     if "dense" in runs and "critic" in runs:
@@ -152,6 +162,9 @@ def verdict_lines(v: dict) -> list[str]:
             continue
         hit = v[name]["steps_to_target"]
         reach = f"reaches {pct} at {hit} env steps" if hit is not None else f"never reaches {pct}"
+        stay = v[name].get("steps_to_stay_at_target")
+        if hit is not None:
+            reach += f" (stays there from {stay})" if stay is not None else " (does not stay there)"
         lines.append(f"- `{name}`: seed-averaged success {reach}; mean over all evaluations "
                      f"{v[name]['mean_success_over_evals']:.2f}, over the last {LATE} "
                      f"{v[name]['late_mean_success']:.2f}.")

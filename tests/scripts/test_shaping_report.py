@@ -46,6 +46,7 @@ def test_report_computes_the_comparison(tmp_path, shaping):
     assert "oracle" not in result["runs"]  # no runs on disk: left out, not reported as zeros
     assert v["dense"]["steps_to_target"] == 2000 and v["critic"]["steps_to_target"] == 2000
     assert v["sparse"]["steps_to_target"] is None
+    assert v["critic"]["steps_to_stay_at_target"] == 2000 and v["sparse"]["steps_to_stay_at_target"] is None
     assert v["critic_within_dense_budget"] is True
     assert v["critic"]["mean_success_over_evals"] == pytest.approx((0.7 + 0.9 + 0.95) / 3, abs=1e-3)
     assert v["sparse"]["late_mean_success"] == pytest.approx((0.0 + 0.05 + 0.15) / 3, abs=1e-3)
@@ -68,6 +69,14 @@ def test_dense_never_reaching_makes_the_budget_unmeasurable(tmp_path, shaping):
     assert v["critic"]["steps_to_target"] == 2000 and v["critic_within_dense_budget"] is None
 
 
+def test_a_lucky_evaluation_does_not_stay(tmp_path, shaping):
+    write_runs(tmp_path / "runs", {"dense": {0: [0.9, 0.5, 0.85, 0.9], 1: [0.9, 0.6, 0.8, 1.0]}})
+    shaping.main(["--rewards", "dense", "--seeds", "0", "1", "--runs", str(tmp_path / "runs"),
+                  "--results", str(tmp_path / "out"), "--report-only"])
+    v = json.loads((tmp_path / "out" / "shaping.json").read_text())["verdict"]["dense"]
+    assert (v["steps_to_target"], v["steps_to_stay_at_target"]) == (1000, 3000)
+
+
 def test_a_gap_within_the_seed_spread_is_not_clear(tmp_path, shaping):
     curves = {"critic": {0: [0.9, 0.9], 1: [0.3, 0.5], 2: [0.8, 1.0]},   # per seed 0.9, 0.4, 0.9
               "sparse": {0: [0.5, 0.7], 1: [0.6, 0.8], 2: [0.4, 0.6]}}   # per seed 0.6, 0.7, 0.5
@@ -75,6 +84,8 @@ def test_a_gap_within_the_seed_spread_is_not_clear(tmp_path, shaping):
     shaping.main(["--rewards", "critic", "sparse", "--seeds", "0", "1", "2", "--runs", str(tmp_path / "runs"),
                   "--results", str(tmp_path / "out"), "--report-only"])
     v = json.loads((tmp_path / "out" / "shaping.json").read_text())["verdict"]
+    # critic's seed-averaged curve 0.667, 0.8: reaches 80% at the last evaluation and ends there
+    assert v["critic"]["steps_to_target"] == 2000 and v["critic"]["steps_to_stay_at_target"] == 2000
     # mean gap +0.133, SE sqrt(0.0833 / 3 + 0.01 / 3) = 0.176: higher on average, not clearly
     assert v["critic_minus_sparse"] == pytest.approx(0.133, abs=2e-3)
     assert v["critic_minus_sparse_se"] == pytest.approx(0.176, abs=2e-3) and v["critic_clearly_beats_sparse"] is False
