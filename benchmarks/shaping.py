@@ -47,10 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def label(reward: str, args: argparse.Namespace) -> str:
-    if reward != "critic":
+    """Legend name: the critic's backend and options, and the shaping form when it is not the default."""
+    if reward not in ("critic", "oracle"):
         return reward
-    opts = ", ".join(args.critic_option)
-    return f"critic ({args.critic}{', ' + opts if opts else ''})"
+    parts = ([args.critic, *args.critic_option] if reward == "critic" else []) + (
+        [f"{args.shaping} shaping"] if args.shaping != "delta" else [])
+    return f"{reward} ({', '.join(parts)})" if parts else reward
 
 
 def run_all(args: argparse.Namespace) -> None:

@@ -44,6 +44,7 @@ def test_report_computes_the_comparison(tmp_path, shaping):
     result = json.loads((out / "shaping.json").read_text())
     v = result["verdict"]
     assert "oracle" not in result["runs"]  # no runs on disk: left out, not reported as zeros
+    assert result["runs"]["critic"]["label"] == "critic (compact)"  # the default delta shaping is not named
     assert v["dense"]["steps_to_target"] == 2000 and v["critic"]["steps_to_target"] == 2000
     assert v["sparse"]["steps_to_target"] is None
     assert v["critic"]["steps_to_stay_at_target"] == 2000 and v["sparse"]["steps_to_stay_at_target"] is None
@@ -82,8 +83,11 @@ def test_a_gap_within_the_seed_spread_is_not_clear(tmp_path, shaping):
               "sparse": {0: [0.5, 0.7], 1: [0.6, 0.8], 2: [0.4, 0.6]}}   # per seed 0.6, 0.7, 0.5
     write_runs(tmp_path / "runs", curves)
     shaping.main(["--rewards", "critic", "sparse", "--seeds", "0", "1", "2", "--runs", str(tmp_path / "runs"),
-                  "--results", str(tmp_path / "out"), "--report-only"])
-    v = json.loads((tmp_path / "out" / "shaping.json").read_text())["verdict"]
+                  "--results", str(tmp_path / "out"), "--shaping", "progress", "--report-only"])
+    result = json.loads((tmp_path / "out" / "shaping.json").read_text())
+    assert result["runs"]["critic"]["label"] == "critic (compact, progress shaping)"
+    assert result["runs"]["sparse"]["label"] == "sparse" and result["setting"]["shaping"] == "progress"
+    v = result["verdict"]
     # critic's seed-averaged curve 0.667, 0.8: reaches 80% at the last evaluation and ends there
     assert v["critic"]["steps_to_target"] == 2000 and v["critic"]["steps_to_stay_at_target"] == 2000
     # mean gap +0.133, SE sqrt(0.0833 / 3 + 0.01 / 3) = 0.176: higher on average, not clearly
