@@ -351,7 +351,8 @@ def make_vec_env(cfg: AgentConfig, critic: Any | None = None):
     if cfg.reward in CRITIC_REWARDS:
         from primo_loop.wrappers import VecCriticInTheLoop
 
-        venv = VecCriticInTheLoop(venv, critic if critic is not None else cfg.critic_name, config=cfg.tracker_config(),
+        venv = VecCriticInTheLoop(venv, critic if critic is not None else cfg.critic_name,
+                                  config=cfg.tracker_config(),
                                   critic_options=None if critic is not None else cfg.critic_options)
     return VecMonitor(venv, info_keywords=("is_success",))
 
