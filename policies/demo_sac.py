@@ -10,7 +10,10 @@
 * with ``bc_steps > 0`` first fits its actor to them by behaviour cloning, once, when learning starts;
 * with ``bc_regularize=True`` follows every SAC gradient step with one behaviour-cloning step on a batch of
   demonstrations (same optimizer), so the early, poorly trained Q-function cannot pull the actor away from
-  what the demonstrations do; SAC still improves the actor wherever the demonstrations say nothing.
+  what the demonstrations do; SAC still improves the actor wherever the demonstrations say nothing;
+* with ``q_warmup_steps > 0`` then runs that many SAC updates in which only the Q-function learns (the actor's
+  and the entropy coefficient's learning rates are held at 0), so Q has evaluated the cloned policy before
+  the actor starts to follow it (``--set q_warmup_steps=N``).
 
 Without demonstrations it is SB3's SAC.
 """
@@ -67,14 +70,25 @@ class DemoSAC(SAC):
             ``replay_buffer_class=DemoReplayBuffer``) [0].
         bc_lr: their learning rate.
         bc_regularize: one behaviour-cloning step after every SAC gradient step.
+        q_warmup_steps: Q-function-only SAC updates after the cloning, before the actor (and the entropy
+            coefficient) start to learn: Q first evaluates the cloned policy, so the actor does not follow
+            an untrained Q [0].
         *args, **kwargs: SB3's SAC.
     """
 
     def __init__(self, *args: Any, bc_steps: int = 0, bc_lr: float = 1e-3, bc_regularize: bool = False,
-                 **kwargs: Any):
+                 q_warmup_steps: int = 0, **kwargs: Any):
         self.bc_steps, self.bc_lr, self.bc_regularize = int(bc_steps), float(bc_lr), bool(bc_regularize)
+        self.q_warmup_steps, self._q_warming = int(q_warmup_steps), False
         self.bc_done, self.bc_loss = False, None
         super().__init__(*args, **kwargs)
+
+    def _update_learning_rate(self, optimizers) -> None:
+        super()._update_learning_rate(optimizers)
+        if self._q_warming:  # the actor and the entropy coefficient hold still: Adam with lr 0 moves nothing
+            for opt in (self.actor.optimizer, self.ent_coef_optimizer):
+                for group in (opt.param_groups if opt is not None else ()):
+                    group["lr"] = 0.0
 
     def _store_transition(self, replay_buffer, buffer_action, new_obs, reward, dones, infos) -> None:
         for i, info in enumerate(infos):
@@ -85,10 +99,17 @@ class DemoSAC(SAC):
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         demos = getattr(self.replay_buffer, "demos", None)
         has_demos = demos is not None and demos.size() > 0
-        if self.bc_steps and not self.bc_done and has_demos:
-            self.bc_loss = self._clone_demos(demos, batch_size, self.bc_steps,
-                                             th.optim.Adam(self.actor.parameters(), lr=self.bc_lr))
-            self.logger.record("train/bc_loss", self.bc_loss)
+        if (self.bc_steps or self.q_warmup_steps) and not self.bc_done and has_demos:
+            if self.bc_steps:
+                self.bc_loss = self._clone_demos(demos, batch_size, self.bc_steps,
+                                                 th.optim.Adam(self.actor.parameters(), lr=self.bc_lr))
+                self.logger.record("train/bc_loss", self.bc_loss)
+            if self.q_warmup_steps:
+                self._q_warming = True
+                try:
+                    super().train(self.q_warmup_steps, batch_size)
+                finally:
+                    self._q_warming = False
             self.bc_done = True
         if not (self.bc_regularize and has_demos):
             super().train(gradient_steps, batch_size)

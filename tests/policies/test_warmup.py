@@ -188,3 +188,30 @@ def test_regularized_actor_keeps_the_demonstrated_action_during_sac():
     assert model.replay_buffer.demos.size() == 20 and model.bc_loss is not None
     actions, _ = model.predict(model.replay_buffer.demos.observations[:20, 0], deterministic=True)
     np.testing.assert_allclose(actions, 0.5, atol=0.1)
+
+
+def test_q_warmup_trains_only_the_q_function_first():
+    import torch as th
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    model = DemoSAC("MlpPolicy", DummyVecEnv([lambda: _DemoThenAgent(ProgressEnv(horizon=20), 20)]),
+                    learning_starts=20, batch_size=16, policy_kwargs={"net_arch": [16]}, seed=0, ent_coef="auto",
+                    q_warmup_steps=50, replay_buffer_class=DemoReplayBuffer)
+    actor0 = [p.detach().clone() for p in model.actor.parameters()]
+    critic0 = [p.detach().clone() for p in model.critic.parameters()]
+    alpha0 = model.log_ent_coef.detach().clone()
+    seen = []  # per actor step: (its learning rate, are the actor and alpha still at their start values)
+    original = model.actor.optimizer.step
+
+    def spy(*a, **k):
+        out = original(*a, **k)
+        still = all(th.equal(x, y) for x, y in zip(actor0, model.actor.parameters()))
+        seen.append((model.actor.optimizer.param_groups[0]["lr"], still and th.equal(alpha0, model.log_ent_coef)))
+        return out
+
+    model.actor.optimizer.step = spy
+    model.learn(21)  # 20 demonstrated steps, then one train(): 50 warm-up updates and 1 normal one
+    assert model.bc_done and len(seen) == 51
+    assert seen[:50] == [(0.0, True)] * 50  # the warm-up left the actor and the entropy coefficient alone
+    assert seen[50][0] > 0 and not seen[50][1]  # then both learn again
+    assert any(not th.equal(a, b) for a, b in zip(critic0, model.critic.parameters()))  # Q did learn
