@@ -79,7 +79,7 @@ def aggregate(args: argparse.Namespace) -> dict:
             continue
         steps = sorted({r["timesteps"] for c in curves.values() for r in c})
         per_seed = {s: {r["timesteps"]: r["success_rate"] for r in c} for s, c in curves.items()}
-        first_hit = {s: next((r["timesteps"] for r in c if r["success_rate"] >= TARGET - EPS), None)
+        first_hit = {s: next((r["timesteps"] for r in c if reached(r["success_rate"])), None)
                      for s, c in curves.items()}
         done = {s: json.loads(p.read_text())["timesteps"] if (p := Path(args.runs) / f"{reward}_s{s}" / "done.json")
                 .exists() else None for s in curves}
@@ -105,10 +105,15 @@ def mean_curve(run: dict) -> tuple[np.ndarray, np.ndarray]:
     return np.array(run["steps"], dtype=float), np.nanmean(success_matrix(run), axis=0)
 
 
+def reached(success, target: float = TARGET):
+    """``success >= target`` up to float rounding (elementwise on arrays; NaN has not reached it)."""
+    return np.asarray(success, dtype=float) >= target - EPS
+
+
 def first_reaching(run: dict, target: float = TARGET) -> int | None:
     """First evaluated env step at which the seed-averaged success rate reaches ``target``."""
     steps, mean = mean_curve(run)
-    hit = np.flatnonzero(mean >= target - EPS)
+    hit = np.flatnonzero(reached(mean, target))
     return int(steps[hit[0]]) if hit.size else None
 
 
@@ -116,7 +121,7 @@ def first_staying(run: dict, target: float = TARGET) -> int | None:
     """First evaluated env step from which the seed-averaged success stays at or above ``target`` to the end
     of the run (one lucky evaluation does not count)."""
     steps, mean = mean_curve(run)
-    below = np.flatnonzero(~(mean >= target - EPS))
+    below = np.flatnonzero(~reached(mean, target))
     start = below[-1] + 1 if below.size else 0
     return int(steps[start]) if start < len(steps) else None
 
@@ -135,9 +140,8 @@ def verdict(result: dict) -> dict:
         budget, critic = out["dense"]["steps_to_target"], out["critic"]["steps_to_target"]
         out["critic_within_dense_budget"] = None if budget is None else (critic is not None and critic <= budget)
     if "critic" in runs and "sparse" in runs:
-        out["critic_minus_sparse"] = round(out["critic"]["mean_success_over_evals"]
-                                           - out["sparse"]["mean_success_over_evals"], 3)
         diff, se = seed_difference(runs["critic"], runs["sparse"])
+        out["critic_minus_sparse"] = round(diff, 3)
         out["critic_minus_sparse_se"] = None if se is None else round(se, 3)
         out["critic_clearly_beats_sparse"] = None if se is None else bool(diff > CLEAR * se)
     return out

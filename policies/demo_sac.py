@@ -85,10 +85,11 @@ class DemoSAC(SAC):
 
     def _update_learning_rate(self, optimizers) -> None:
         super()._update_learning_rate(optimizers)
-        if self._q_warming:  # the actor and the entropy coefficient hold still: Adam with lr 0 moves nothing
-            for opt in (self.actor.optimizer, self.ent_coef_optimizer):
-                for group in (opt.param_groups if opt is not None else ()):
-                    group["lr"] = 0.0
+        if not self._q_warming:
+            return
+        held = [self.actor.optimizer] + ([self.ent_coef_optimizer] if self.ent_coef_optimizer is not None else [])
+        for group in (g for opt in held for g in opt.param_groups):
+            group["lr"] = 0.0  # the actor and the entropy coefficient hold still: Adam with lr 0 moves nothing
 
     def _store_transition(self, replay_buffer, buffer_action, new_obs, reward, dones, infos) -> None:
         for i, info in enumerate(infos):
@@ -99,18 +100,8 @@ class DemoSAC(SAC):
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         demos = getattr(self.replay_buffer, "demos", None)
         has_demos = demos is not None and demos.size() > 0
-        if (self.bc_steps or self.q_warmup_steps) and not self.bc_done and has_demos:
-            if self.bc_steps:
-                self.bc_loss = self._clone_demos(demos, batch_size, self.bc_steps,
-                                                 th.optim.Adam(self.actor.parameters(), lr=self.bc_lr))
-                self.logger.record("train/bc_loss", self.bc_loss)
-            if self.q_warmup_steps:
-                self._q_warming = True
-                try:
-                    super().train(self.q_warmup_steps, batch_size)
-                finally:
-                    self._q_warming = False
-            self.bc_done = True
+        if has_demos and not self.bc_done:
+            self._start_from_demos(demos, batch_size)
         if not (self.bc_regularize and has_demos):
             super().train(gradient_steps, batch_size)
             return
@@ -118,6 +109,20 @@ class DemoSAC(SAC):
             super().train(1, batch_size)
             self.bc_loss = self._clone_demos(demos, batch_size, 1, self.actor.optimizer)
         self.logger.record("train/bc_loss", self.bc_loss)
+
+    def _start_from_demos(self, demos: ReplayBuffer, batch_size: int) -> None:
+        """Once, at the first update with demonstrations: clone them, then warm the Q-function up."""
+        if self.bc_steps:
+            self.bc_loss = self._clone_demos(demos, batch_size, self.bc_steps,
+                                             th.optim.Adam(self.actor.parameters(), lr=self.bc_lr))
+            self.logger.record("train/bc_loss", self.bc_loss)
+        if self.q_warmup_steps:
+            self._q_warming = True
+            try:
+                super().train(self.q_warmup_steps, batch_size)
+            finally:
+                self._q_warming = False
+        self.bc_done = True
 
     def _clone_demos(self, demos: ReplayBuffer, batch_size: int, steps: int, optim: th.optim.Optimizer) -> float:
         """Gaussian negative log-likelihood of the demonstrated actions before the tanh squashing."""
