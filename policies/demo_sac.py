@@ -11,6 +11,8 @@
 * with ``bc_regularize=True`` follows every SAC gradient step with one behaviour-cloning step on a batch of
   demonstrations (same optimizer), so the early, poorly trained Q-function cannot pull the actor away from
   what the demonstrations do; SAC still improves the actor wherever the demonstrations say nothing;
+* with ``n_steps > 1`` (``--set n_steps=N``) learns Q from n-step returns, on the demonstrations and on its own
+  data alike (:class:`DemoReplayBuffer`);
 * with ``q_warmup_steps > 0`` then runs that many SAC updates in which only the Q-function learns (the actor's
   and the entropy coefficient's learning rates are held at 0), so Q has evaluated the cloned policy before
   the actor starts to follow it (``--set q_warmup_steps=N``).
@@ -24,28 +26,47 @@ from typing import Any
 import numpy as np
 import torch as th
 from stable_baselines3 import SAC
-from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.buffers import NStepReplayBuffer, ReplayBuffer
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
 from policies.warmup import EXECUTED
 
 
-class DemoReplayBuffer(ReplayBuffer):
+class _NStepBuffer(NStepReplayBuffer):
+    """SB3's n-step replay buffer, sampling exactly as the one-step ``ReplayBuffer`` when ``n_steps == 1``."""
+
+    def _get_samples(self, batch_inds, env=None) -> ReplayBufferSamples:
+        if self.n_steps == 1:
+            return ReplayBuffer._get_samples(self, batch_inds, env=env)
+        return super()._get_samples(batch_inds, env=env)
+
+
+class DemoReplayBuffer(_NStepBuffer):
     """Every transition goes to the main (circular) buffer; those a step marked with ``info["executed_action"]``
     also go to ``demos`` (up to ``demo_capacity``, kept for the whole run). ``sample`` draws ``demo_fraction``
-    of each batch from ``demos`` once it holds any."""
+    of each batch from ``demos`` once it holds any.
+
+    With ``n_steps > 1`` both sample n-step returns (discount ``gamma``), which carry the reward of the
+    demonstrations' later stages back to their start n times faster than one-step targets (as DQfD and DDPGfD do).
+    The demonstrations are stored one env after another, so n-step returns need a single env.
+    """
 
     def __init__(self, buffer_size: int, observation_space: Any, action_space: Any, device: Any = "auto",
                  n_envs: int = 1, optimize_memory_usage: bool = False, handle_timeout_termination: bool = True,
-                 demo_fraction: float = 0.5, demo_capacity: int = 20_000):
-        super().__init__(buffer_size, observation_space, action_space, device=device, n_envs=n_envs,
-                         optimize_memory_usage=optimize_memory_usage,
-                         handle_timeout_termination=handle_timeout_termination)
+                 demo_fraction: float = 0.5, demo_capacity: int = 20_000, n_steps: int = 1, gamma: float = 0.99):
         if not 0.0 <= demo_fraction < 1.0:
             raise ValueError(f"Expected 0 <= demo_fraction < 1, actually: {demo_fraction!r}")
+        if not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
+            raise ValueError(f"Expected n_steps to be an integer >= 1, actually: {n_steps!r}")
+        if n_steps > 1 and n_envs > 1:
+            raise ValueError(f"n-step returns over demonstrations need one env, actually: n_envs={n_envs}")
+        super().__init__(buffer_size, observation_space, action_space, device=device, n_envs=n_envs,
+                         optimize_memory_usage=optimize_memory_usage,
+                         handle_timeout_termination=handle_timeout_termination, n_steps=int(n_steps), gamma=gamma)
         self.demo_fraction = float(demo_fraction)
-        self.demos = ReplayBuffer(demo_capacity, observation_space, action_space, device=device, n_envs=1,
-                                  handle_timeout_termination=handle_timeout_termination)
+        self.demos = _NStepBuffer(demo_capacity, observation_space, action_space, device=device, n_envs=1,
+                                  handle_timeout_termination=handle_timeout_termination, n_steps=int(n_steps),
+                                  gamma=gamma)
 
     def add(self, obs, next_obs, action, reward, done, infos) -> None:
         super().add(obs, next_obs, action, reward, done, infos)

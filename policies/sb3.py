@@ -165,6 +165,12 @@ class AgentConfig:
             from primo_loop.errors import UnknownNameError
 
             raise UnknownNameError(f"{self.algo.upper()} option", sorted(unknown)[0], _algo_params(self.algo))
+        n_steps = self.algo_kwargs.get("n_steps", 1)
+        if not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
+            raise ConfigError(f"Expected `n_steps` to be an integer >= 1, actually: {n_steps!r}")
+        if n_steps > 1 and self.demo_episodes and self.workers > 1:
+            raise ConfigError(f"n-step returns over demonstrations (n_steps={n_steps}) need --workers 1: the "
+                              "demonstration buffer stores the workers' episodes interleaved")
         self.tracker_config()  # bad tracker options fail here, before any worker starts
 
     def tracker_config(self):
@@ -193,7 +199,10 @@ class AgentConfig:
                 from policies.demo_sac import DemoReplayBuffer
 
                 params.setdefault("replay_buffer_class", DemoReplayBuffer)
-                params.setdefault("replay_buffer_kwargs", {"demo_fraction": self.demo_fraction})
+                # n-step returns go through our buffer (SB3 ignores ``n_steps`` with a custom buffer class)
+                n_steps = int(params.pop("n_steps", 1))
+                params.setdefault("replay_buffer_kwargs", {"demo_fraction": self.demo_fraction, "n_steps": n_steps,
+                                                           "gamma": float(params.get("gamma", 0.99))})
                 params.setdefault("bc_steps", self.bc_steps)
                 params.setdefault("bc_regularize", self.bc_regularize)
         return params
@@ -543,7 +552,7 @@ def _grow_replay_buffer(model: Any, size: int) -> None:
     for name in ("observations", "next_observations", "actions", "rewards", "dones", "timeouts"):
         getattr(new, name)[:n] = getattr(rb, name)[order]
     new.pos, new.full = n, False
-    for name in ("demos", "demo_fraction"):  # policies.demo_sac.DemoReplayBuffer
+    for name in ("demos", "demo_fraction", "n_steps", "gamma"):  # DemoReplayBuffer, SB3's NStepReplayBuffer
         if hasattr(rb, name):
             setattr(new, name, getattr(rb, name))
     model.replay_buffer = new

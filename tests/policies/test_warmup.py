@@ -1,12 +1,14 @@
 """Position-only actions, the scripted warm-up that records demonstrations, and the SAC that learns from them."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import gymnasium as gym
 import numpy as np
 import pytest
 
 from envs.actions import PositionActions
-from policies.sb3 import AgentConfig, make_task_env, train
+from policies.sb3 import AgentConfig, _grow_replay_buffer, make_task_env, train
 from policies.demo_sac import DemoReplayBuffer, DemoSAC
 from policies.warmup import EXECUTED, ScriptedWarmup
 from primo_loop.errors import ConfigError, UnknownNameError, UnsupportedError
@@ -44,7 +46,8 @@ def test_config_checks_the_new_options():
     with pytest.raises(ConfigError, match="demo_fraction"):
         AgentConfig(demo_episodes=2, demo_fraction=1.0)
     hp = AgentConfig(demo_episodes=2, demo_fraction=0.25, bc_steps=7).hyperparameters()
-    assert hp["replay_buffer_class"] is DemoReplayBuffer and hp["replay_buffer_kwargs"] == {"demo_fraction": 0.25}
+    assert hp["replay_buffer_class"] is DemoReplayBuffer
+    assert hp["replay_buffer_kwargs"] == {"demo_fraction": 0.25, "n_steps": 1, "gamma": 0.99}
     assert hp["bc_steps"] == 7
     assert "replay_buffer_class" not in AgentConfig().hyperparameters()
     AgentConfig(algo_kwargs={"bc_steps": 3, "learning_starts": 10})  # DemoSAC's and SAC's own options
@@ -125,14 +128,17 @@ def test_training_with_demonstrations_stores_them_once(tmp_path):
     assert not np.any(grip[30:90] == -1.0)
 
 
-def _buffer(size=10, fraction=0.5):
+def _buffer(size=10, fraction=0.5, **kw):
     box = gym.spaces.Box(-1, 1, (1,), np.float32)
-    return DemoReplayBuffer(size, box, box, device="cpu", demo_fraction=fraction, demo_capacity=100)
+    return DemoReplayBuffer(size, box, box, device="cpu", demo_fraction=fraction, demo_capacity=100, **kw)
 
 
-def _add(buf, value, demo):
+def _add(buf, value, demo, done=False, timeout=False, reward=None):
     x = np.full((1, 1), value, dtype=np.float32)
-    buf.add(x, x, x, np.array([value]), np.array([False]), [{EXECUTED: x[0]} if demo else {}])
+    info = {EXECUTED: x[0]} if demo else {}
+    if timeout:
+        info["TimeLimit.truncated"] = True
+    buf.add(x, x + 0.5, x, np.array([value if reward is None else reward]), np.array([done]), [info])
 
 
 def test_demo_buffer_keeps_demonstrations_and_mixes_batches():
@@ -148,6 +154,50 @@ def test_demo_buffer_keeps_demonstrations_and_mixes_batches():
     online = _buffer()
     _add(online, -0.5, demo=False)
     assert online.sample(4).observations.shape == (4, 1)  # no demonstrations yet: all from the main buffer
+
+
+def test_n_step_returns_on_demonstrations_and_online_data():
+    one, three = _buffer(size=20, n_steps=1, gamma=0.5), _buffer(size=20, n_steps=3, gamma=0.5)
+    for buf in (one, three):
+        for t, r in enumerate([1.0, 2.0, 3.0, 4.0, 5.0]):  # a demonstration ending in a true terminal
+            _add(buf, float(t), demo=True, done=t == 4, reward=r)
+        for t, r in enumerate([1.0, 1.0, 1.0, 1.0]):  # an online episode cut by the time limit
+            _add(buf, 10.0 + t, demo=False, done=t == 3, timeout=t == 3, reward=r)
+    # one step: the plain one-step sample (no per-sample discount; SAC uses its gamma)
+    b = one.demos._get_samples(np.arange(5))
+    assert b.rewards.flatten().tolist() == [1, 2, 3, 4, 5] and b.discounts is None
+    # three steps: discounted sums that stop at the episode's end; the discount left for bootstrapping
+    b = three.demos._get_samples(np.arange(5))
+    assert b.rewards.flatten().tolist() == [2.75, 4.5, 6.25, 6.5, 5.0]  # 1 + 2/2 + 3/4, ...
+    assert b.discounts.flatten().tolist() == [0.125, 0.125, 0.125, 0.25, 0.5]
+    assert b.next_observations.flatten().tolist() == [2.5, 3.5, 4.5, 4.5, 4.5]
+    assert b.dones.flatten().tolist() == [0, 0, 1, 1, 1]  # the terminal is reached within three steps
+    b = three._get_samples(np.arange(5, 9))  # the main buffer: the online episode
+    assert b.rewards.flatten().tolist() == [1.75, 1.75, 1.5, 1.0]
+    assert b.dones.flatten().tolist() == [0, 0, 0, 0]  # a time limit is not a terminal: Q bootstraps there
+    with pytest.raises(ValueError, match="one env"):
+        box = gym.spaces.Box(-1, 1, (1,), np.float32)
+        DemoReplayBuffer(10, box, box, device="cpu", n_envs=2, n_steps=3)
+
+
+def test_n_step_option_reaches_the_demo_buffer():
+    hp = AgentConfig(demo_episodes=2, workers=1, algo_kwargs={"n_steps": 5, "gamma": 0.9}).hyperparameters()
+    assert "n_steps" not in hp  # SB3 would ignore it (with a warning) next to a custom buffer class
+    assert hp["replay_buffer_kwargs"] == {"demo_fraction": 0.5, "n_steps": 5, "gamma": 0.9}
+    assert AgentConfig(algo_kwargs={"n_steps": 5}).hyperparameters()["n_steps"] == 5  # no demos: SB3's own
+    with pytest.raises(ConfigError, match="workers 1"):
+        AgentConfig(demo_episodes=2, workers=2, algo_kwargs={"n_steps": 5})
+    with pytest.raises(ConfigError, match="n_steps"):
+        AgentConfig(demo_episodes=2, algo_kwargs={"n_steps": 0})
+    # a resumed run's grown buffer keeps its n-step setting and its demonstrations
+    buf = _buffer(size=4, n_steps=3, gamma=0.5)
+    for t in range(3):
+        _add(buf, float(t), demo=True, reward=1.0)
+    model = SimpleNamespace(replay_buffer=buf, buffer_size=4)
+    _grow_replay_buffer(model, 50)
+    grown = model.replay_buffer
+    assert grown.buffer_size == 50 and grown.n_steps == 3 and grown.gamma == 0.5 and grown.demos is buf.demos
+    assert grown._get_samples(np.array([0])).rewards.item() == 1.75
 
 
 def test_behaviour_cloning_fits_the_demonstrations():
