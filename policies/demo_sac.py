@@ -35,6 +35,13 @@ from policies.warmup import EXECUTED
 class _NStepBuffer(NStepReplayBuffer):
     """SB3's n-step replay buffer, sampling exactly as the one-step ``ReplayBuffer`` when ``n_steps == 1``."""
 
+    def __setstate__(self, state: dict) -> None:  # replay buffers pickled before n-step returns existed
+        state.setdefault("n_steps", 1)
+        state.setdefault("gamma", 0.99)
+        if "demos" in state:
+            state.setdefault("_pending", [[] for _ in range(state["n_envs"])])
+        self.__dict__.update(state)
+
     def _get_samples(self, batch_inds, env=None) -> ReplayBufferSamples:
         if self.n_steps == 1:
             return ReplayBuffer._get_samples(self, batch_inds, env=env)
@@ -43,12 +50,11 @@ class _NStepBuffer(NStepReplayBuffer):
 
 class DemoReplayBuffer(_NStepBuffer):
     """Every transition goes to the main (circular) buffer; those a step marked with ``info["executed_action"]``
-    also go to ``demos`` (up to ``demo_capacity``, kept for the whole run). ``sample`` draws ``demo_fraction``
-    of each batch from ``demos`` once it holds any.
+    also go to ``demos`` (up to ``demo_capacity``, kept for the whole run), a whole episode at a time.
+    ``sample`` draws ``demo_fraction`` of each batch from ``demos`` once it holds any.
 
     With ``n_steps > 1`` both sample n-step returns (discount ``gamma``), which carry the reward of the
     demonstrations' later stages back to their start n times faster than one-step targets (as DQfD and DDPGfD do).
-    The demonstrations are stored one env after another, so n-step returns need a single env.
     """
 
     def __init__(self, buffer_size: int, observation_space: Any, action_space: Any, device: Any = "auto",
@@ -58,22 +64,36 @@ class DemoReplayBuffer(_NStepBuffer):
             raise ValueError(f"Expected 0 <= demo_fraction < 1, actually: {demo_fraction!r}")
         if not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
             raise ValueError(f"Expected n_steps to be an integer >= 1, actually: {n_steps!r}")
-        if n_steps > 1 and n_envs > 1:
-            raise ValueError(f"n-step returns over demonstrations need one env, actually: n_envs={n_envs}")
         super().__init__(buffer_size, observation_space, action_space, device=device, n_envs=n_envs,
                          optimize_memory_usage=optimize_memory_usage,
                          handle_timeout_termination=handle_timeout_termination, n_steps=int(n_steps), gamma=gamma)
         self.demo_fraction = float(demo_fraction)
+        self._pending: list[list[tuple]] = [[] for _ in range(n_envs)]  # each env's demonstration so far
         self.demos = _NStepBuffer(demo_capacity, observation_space, action_space, device=device, n_envs=1,
                                   handle_timeout_termination=handle_timeout_termination, n_steps=int(n_steps),
                                   gamma=gamma)
 
     def add(self, obs, next_obs, action, reward, done, infos) -> None:
         super().add(obs, next_obs, action, reward, done, infos)
+        reward, done = np.asarray(reward), np.asarray(done)
         for i, info in enumerate(infos):
-            if EXECUTED in info and not self.demos.full:
-                self.demos.add(obs[i:i + 1], next_obs[i:i + 1], action[i:i + 1], np.asarray(reward)[i:i + 1],
-                               np.asarray(done)[i:i + 1], [info])
+            if EXECUTED in info:
+                self._pending[i].append(tuple(np.array(x[i:i + 1]) for x in (obs, next_obs, action, reward, done))
+                                        + ({**info},))
+            if self._pending[i] and (done[i] or EXECUTED not in info):
+                self._store_demo(i)
+
+    def _store_demo(self, i: int) -> None:
+        """Move env ``i``'s finished demonstration into ``demos`` as one contiguous episode, so that n-step
+        returns never run from one worker's episode into another's. A demonstration the hand-over cut short
+        ends in a time-limit mark: its last step bootstraps instead of running on into the next one."""
+        episode, self._pending[i] = self._pending[i], []
+        if not episode[-1][4][0]:
+            episode[-1][5]["TimeLimit.truncated"] = True
+        for o, no, a, r, d, info in episode:
+            if self.demos.full:
+                return
+            self.demos.add(o, no, a, r, d, [info])
 
     def sample(self, batch_size: int, env: Any = None) -> ReplayBufferSamples:
         n_demo = int(round(batch_size * self.demo_fraction)) if self.demos.size() else 0

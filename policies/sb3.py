@@ -168,9 +168,6 @@ class AgentConfig:
         n_steps = self.algo_kwargs.get("n_steps", 1)
         if not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
             raise ConfigError(f"Expected `n_steps` to be an integer >= 1, actually: {n_steps!r}")
-        if n_steps > 1 and self.demo_episodes and self.workers > 1:
-            raise ConfigError(f"n-step returns over demonstrations (n_steps={n_steps}) need --workers 1: the "
-                              "demonstration buffer stores the workers' episodes interleaved")
         self.tracker_config()  # bad tracker options fail here, before any worker starts
 
     def tracker_config(self):

@@ -175,9 +175,28 @@ def test_n_step_returns_on_demonstrations_and_online_data():
     b = three._get_samples(np.arange(5, 9))  # the main buffer: the online episode
     assert b.rewards.flatten().tolist() == [1.75, 1.75, 1.5, 1.0]
     assert b.dones.flatten().tolist() == [0, 0, 0, 0]  # a time limit is not a terminal: Q bootstraps there
-    with pytest.raises(ValueError, match="one env"):
-        box = gym.spaces.Box(-1, 1, (1,), np.float32)
-        DemoReplayBuffer(10, box, box, device="cpu", n_envs=2, n_steps=3)
+
+
+def test_workers_demonstrations_are_stored_one_episode_at_a_time():
+    box = gym.spaces.Box(-1, 1, (1,), np.float32)
+    buf = DemoReplayBuffer(50, box, box, device="cpu", n_envs=2, demo_capacity=100, n_steps=3, gamma=0.5)
+    demo = [{EXECUTED: np.zeros(1)}]
+
+    def step(a, b, done_a=False, done_b=False, demo_b=True):  # env 0 shows a, env 1 shows b
+        x = np.array([[a], [b]], dtype=np.float32)
+        buf.add(x, x, x, np.array([1.0, 1.0]), np.array([done_a, done_b]), demo + (demo if demo_b else [{}]))
+
+    step(0, 10)
+    step(1, 11, done_a=True)  # env 0's demonstration ends: stored at once
+    assert buf.demos.observations[:buf.demos.size(), 0, 0].tolist() == [0, 1]
+    step(2, 12)
+    step(3, 13, demo_b=False)  # env 1 is handed over to the agent mid-episode: its demonstration is cut
+    assert buf.demos.observations[:buf.demos.size(), 0, 0].tolist() == [0, 1, 10, 11, 12]
+    b = buf.demos._get_samples(np.arange(5))
+    # no n-step return runs from env 0's episode into env 1's, nor on from the cut one
+    assert b.rewards.flatten().tolist() == [1.5, 1.0, 1.75, 1.5, 1.0]
+    assert b.dones.flatten().tolist() == [1, 1, 0, 0, 0]
+    assert b.discounts.flatten().tolist() == [0.25, 0.5, 0.125, 0.25, 0.5]
 
 
 def test_n_step_option_reaches_the_demo_buffer():
@@ -185,8 +204,6 @@ def test_n_step_option_reaches_the_demo_buffer():
     assert "n_steps" not in hp  # SB3 would ignore it (with a warning) next to a custom buffer class
     assert hp["replay_buffer_kwargs"] == {"demo_fraction": 0.5, "n_steps": 5, "gamma": 0.9}
     assert AgentConfig(algo_kwargs={"n_steps": 5}).hyperparameters()["n_steps"] == 5  # no demos: SB3's own
-    with pytest.raises(ConfigError, match="workers 1"):
-        AgentConfig(demo_episodes=2, workers=2, algo_kwargs={"n_steps": 5})
     with pytest.raises(ConfigError, match="n_steps"):
         AgentConfig(demo_episodes=2, algo_kwargs={"n_steps": 0})
     # a resumed run's grown buffer keeps its n-step setting and its demonstrations
@@ -200,6 +217,17 @@ def test_n_step_option_reaches_the_demo_buffer():
     assert grown._get_samples(np.array([0])).rewards.item() == 1.75
 
 
+def test_a_buffer_pickled_before_n_step_returns_still_loads():
+    buf = _buffer(size=10)
+    _add(buf, 0.5, demo=True, done=True)
+    state = {k: v for k, v in buf.__dict__.items() if k not in ("n_steps", "gamma", "_pending")}
+    old = DemoReplayBuffer.__new__(DemoReplayBuffer)
+    old.__setstate__(state)  # what unpickling an older checkpoint's buffer does
+    assert old.n_steps == 1 and old.sample(4).discounts is None
+    _add(old, -0.5, demo=True)  # it keeps recording demonstrations
+    assert len(old._pending[0]) == 1
+
+
 def test_behaviour_cloning_fits_the_demonstrations():
     from stable_baselines3.common.vec_env import DummyVecEnv
 
@@ -207,8 +235,9 @@ def test_behaviour_cloning_fits_the_demonstrations():
                     batch_size=16, policy_kwargs={"net_arch": [16]}, seed=0, bc_steps=300, bc_lr=3e-3,
                     replay_buffer_class=DemoReplayBuffer)
     model.learn(31)  # 30 demonstrated steps of action 0.5, then the first update clones them
-    assert model.bc_done and model.replay_buffer.demos.size() == 31
-    obs = model.replay_buffer.demos.observations[:30, 0]
+    # the finished 20-step episode is stored; the second waits for its end
+    assert model.bc_done and model.replay_buffer.demos.size() == 20
+    obs = model.replay_buffer.demos.observations[:20, 0]
     actions, _ = model.predict(obs, deterministic=True)
     np.testing.assert_allclose(actions, 0.5, atol=0.05)
 
