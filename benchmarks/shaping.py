@@ -206,8 +206,10 @@ def plot(result: dict, path: Path) -> None:
     st = result.get("setting")
     if st:
         demos = f", {st['demo_episodes']} scripted demos" if st["demo_episodes"] else ""
-        ax.set_title(f"{st['algo'].upper()} on {st['env']}: {st['action']} actions{demos}, horizon {st['horizon']}",
-                     fontsize=9)
+        n = st.get("algo_kwargs", {}).get("n_steps", 1)
+        n_step = f", {n}-step returns" if n != 1 else ""
+        ax.set_title(f"{st['algo'].upper()} on {st['env']}: {st['action']} actions{demos}{n_step}, "
+                     f"horizon {st['horizon']}", fontsize=9)
     ax.set_xlabel("env steps")
     ax.set_ylabel("eval success rate")
     ax.set_ylim(-0.03, 1.03)
@@ -233,6 +235,7 @@ def table(result: dict, command: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from policies.sb3 import training_config_kwargs
     from primo_loop.cli import writable_dir
 
     results = writable_dir(args.results)
@@ -247,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     result["setting"] = {k: getattr(args, k) for k in (
         "env", "algo", "action", "demo_episodes", "demo_fraction", "bc_steps", "bc_regularize", "horizon", "steps",
         "critic", "critic_every", "critic_weight", "shaping", "tracker_option")}
+    result["setting"]["algo_kwargs"] = training_config_kwargs(args)["algo_kwargs"]
     (results / "shaping.json").write_text(json.dumps(result, indent=2))
     if result["runs"]:
         plot(result, results / "shaping.png")

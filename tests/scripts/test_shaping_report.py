@@ -39,7 +39,8 @@ def test_report_computes_the_comparison(tmp_path, shaping):
     write_runs(tmp_path / "runs")
     out = tmp_path / "results"
     args = ["--rewards", "sparse", "dense", "critic", "oracle", "--seeds", "0", "1", "--runs", str(tmp_path / "runs"),
-            "--results", str(out), "--action", "position", "--demo-episodes", "20", "--report-only"]
+            "--results", str(out), "--action", "position", "--demo-episodes", "20", "--set", "n_steps=5",
+            "--report-only"]
     assert shaping.main(args) == 0
     result = json.loads((out / "shaping.json").read_text())
     v = result["verdict"]
@@ -55,6 +56,7 @@ def test_report_computes_the_comparison(tmp_path, shaping):
     # per-seed means: critic 0.833, 0.867; sparse 0.033, 0.100 -> Welch SE sqrt((0.000556 + 0.002222) / 2)
     assert v["critic_minus_sparse_se"] == pytest.approx(0.0373, abs=1e-3) and v["critic_clearly_beats_sparse"]
     assert result["setting"]["demo_episodes"] == 20 and result["setting"]["action"] == "position"
+    assert result["setting"]["algo_kwargs"] == {"n_steps": 5}  # --set options are part of the setting
     md = (out / "shaping.md").read_text()
     assert "clearly above sparse, i.e. by more than 2 standard errors: yes" in md
     assert "within dense's budget: yes" in md and "`sparse`: seed-averaged success never reaches 80%" in md
