@@ -178,3 +178,55 @@ class DemoSAC(SAC):
             loss.backward()
             optim.step()
         return float(loss.detach())
+
+
+def value_check(model: SAC, source: str = "demos") -> dict[str, Any]:
+    """The learned Q-function along the stored episodes, next to the discounted return they collected.
+
+    For every transition of every complete episode in the replay buffer (``source="demos"``: the
+    demonstrations of a :class:`DemoReplayBuffer`; ``"all"``: the main buffer), three numbers:
+
+    * ``q_data``: min over the critics of Q(s, a) for the action taken;
+    * ``q_policy``: the same for the actor's deterministic action;
+    * ``ret``: the discounted return from s to the episode's end, with the model's gamma. At a time-limit
+      end Q bootstraps on, so there ``ret`` is a lower bound of the behaviour's value; at a terminal it is exact.
+
+    Returns ``{"gamma", "episodes", "steps", "q_data", "q_policy", "ret"}``: the last three are
+    ``[episodes, max_len]`` arrays, NaN past each episode's end; ``steps`` is the episodes' lengths.
+    """
+    rb = model.replay_buffer
+    if source == "demos":
+        if getattr(rb, "demos", None) is None or not rb.demos.size():
+            raise ValueError("the replay buffer holds no demonstrations; use source='all'")
+        buf = rb.demos
+    elif source == "all":
+        buf = rb
+    else:
+        raise ValueError(f"Expected source 'demos' or 'all', actually: {source!r}")
+    n = buf.size()
+    order = (np.arange(buf.pos, buf.pos + n) % buf.buffer_size) if buf.full else np.arange(n)
+    gamma = float(model.gamma)
+    episodes: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    for j in range(buf.n_envs):
+        ends = np.flatnonzero((buf.dones[order, j] > 0) | (buf.timeouts[order, j] > 0))
+        start = 0
+        for end in ends:
+            rows = order[start:end + 1]
+            episodes.append((buf.observations[rows, j], buf.actions[rows, j], buf.rewards[rows, j]))
+            start = end + 1
+    if not episodes:
+        raise ValueError("no complete episode in the replay buffer")
+    length = max(len(e[2]) for e in episodes)
+    out = {k: np.full((len(episodes), length), np.nan) for k in ("q_data", "q_policy", "ret")}
+    model.policy.set_training_mode(False)
+    with th.no_grad():
+        for i, (obs, act, rew) in enumerate(episodes):
+            o, a = th.as_tensor(obs, dtype=th.float32), th.as_tensor(act, dtype=th.float32)
+            out["q_data"][i, :len(rew)] = th.min(th.cat(model.critic(o, a), dim=1), dim=1).values.numpy()
+            pi = model.actor(o, deterministic=True)
+            out["q_policy"][i, :len(rew)] = th.min(th.cat(model.critic(o, pi), dim=1), dim=1).values.numpy()
+            g = 0.0
+            for t in reversed(range(len(rew))):
+                g = float(rew[t]) + gamma * g
+                out["ret"][i, t] = g
+    return {"gamma": gamma, "episodes": len(episodes), "steps": [len(e[2]) for e in episodes], **out}
