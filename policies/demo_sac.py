@@ -210,6 +210,8 @@ def value_check(model: SAC, source: str = "demos") -> dict[str, Any]:
     for j in range(buf.n_envs):
         ends = np.flatnonzero((buf.dones[order, j] > 0) | (buf.timeouts[order, j] > 0))
         start = 0
+        if buf.full and len(ends):  # the oldest episode's beginning has been overwritten
+            start, ends = ends[0] + 1, ends[1:]
         for end in ends:
             rows = order[start:end + 1]
             episodes.append((buf.observations[rows, j], buf.actions[rows, j], buf.rewards[rows, j]))

@@ -549,7 +549,7 @@ def _grow_replay_buffer(model: Any, size: int) -> None:
     for name in ("observations", "next_observations", "actions", "rewards", "dones", "timeouts"):
         getattr(new, name)[:n] = getattr(rb, name)[order]
     new.pos, new.full = n, False
-    for name in ("demos", "demo_fraction", "n_steps", "gamma"):  # DemoReplayBuffer, SB3's NStepReplayBuffer
+    for name in ("demos", "demo_fraction", "_pending", "n_steps", "gamma"):  # DemoReplayBuffer, SB3 NStepReplayBuffer
         if hasattr(rb, name):
             setattr(new, name, getattr(rb, name))
     model.replay_buffer = new

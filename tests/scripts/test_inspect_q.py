@@ -65,6 +65,9 @@ def test_value_check_pairs_q_with_the_collected_return(run_dir):
     assert np.isfinite(v["q_data"]).all() and np.isfinite(v["q_policy"]).all()
     every = value_check(model, "all")
     assert every["episodes"] == 6  # 65 steps of 10-step episodes: the unfinished seventh is left out
+    rb = model.replay_buffer  # once the buffer has wrapped, the oldest episode is partly overwritten
+    rb.full, rb.buffer_size, rb.pos = True, 65, 5
+    assert value_check(model, "all")["steps"] == [10] * 5
     with pytest.raises(ValueError, match="source"):
         value_check(model, "online")
 
