@@ -113,7 +113,7 @@ def test_training_with_demonstrations_stores_them_once(tmp_path):
         return AgentConfig(env="Lift", algo="sac", reward="dense", action="position", demo_episodes=1,
                            demo_noise=0.0, steps=steps, workers=1, horizon=30, eval_every=0, checkpoint_every=30,
                            out=str(tmp_path / "run"), progress_bar=False, resume=resume,
-                           algo_kwargs={"learning_starts": 40, "batch_size": 16,
+                           algo_kwargs={"learning_starts": 40, "batch_size": 16, "n_steps": 3,
                                         "policy_kwargs": {"net_arch": [16]}})
 
     train(cfg(60))
@@ -121,6 +121,9 @@ def test_training_with_demonstrations_stores_them_once(tmp_path):
     model = DemoSAC.load(tmp_path / "run" / "final_model.zip")
     model.load_replay_buffer(tmp_path / "run" / "final_replay_buffer.pkl")
     assert model.num_timesteps == 90
+    # the resumed (grown) buffer still samples 3-step returns, and holds the one demonstration
+    assert model.replay_buffer.n_steps == 3 and model.replay_buffer.demos.size() == 30
+    assert model.replay_buffer.sample(8).discounts is not None
     grip = model.replay_buffer.actions[:90, 0, 3]
     # noiseless scripted approach: gripper exactly open (-1) for the first steps; the agent's own
     # (stochastic, squashed) actions after the 30-step demonstration are never exactly -1
