@@ -567,6 +567,59 @@ def _check_resume_config(out: Path, cfg: AgentConfig) -> None:
                               f"this command asks for {getattr(cfg, key)!r}; use a new --out or the same options.")
 
 
+def run_files(run_dir: str | Path, steps: int | None = None) -> tuple[Path, Path]:
+    """A training run's model zip and replay buffer: the final ones, or the checkpoint at ``steps``.
+
+    Raises:
+        ConfigError: no such checkpoint (naming the ones there are), or no finished run in ``run_dir``.
+    """
+    run_dir = Path(run_dir)
+    if steps is None:
+        model, buffer = run_dir / "final_model.zip", run_dir / "final_replay_buffer.pkl"
+    else:
+        found = dict(list_checkpoints(run_dir / "checkpoints"))
+        if steps not in found:
+            raise ConfigError(f"no checkpoint at {steps} steps in {run_dir}; there are: {sorted(found) or 'none'}")
+        model, buffer = found[steps], _buffer_path(found[steps])
+    if not model.exists():
+        raise ConfigError(f"{model} not found: is {run_dir} a finished run of scripts/train_agent.py?")
+    return model, buffer
+
+
+class TrainedPolicy:
+    """A trained agent from a run folder (``scripts/train_agent.py --out``), acting deterministically; a policy
+    for :func:`primo_loop.rollout.run_episode`.
+
+    Args:
+        run_dir: the run folder; its ``config.json`` says the task, robot, action space and algorithm.
+        steps: use the checkpoint at this many env steps (default: the final model).
+    """
+
+    def __init__(self, run_dir: str | Path, steps: int | None = None):
+        config = Path(run_dir) / "config.json"
+        if not config.exists():
+            raise ConfigError(f"{config} not found: is {run_dir} a run folder of scripts/train_agent.py?")
+        self.config = json.loads(config.read_text())
+        if ":" in self.config["env"]:
+            raise ConfigError(f"{run_dir} was trained on {self.config['env']!r}, not a robosuite task")
+        self.path, _ = run_files(run_dir, steps)
+        self.model = _algo_class(self.config["algo"]).load(self.path, device="cpu")
+
+    def wrap_env(self, env: Any) -> Any:
+        """The env with the action space the agent was trained in (position actions or the robot's own)."""
+        if self.config.get("action", "pose") == "position":
+            from envs.actions import PositionActions
+
+            return PositionActions(env)
+        return env
+
+    def reset(self) -> None:
+        pass
+
+    def act(self, obs: Any) -> np.ndarray:
+        return self.model.predict(obs, deterministic=True)[0]
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Training
 # ---------------------------------------------------------------------------------------------------------

@@ -28,29 +28,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from primo_loop.cli import run  # noqa: E402
 
 
-def find_model(run_dir: Path, steps: int | None) -> tuple[Path, Path]:
-    """The model zip and its replay buffer: the final ones, or the checkpoint at ``steps``."""
-    from primo_loop.errors import ConfigError
-
-    from policies.sb3 import _buffer_path, list_checkpoints
-
-    if steps is None:
-        model, buffer = run_dir / "final_model.zip", run_dir / "final_replay_buffer.pkl"
-    else:
-        found = dict(list_checkpoints(run_dir / "checkpoints"))
-        if steps not in found:
-            raise ConfigError(f"no checkpoint at {steps} steps in {run_dir}; there are: {sorted(found) or 'none'}")
-        model, buffer = found[steps], _buffer_path(found[steps])
-    for path in (model, buffer):
-        if not path.exists():
-            raise ConfigError(f"{path} not found: is {run_dir} a finished SAC run (scripts/train_agent.py --algo sac)?")
-    return model, buffer
-
-
 def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     from policies.demo_sac import DemoSAC, value_check
+    from policies.sb3 import run_files
     from primo_loop.cli import writable_dir
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -61,7 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="folder for q_check.png and q_check.json [the run folder]")
     args = p.parse_args(argv)
     run_dir = Path(args.run)
-    model_path, buffer_path = find_model(run_dir, args.steps)
+    model_path, buffer_path = run_files(run_dir, args.steps)
+    if not buffer_path.exists():
+        from primo_loop.errors import ConfigError
+
+        raise ConfigError(f"{buffer_path} not found: Q is checked along the replay buffer (SAC runs only)")
     model = DemoSAC.load(model_path, device="cpu")
     model.load_replay_buffer(buffer_path)
     v = value_check(model, args.source)

@@ -2,6 +2,7 @@
 """Run a policy on a robosuite task with a critic in the loop; write an annotated video and logs.
 
     python scripts/rollout.py --env Lift --robot Panda --policy scripted --inject-failure drop --out runs/drop
+    python scripts/rollout.py --env Lift --policy runs/sac_demos --policy-steps 4000 --out runs/watch  # a trained agent
 
 Per episode: ``episode_NNN.mp4`` (what the critic saw, with critic and oracle progress drawn over it),
 ``episode_NNN.jsonl`` (one object per step); and ``summary.json`` for the run.
@@ -22,7 +23,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--env", default="Lift", help="task name (Lift, Stack, PickPlaceCan, ...)")
     p.add_argument("--robot", default="Panda")
-    p.add_argument("--policy", default="scripted", help="scripted | random")
+    p.add_argument("--policy", default="scripted",
+                   help="scripted | random | a trained agent's run folder (scripts/train_agent.py --out)")
+    p.add_argument("--policy-steps", type=int, default=None, metavar="N",
+                   help="with a run folder: its checkpoint at N env steps instead of the final model")
     p.add_argument("--inject-failure", default=None, metavar="MODE",
                    help="drop | offset_grasp | close_early | push_away | freeze (scripted policy only)")
     p.add_argument("--critic", default=None, help="critic backend (default: the embedded compact critic)")
@@ -60,7 +64,20 @@ def main(argv: list[str] | None = None) -> int:
     robot = check_choice("robot", args.robot, envs.ROBOTS)
     if robot not in envs.supported_robots(task):
         raise UnsupportedError(f"{task} cannot run on {robot}; robots that work: {', '.join(envs.supported_robots(task))}")
-    policy_name = check_choice("policy", args.policy, POLICIES)
+    trained = None
+    if args.policy not in POLICIES and Path(args.policy).is_dir():
+        from policies.sb3 import TrainedPolicy
+
+        trained = TrainedPolicy(args.policy, args.policy_steps)
+        for name, value in (("env", task), ("robot", robot)):
+            if trained.config[name] != value:
+                raise ConfigError(f"{args.policy} was trained with --{name} {trained.config[name]}; "
+                                  f"pass --{name} {trained.config[name]}")
+        policy_name = str(trained.path)
+    else:
+        policy_name = check_choice("policy", args.policy, POLICIES)
+        if args.policy_steps is not None:
+            raise ConfigError("--policy-steps needs --policy RUN_FOLDER")
     failure = check_choice("failure mode", args.inject_failure, FAILURE_MODES) if args.inject_failure else None
     if failure and policy_name != "scripted":
         raise ConfigError("--inject-failure needs --policy scripted")
@@ -83,14 +100,14 @@ def main(argv: list[str] | None = None) -> int:
                                         **parse_options(args.tracker_option))
     critic = make_critic(critic_name, **parse_options(args.critic_option))
     env = envs.make_env(task, robot, camera=args.camera, image_size=args.size, horizon=args.horizon)
-    wrapped = CriticInTheLoop(env, critic=critic, config=config)
+    wrapped = CriticInTheLoop(trained.wrap_env(env) if trained else env, critic=critic, config=config)
     stop = None if args.stop_after_success < 0 else args.stop_after_success
     title = f"{task} / {robot} / {critic_name}" + (f" / inject {failure}" if failure else "")
     episodes = []
     try:
         for ep in range(args.episodes):
             seed = args.seed + ep
-            policy = make_policy(policy_name, env, failure=failure, seed=seed)
+            policy = trained or make_policy(policy_name, env, failure=failure, seed=seed)
             with tqdm(total=args.horizon, desc=f"episode {ep}", unit="step", leave=False, mininterval=1.0) as bar:
                 rec = run_episode(wrapped, policy, seed=seed, stop_after_success=stop, on_step=lambda _: bar.update())
             files = ({"log": None, "video": None} if args.no_video else

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,3 +74,33 @@ def test_default_critic_scores_a_scripted_success(tmp_path):
     assert ep["success"] and ep["ended_by"] == "success_hold"
     assert ep["final_critic_progress"] > 0.85
     assert ep["critic_unreadable"] == 0 and ep["critic_queries"] >= 5
+
+
+def test_a_trained_agent_runs_with_the_critic_in_the_loop(tmp_path):
+    import envs
+    from policies.sb3 import AgentConfig, TrainedPolicy, train
+
+    run = tmp_path / "agent"
+    train(AgentConfig(env="Lift", algo="sac", reward="sparse", action="position", steps=40, workers=1, horizon=20,
+                      eval_every=0, checkpoint_every=20, out=str(run), progress_bar=False,
+                      algo_kwargs={"learning_starts": 30, "batch_size": 8, "policy_kwargs": {"net_arch": [8]}}))
+    policy = TrainedPolicy(run)
+    env = policy.wrap_env(envs.make_env("Lift", "Panda", horizon=20))
+    assert env.action_space.shape == (4,)  # the position actions it was trained with
+    obs, _ = env.reset(seed=0)
+    np.testing.assert_array_equal(policy.act(obs), policy.model.predict(obs, deterministic=True)[0])
+    env.close()
+
+    out = tmp_path / "watch"
+    proc = rollout("--env", "Lift", "--policy", str(run), "--policy-steps", "20", "--critic", "oracle",
+                   "--horizon", "15", "--size", "64", "--no-video", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["policy"].endswith("model_20_steps.zip") and summary["episodes"][0]["steps"] == 15
+    for args, expect in ((["--robot", "Sawyer"], "trained with --robot Panda"),
+                         (["--policy-steps", "30"], "no checkpoint at 30 steps"),
+                         (["--inject-failure", "drop"], "needs --policy scripted")):
+        proc = rollout("--env", "Lift", "--policy", str(run), *args, "--out", str(tmp_path / "x"))
+        assert proc.returncode == 2 and expect in proc.stderr, proc.stderr[-1000:]
+    proc = rollout("--policy-steps", "20", "--out", str(tmp_path / "x"))
+    assert proc.returncode == 2 and "needs --policy RUN_FOLDER" in proc.stderr
