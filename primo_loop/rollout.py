@@ -94,6 +94,8 @@ def run_episode(env: CriticInTheLoop, policy: Policy, seed: int | None = None, s
         "critic_vs_oracle_mae": (float(np.mean([abs(c - o) for c, o in pairs])) * 100 if pairs else None),
         "final_critic_progress": next((c for c, _ in reversed(pairs)), None),
         "final_oracle_progress": rec.rows[-1]["oracle_progress"],
+        "max_oracle_progress": max((r["oracle_progress"] for r in rec.rows if r["oracle_progress"] is not None),
+                                   default=None),
         "steps_per_s": step / wall if wall > 0 else None,
         "critic_queries": tracker.stats.queries - queries0,
         "critic_unreadable": tracker.stats.unreadable - unreadable0,

@@ -53,6 +53,7 @@ def test_injected_drop_is_stopped_by_the_critic(tmp_path):
     ep = summary["episodes"][0]
     assert ep["ended_by"] in ("failure", "regression") and ep["termination_reason"] == ep["ended_by"]
     assert not ep["success"] and ep["critic_vs_oracle_mae"] == pytest.approx(0.0, abs=1e-6)
+    assert ep["max_oracle_progress"] > 0.6 > ep["final_oracle_progress"]  # how far it got before the drop
     rows = [json.loads(line) for line in (out / "episode_000.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(len(rows)))
     progress = [r["critic_progress"] for r in rows if r["queried"]]
