@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     if robot not in envs.supported_robots(task):
         raise UnsupportedError(f"{task} cannot run on {robot}; robots that work: {', '.join(envs.supported_robots(task))}")
     trained = None
-    if args.policy not in POLICIES and Path(args.policy).is_dir():
+    if args.policy not in POLICIES and (Path(args.policy).is_dir() or "/" in args.policy):  # a run folder
         from policies.sb3 import TrainedPolicy
 
         trained = TrainedPolicy(args.policy, args.policy_steps)

@@ -103,5 +103,7 @@ def test_a_trained_agent_runs_with_the_critic_in_the_loop(tmp_path):
                          (["--inject-failure", "drop"], "needs --policy scripted")):
         proc = rollout("--env", "Lift", "--policy", str(run), *args, "--out", str(tmp_path / "x"))
         assert proc.returncode == 2 and expect in proc.stderr, proc.stderr[-1000:]
+    proc = rollout("--policy", str(tmp_path / "no_such_run"), "--out", str(tmp_path / "x"))
+    assert proc.returncode == 2 and "a run folder of scripts/train_agent.py" in proc.stderr
     proc = rollout("--policy-steps", "20", "--out", str(tmp_path / "x"))
     assert proc.returncode == 2 and "needs --policy RUN_FOLDER" in proc.stderr
