@@ -131,9 +131,9 @@ def verdict(result: dict) -> dict:
     budget in which robosuite's dense reward does, and how does it compare with the sparse reward?"""
     runs = result["runs"]
     out: dict = {"target": TARGET}
-    for name, run in runs.items():
-        _, mean = mean_curve(run)
-        out[name] = {"steps_to_target": first_reaching(run), "steps_to_stay_at_target": first_staying(run),
+    for name, r in runs.items():
+        _, mean = mean_curve(r)
+        out[name] = {"steps_to_target": first_reaching(r), "steps_to_stay_at_target": first_staying(r),
                      "mean_success_over_evals": round(float(np.mean(mean)), 3),
                      "late_mean_success": round(float(np.mean(mean[-LATE:])), 3)}
     if "dense" in runs and "critic" in runs:

@@ -88,8 +88,9 @@ class DemoReplayBuffer(_NStepBuffer):
         returns never run from one worker's episode into another's. A demonstration the hand-over cut short
         ends in a time-limit mark: its last step bootstraps instead of running on into the next one."""
         episode, self._pending[i] = self._pending[i], []
-        if not episode[-1][4][0]:
-            episode[-1][5]["TimeLimit.truncated"] = True
+        *_, last_done, last_info = episode[-1]
+        if not last_done[0]:
+            last_info["TimeLimit.truncated"] = True
         for o, no, a, r, d, info in episode:
             if self.demos.full:
                 return
@@ -221,12 +222,15 @@ def value_check(model: SAC, source: str = "demos") -> dict[str, Any]:
     length = max(len(e[2]) for e in episodes)
     out = {k: np.full((len(episodes), length), np.nan) for k in ("q_data", "q_policy", "ret")}
     model.policy.set_training_mode(False)
+
+    def min_q(o: th.Tensor, a: th.Tensor) -> np.ndarray:
+        return th.min(th.cat(model.critic(o, a), dim=1), dim=1).values.numpy()
+
     with th.no_grad():
         for i, (obs, act, rew) in enumerate(episodes):
-            o, a = th.as_tensor(obs, dtype=th.float32), th.as_tensor(act, dtype=th.float32)
-            out["q_data"][i, :len(rew)] = th.min(th.cat(model.critic(o, a), dim=1), dim=1).values.numpy()
-            pi = model.actor(o, deterministic=True)
-            out["q_policy"][i, :len(rew)] = th.min(th.cat(model.critic(o, pi), dim=1), dim=1).values.numpy()
+            o = th.as_tensor(obs, dtype=th.float32)
+            out["q_data"][i, :len(rew)] = min_q(o, th.as_tensor(act, dtype=th.float32))
+            out["q_policy"][i, :len(rew)] = min_q(o, model.actor(o, deterministic=True))
             g = 0.0
             for t in reversed(range(len(rew))):
                 g = float(rew[t]) + gamma * g

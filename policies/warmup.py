@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 
 from envs.actions import PositionActions
 

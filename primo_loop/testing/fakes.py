@@ -63,6 +63,26 @@ class ProgressEnv(gym.Env):
         return self.render_frame()
 
 
+class Demonstrated(gym.Wrapper):
+    """A fake demonstration: for the first ``n`` steps after construction (all of them with None) the env executes
+    ``action`` whatever the agent asks and reports it in ``info["executed_action"]``, as
+    :class:`policies.warmup.ScriptedWarmup` does; after that the agent's own action runs."""
+
+    def __init__(self, env: gym.Env, n: int | None = None, action: float = 0.5):
+        from policies.warmup import EXECUTED
+
+        super().__init__(env)
+        self.n, self.t, self.key = n, 0, EXECUTED
+        self.action = np.full(env.action_space.shape, action, dtype=np.float32)
+
+    def step(self, action):
+        self.t += 1
+        if self.n is not None and self.t > self.n:
+            return self.env.step(action)
+        obs, r, term, trunc, info = self.env.step(self.action)
+        return obs, r, term, trunc, {**info, self.key: self.action.copy()}
+
+
 class ScriptedCritic:
     """A critic whose answers come from a function of the query (default: the oracle's progress).
 

@@ -12,7 +12,7 @@ from policies.sb3 import AgentConfig, _grow_replay_buffer, make_task_env, train
 from policies.demo_sac import DemoReplayBuffer, DemoSAC
 from policies.warmup import EXECUTED, ScriptedWarmup
 from primo_loop.errors import ConfigError, UnknownNameError, UnsupportedError
-from primo_loop.testing.fakes import ProgressEnv
+from primo_loop.testing.fakes import Demonstrated, ProgressEnv
 
 
 def test_position_actions_hold_the_orientation():
@@ -90,18 +90,10 @@ class _Box7(gym.Env):
     action_space = gym.spaces.Box(-1, 1, (7,), np.float32)
 
 
-class _Substituting(gym.Wrapper):
-    """Executes (and reports) a fixed action whatever the agent asks for."""
-
-    def step(self, action):
-        obs, r, term, trunc, info = self.env.step(np.array([0.5], dtype=np.float32))
-        return obs, r, term, trunc, {**info, EXECUTED: np.array([0.5], dtype=np.float32)}
-
-
 def test_sac_stores_the_executed_action():
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    model = DemoSAC("MlpPolicy", DummyVecEnv([lambda: _Substituting(ProgressEnv(horizon=20))]), learning_starts=10,
+    model = DemoSAC("MlpPolicy", DummyVecEnv([lambda: Demonstrated(ProgressEnv(horizon=20))]), learning_starts=10,
                 batch_size=8, policy_kwargs={"net_arch": [8]}, seed=0)
     model.learn(40)
     actions = model.replay_buffer.actions[:40, 0, 0]
@@ -234,7 +226,7 @@ def test_a_buffer_pickled_before_n_step_returns_still_loads():
 def test_behaviour_cloning_fits_the_demonstrations():
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    model = DemoSAC("MlpPolicy", DummyVecEnv([lambda: _Substituting(ProgressEnv(horizon=20))]), learning_starts=30,
+    model = DemoSAC("MlpPolicy", DummyVecEnv([lambda: Demonstrated(ProgressEnv(horizon=20))]), learning_starts=30,
                     batch_size=16, policy_kwargs={"net_arch": [16]}, seed=0, bc_steps=300, bc_lr=3e-3,
                     replay_buffer_class=DemoReplayBuffer)
     model.learn(31)  # 30 demonstrated steps of action 0.5, then the first update clones them
@@ -245,25 +237,10 @@ def test_behaviour_cloning_fits_the_demonstrations():
     np.testing.assert_allclose(actions, 0.5, atol=0.05)
 
 
-class _DemoThenAgent(gym.Wrapper):
-    """The first ``n`` steps execute (and report) action 0.5; after that the agent's own action runs."""
-
-    def __init__(self, env, n):
-        super().__init__(env)
-        self.n, self.t = n, 0
-
-    def step(self, action):
-        self.t += 1
-        if self.t > self.n:
-            return self.env.step(action)
-        obs, r, term, trunc, info = self.env.step(np.array([0.5], dtype=np.float32))
-        return obs, r, term, trunc, {**info, EXECUTED: np.array([0.5], dtype=np.float32)}
-
-
 def test_regularized_actor_keeps_the_demonstrated_action_during_sac():
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    model = DemoSAC("MlpPolicy", DummyVecEnv([lambda: _DemoThenAgent(ProgressEnv(horizon=20), 20)]),
+    model = DemoSAC("MlpPolicy", DummyVecEnv([lambda: Demonstrated(ProgressEnv(horizon=20), 20)]),
                     learning_starts=20, batch_size=16, policy_kwargs={"net_arch": [16]}, seed=0, bc_steps=300,
                     bc_lr=3e-3, bc_regularize=True, replay_buffer_class=DemoReplayBuffer)
     model.learn(200)  # 180 SAC updates, each followed by a cloning step
@@ -276,7 +253,7 @@ def test_q_warmup_trains_only_the_q_function_first():
     import torch as th
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    model = DemoSAC("MlpPolicy", DummyVecEnv([lambda: _DemoThenAgent(ProgressEnv(horizon=20), 20)]),
+    model = DemoSAC("MlpPolicy", DummyVecEnv([lambda: Demonstrated(ProgressEnv(horizon=20), 20)]),
                     learning_starts=20, batch_size=16, policy_kwargs={"net_arch": [16]}, seed=0, ent_coef="auto",
                     q_warmup_steps=50, replay_buffer_class=DemoReplayBuffer)
     actor0 = [p.detach().clone() for p in model.actor.parameters()]

@@ -1,35 +1,14 @@
 """scripts/inspect_q.py and policies.demo_sac.value_check: Q along the stored episodes against their returns."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import pytest
 
 from policies.demo_sac import DemoReplayBuffer, DemoSAC, value_check
-from policies.warmup import EXECUTED
 from primo_loop.errors import ConfigError
-from primo_loop.testing.fakes import ProgressEnv
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-class _Demonstrated(gym.Wrapper):
-    """The first ``n`` steps execute (and report) action 0.5, then the agent acts."""
-
-    def __init__(self, env, n):
-        super().__init__(env)
-        self.n, self.t = n, 0
-
-    def step(self, action):
-        self.t += 1
-        if self.t > self.n:
-            return self.env.step(action)
-        obs, r, term, trunc, info = self.env.step(np.array([0.5], dtype=np.float32))
-        return obs, r, term, trunc, {**info, EXECUTED: np.array([0.5], dtype=np.float32)}
+from primo_loop.testing.fakes import Demonstrated, ProgressEnv
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +16,7 @@ def run_dir(tmp_path_factory):
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     out = tmp_path_factory.mktemp("run")
-    env = DummyVecEnv([lambda: _Demonstrated(ProgressEnv(horizon=10), 20)])
+    env = DummyVecEnv([lambda: Demonstrated(ProgressEnv(horizon=10), 20)])
     model = DemoSAC("MlpPolicy", env, learning_starts=20, batch_size=16, policy_kwargs={"net_arch": [16]}, seed=0,
                     gamma=0.9, replay_buffer_class=DemoReplayBuffer, replay_buffer_kwargs={"n_steps": 3})
     model.learn(65)  # two 10-step demonstrations, then the agent; the last episode is unfinished
@@ -47,11 +26,8 @@ def run_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def inspect_q():
-    spec = importlib.util.spec_from_file_location("inspect_q", ROOT / "scripts" / "inspect_q.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def inspect_q(load_script):
+    return load_script("scripts/inspect_q.py")
 
 
 def test_value_check_pairs_q_with_the_collected_return(run_dir):

@@ -1,21 +1,16 @@
 """benchmarks/shaping.py --report-only: curves from eval.csv files, the table and the computed verdict."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def shaping():
-    spec = importlib.util.spec_from_file_location("shaping_bench", ROOT / "benchmarks" / "shaping.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def shaping(load_script):
+    return load_script("benchmarks/shaping.py")
 
 
 CURVES = {  # reward -> seed -> success at 1000, 2000, 3000 env steps
