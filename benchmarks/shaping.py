@@ -6,7 +6,9 @@
 
 Each (reward, seed) run trains in ``RUNS/<reward>_s<seed>`` through :func:`policies.sb3.train` with
 ``resume=True``: re-running the same command skips finished runs and continues killed ones from their
-newest checkpoint. ``--report-only`` just aggregates what is on disk. Writes ``RESULTS/shaping.png`` (mean
+newest checkpoint. ``--report-only`` just aggregates what is on disk. ``--prior REPORT.json`` adds the curves of
+an earlier report (made with the same training options) for the (reward, seed) runs that are not on disk, so a
+committed report can be extended with more seeds without its run folders. Writes ``RESULTS/shaping.png`` (mean
 success over seeds, min-max band), ``RESULTS/shaping.md`` (table + the command) and ``RESULTS/shaping.json``.
 Evaluation uses the task's own success (``info["is_success"]``) in a separate env with no critic.
 """
@@ -24,12 +26,16 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from primo_loop.cli import run  # noqa: E402
+from primo_loop.cli import parse_options, run  # noqa: E402
+from primo_loop.errors import ConfigError  # noqa: E402
 
 TARGET = 0.8
 LATE = 3  # evaluations averaged for the end-of-run success (one 10-episode evaluation is noisy)
 EPS = 1e-9  # a mean of (0.9 + 0.5 + 1.0) / 3 is 0.7999999999999999 in floating point, and it reached 0.8
 CLEAR = 2.0  # "clearly beats": the per-seed difference exceeds this many standard errors
+# options that say where runs and reports live, not how agents train: a prior report may differ in these
+BOOKKEEPING = {"rewards", "seeds", "runs", "results", "report_only", "prior", "checkpoint_every"}
+KEY_VALUE_LISTS = ("set", "critic_option", "tracker_option")  # order-free: compared as dicts
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,7 +49,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", default="runs/shaping", help="folder of the training runs")
     p.add_argument("--results", default="docs/results/shaping", help="folder of the plot and table")
     p.add_argument("--report-only", action="store_true", help="aggregate existing runs, train nothing")
+    p.add_argument("--prior", action="append", default=[], metavar="REPORT.json",
+                   help="an earlier shaping.json with the same training options: its curves stand in for the "
+                        "(reward, seed) runs missing from --runs")
     return p
+
+
+def training_options(args: argparse.Namespace) -> dict:
+    """Every option that changes what an agent learns (all but where runs and reports are kept)."""
+    return {k: (parse_options(v) if k in KEY_VALUE_LISTS else v) for k, v in vars(args).items()
+            if k not in BOOKKEEPING}
+
+
+def load_prior(path: str, args: argparse.Namespace) -> dict:
+    """An earlier report whose curves may stand in for missing runs, refused unless the command it records
+    trained with exactly this command's training options."""
+    try:
+        prior = json.loads(Path(path).read_text())
+        command = shlex.split(prior["command"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"--prior {path}: not a readable shaping report with its command ({exc})") from exc
+    try:
+        old = build_parser().parse_args(command[2:])
+    except SystemExit as exc:  # argparse has printed why
+        raise ConfigError(f"--prior {path}: its recorded command does not parse: {prior['command']}") from exc
+    mine, theirs = training_options(args), training_options(old)
+    differ = [f"--{k.replace('_', '-')} {theirs[k]!r} there, {mine[k]!r} here" for k in mine if mine[k] != theirs[k]]
+    if differ:
+        raise ConfigError(f"--prior {path} was trained with other options: " + "; ".join(differ))
+    return prior
+
+
+def prior_curve(prior: dict, reward: str, seed: int) -> tuple[list[dict], int | None] | None:
+    """A seed's evaluation rows and finished step count from a report, as ``read_eval`` would give them."""
+    run = prior.get("runs", {}).get(reward)
+    if run is None or seed not in run["seeds"]:
+        return None
+    rows = [{"timesteps": float(t), "success_rate": v}
+            for t, v in zip(run["steps"], run["success"][str(seed)]) if v is not None]
+    return rows, run.get("finished_steps", {}).get(str(seed))
 
 
 def label(reward: str, args: argparse.Namespace) -> str:
@@ -55,34 +99,54 @@ def label(reward: str, args: argparse.Namespace) -> str:
     return f"{reward} ({', '.join(parts)})" if parts else reward
 
 
-def run_all(args: argparse.Namespace) -> None:
+def seed_curve(args: argparse.Namespace, priors: dict[str, dict], reward: str, seed: int):
+    """(evaluation rows, finished env steps, where they came from) of one run: its folder under ``--runs``
+    when it has evaluations, else the first ``--prior`` report that holds it; None when neither does."""
+    from policies.sb3 import read_eval
+
+    folder = Path(args.runs) / f"{reward}_s{seed}"
+    rows = read_eval(folder / "eval.csv")
+    if rows:
+        done = folder / "done.json"
+        return rows, json.loads(done.read_text())["timesteps"] if done.exists() else None, str(folder)
+    for path, prior in priors.items():
+        found = prior_curve(prior, reward, seed)
+        if found and found[0]:
+            return (*found, path)
+    return None
+
+
+def run_all(args: argparse.Namespace, priors: dict[str, dict]) -> None:
+    """Train (or resume) every (reward, seed) run, except those a prior report already holds."""
     from policies.sb3 import AgentConfig, train, training_config_kwargs
 
     for reward in args.rewards:
         for seed in args.seeds:
+            out = Path(args.runs) / f"{reward}_s{seed}"
+            if not (out / "eval.csv").exists() and any(prior_curve(p, reward, seed) for p in priors.values()):
+                print(f"{reward} seed {seed}: taken from the prior report", flush=True)
+                continue
             cfg = AgentConfig(**training_config_kwargs(args), reward=reward, steps=args.steps, seed=seed,
-                              out=str(Path(args.runs) / f"{reward}_s{seed}"), resume=True, progress_bar=False)
+                              out=str(out), resume=True, progress_bar=False)
             t0 = time.time()
             summary = train(cfg)
             print(f"{reward} seed {seed}: {summary['timesteps']} steps, last eval {summary.get('eval')}, "
                   f"{time.time() - t0:.0f} s", flush=True)
 
 
-def aggregate(args: argparse.Namespace) -> dict:
-    from policies.sb3 import read_eval
-
+def aggregate(args: argparse.Namespace, priors: dict[str, dict]) -> dict:
     out: dict = {"target": TARGET, "runs": {}}
     for reward in args.rewards:
-        curves = {seed: read_eval(Path(args.runs) / f"{reward}_s{seed}" / "eval.csv") for seed in args.seeds}
-        curves = {s: c for s, c in curves.items() if c}
-        if not curves:
+        found = {seed: seed_curve(args, priors, reward, seed) for seed in args.seeds}
+        found = {s: f for s, f in found.items() if f}
+        if not found:
             continue
+        curves = {s: f[0] for s, f in found.items()}
         steps = sorted({r["timesteps"] for c in curves.values() for r in c})
         per_seed = {s: {r["timesteps"]: r["success_rate"] for r in c} for s, c in curves.items()}
         first_hit = {s: next((r["timesteps"] for r in c if reached(r["success_rate"])), None)
                      for s, c in curves.items()}
-        done = {s: json.loads(p.read_text())["timesteps"] if (p := Path(args.runs) / f"{reward}_s{s}" / "done.json")
-                .exists() else None for s in curves}
+        done = {s: f[1] for s, f in found.items()}
         out["runs"][reward] = {
             "label": label(reward, args), "seeds": sorted(curves), "steps": steps,
             "success": {str(s): [per_seed[s].get(t) for t in steps] for s in sorted(curves)},
@@ -90,6 +154,7 @@ def aggregate(args: argparse.Namespace) -> dict:
             "final_steps": {str(s): int(c[-1]["timesteps"]) for s, c in curves.items()},
             "steps_to_target": {str(s): (int(v) if v is not None else None) for s, v in first_hit.items()},
             "finished_steps": {str(s): v for s, v in done.items()},
+            "source": {str(s): found[s][2] for s in sorted(found)},
         }
     return out
 
@@ -239,9 +304,10 @@ def main(argv: list[str] | None = None) -> int:
     from primo_loop.cli import writable_dir
 
     results = writable_dir(args.results)
+    priors = {path: load_prior(path, args) for path in args.prior}
     if not args.report_only:
-        run_all(args)
-    result = aggregate(args)
+        run_all(args, priors)
+    result = aggregate(args, priors)
     # the command that trains (re-running it resumes; --report-only only rewrites the report)
     command = "python benchmarks/shaping.py " + shlex.join(
         a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only")
@@ -255,6 +321,11 @@ def main(argv: list[str] | None = None) -> int:
     if result["runs"]:
         plot(result, results / "shaping.png")
     md = table(result, command)
+    for path in priors:
+        reused = [f"{name} seeds {', '.join(s for s, src in r['source'].items() if src == path)}"
+                  for name, r in result["runs"].items() if path in r["source"].values()]
+        if reused:
+            md += f"\nFrom the earlier report `{path}` (same training options): {'; '.join(reused)}.\n"
     if result["verdict"]:
         md += "\nSummary (from the curves):\n\n" + "\n".join(verdict_lines(result["verdict"])) + "\n"
     (results / "shaping.md").write_text("# Shaping experiment\n\n" + md)

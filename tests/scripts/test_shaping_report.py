@@ -90,3 +90,67 @@ def test_a_gap_within_the_seed_spread_is_not_clear(tmp_path, shaping):
     # mean gap +0.133, SE sqrt(0.0833 / 3 + 0.01 / 3) = 0.176: higher on average, not clearly
     assert v["critic_minus_sparse"] == pytest.approx(0.133, abs=2e-3)
     assert v["critic_minus_sparse_se"] == pytest.approx(0.176, abs=2e-3) and v["critic_clearly_beats_sparse"] is False
+
+
+def report(shaping, tmp_path, name, curves, *extra):
+    """A shaping report made from ``curves`` (training options: the defaults plus ``extra``)."""
+    write_runs(tmp_path / f"runs_{name}", curves)
+    seeds = sorted({str(s) for c in curves.values() for s in c})
+    assert shaping.main(["--rewards", *curves, "--seeds", *seeds, "--runs", str(tmp_path / f"runs_{name}"),
+                         "--results", str(tmp_path / name), "--report-only", *extra]) == 0
+    return tmp_path / name / "shaping.json"
+
+
+def test_a_prior_report_stands_in_for_runs_not_on_disk(tmp_path, shaping):
+    prior = report(shaping, tmp_path, "old", {"critic": {0: [0.9, 0.9]}, "sparse": {0: [0.5, 0.7], 1: [0.0, 0.0]}},
+                   "--set", "n_steps=5")
+    # new seeds on disk; sparse seed 1 is also on disk and wins over the prior's copy
+    write_runs(tmp_path / "runs", {"critic": {1: [0.3, 0.5]}, "sparse": {1: [0.6, 0.8]}})
+    out = tmp_path / "new"
+    assert shaping.main(["--rewards", "critic", "sparse", "--seeds", "0", "1", "--runs", str(tmp_path / "runs"),
+                         "--results", str(out), "--prior", str(prior), "--set", "n_steps=5", "--report-only"]) == 0
+    result = json.loads((out / "shaping.json").read_text())
+    critic, sparse = result["runs"]["critic"], result["runs"]["sparse"]
+    assert critic["seeds"] == [0, 1] and critic["success"] == {"0": [0.9, 0.9], "1": [0.3, 0.5]}
+    assert sparse["success"] == {"0": [0.5, 0.7], "1": [0.6, 0.8]}
+    assert critic["source"] == {"0": str(prior), "1": str(tmp_path / "runs" / "critic_s1")}
+    assert sparse["source"]["1"] == str(tmp_path / "runs" / "sparse_s1")
+    # the verdict pools both: per seed critic 0.9, 0.4 and sparse 0.6, 0.7
+    assert result["verdict"]["critic_minus_sparse"] == pytest.approx(0.0, abs=1e-3)
+    assert "--prior" in result["command"]
+    md = (out / "shaping.md").read_text()
+    assert f"From the earlier report `{prior}` (same training options): critic seeds 0; sparse seeds 0." in md
+
+
+def test_a_prior_trained_otherwise_is_refused(tmp_path, shaping):
+    from primo_loop.errors import ConfigError
+
+    prior = report(shaping, tmp_path, "old", {"sparse": {0: [0.5, 0.7]}}, "--set", "n_steps=5", "--eval-episodes", "20")
+    args = ["--rewards", "sparse", "--seeds", "0", "--runs", str(tmp_path / "runs"), "--results",
+            str(tmp_path / "new"), "--prior", str(prior), "--report-only"]
+    with pytest.raises(ConfigError, match=r"--eval-episodes 20 there, 10 here.*'n_steps': 5\} there, \{\} here"):
+        shaping.main(args)
+    # where runs live and the order of --set options are not training options
+    assert shaping.main([*args, "--eval-episodes", "20", "--set", "n_steps=5", "--checkpoint-every", "5"]) == 0
+    (tmp_path / "broken.json").write_text("{}")
+    with pytest.raises(ConfigError, match="not a readable shaping report"):
+        shaping.main([*args[:-2], str(tmp_path / "broken.json"), "--report-only"])
+
+
+def test_training_skips_the_runs_a_prior_holds(tmp_path, shaping, monkeypatch):
+    import policies.sb3
+
+    prior = report(shaping, tmp_path, "old", {"sparse": {0: [0.5, 0.7]}})
+    trained = []
+
+    def fake_train(cfg):
+        trained.append((cfg.reward, cfg.seed))
+        write_runs(tmp_path / "runs", {cfg.reward: {cfg.seed: [0.1, 0.2]}})
+        return {"timesteps": 2000, "eval": 0.2}
+
+    monkeypatch.setattr(policies.sb3, "train", fake_train)
+    assert shaping.main(["--rewards", "sparse", "--seeds", "0", "1", "--runs", str(tmp_path / "runs"),
+                         "--results", str(tmp_path / "new"), "--prior", str(prior)]) == 0
+    assert trained == [("sparse", 1)]
+    result = json.loads((tmp_path / "new" / "shaping.json").read_text())
+    assert result["runs"]["sparse"]["success"] == {"0": [0.5, 0.7], "1": [0.1, 0.2]}
