@@ -361,6 +361,7 @@ def collect(plan: Sequence[EpisodeSpec], root: str | os.PathLike, cfg: CollectCo
                     bar.refresh()
     if bar is not None:
         bar.close()
+    clean_stale_tmp(root)  # again: a writer of a killed run may have been dying (unreaped) at the start
     index = write_index(root)
     return {"planned": len(plan), "already_there": already, "written": written, "errors": errors,
             "outcomes_written": outcomes, "episodes_on_disk": index["n_episodes"], "worker_restarts": restarts,

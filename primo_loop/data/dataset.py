@@ -303,7 +303,12 @@ def list_episode_ids(root: str | os.PathLike) -> list[str]:
 
 
 def clean_stale_tmp(root: str | os.PathLike) -> int:
-    """Remove temporary folders left by killed writers (those whose process is gone). Returns the count."""
+    """Remove temporary folders left by killed writers (those whose process is gone). Returns the count.
+
+    A writer counts as gone when its pid is free, belongs to a zombie (killed, not yet reaped: right after a
+    ``kill -9`` of a whole run), or belongs to a process that started after the folder was last written to
+    (the pid was reused).
+    """
     n = 0
     d = episodes_dir(root)
     if not d.is_dir():
@@ -315,21 +320,35 @@ def clean_stale_tmp(root: str | os.PathLike) -> int:
             pid = int(p.name.rsplit(".", 2)[-2])
         except (ValueError, IndexError):
             pid = -1
-        if pid > 0 and pid != os.getpid() and _alive(pid):
+        try:
+            written = p.stat().st_mtime
+        except FileNotFoundError:  # its writer finished meanwhile
+            continue
+        if pid > 0 and pid != os.getpid() and _writer_alive(pid, written):
             continue
         shutil.rmtree(p, ignore_errors=True)
         n += 1
     return n
 
 
-def _alive(pid: int) -> bool:
+def _writer_alive(pid: int, written: float) -> bool:
+    """Whether process ``pid`` may still be the writer of a folder last modified at ``written`` (epoch s)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    try:  # Linux: the process's state and start time (fields 3 and 22 of /proc/PID/stat)
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+    except (OSError, StopIteration, IndexError, ValueError):
+        return True  # no procfs: the pid exists, so assume the writer is alive
+    if fields[0] in ("Z", "X"):
+        return False
+    started = boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    return started <= written + 1.0  # btime has a resolution of 1 s
 
 
 def write_index(root: str | os.PathLike) -> dict[str, Any]:

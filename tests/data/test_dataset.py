@@ -1,6 +1,11 @@
 """Episodes and dataset folders: round trip, atomic writes, bad input."""
 from __future__ import annotations
 
+import os
+import subprocess
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -50,6 +55,34 @@ def test_tmp_folders_are_invisible_and_cleaned(tmp_path):
     stale.mkdir()
     assert len(list_episode_ids(tmp_path)) == 2
     assert clean_stale_tmp(tmp_path) == 1 and not stale.exists()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs procfs")
+def test_tmp_folders_of_zombies_and_reused_pids_are_stale_live_writers_kept(tmp_path):
+    # A run killed with `kill -9` leaves its writers as zombies until they are reaped, and a pid can be reused:
+    # neither may keep a dead writer's folder (a resumed collection would leave it behind).
+    zombie = subprocess.Popen(["true"])  # exits, and stays a zombie until we wait() for it
+    deadline = time.time() + 10
+    while Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        assert time.time() < deadline
+        time.sleep(0.01)
+    live = subprocess.Popen(["sleep", "60"])
+    try:
+        make_dataset(tmp_path, n_episodes=1)
+        d = episodes_dir(tmp_path)
+        of_zombie = d / f".tmp-A.{zombie.pid}.aaaa"
+        reused = d / f".tmp-B.{live.pid}.bbbb"  # written an hour before `live` started: not its folder
+        writing = d / f".tmp-C.{live.pid}.cccc"  # written now by a process that started before: a live writer
+        for p in (of_zombie, reused, writing):
+            p.mkdir()
+        os.utime(reused, (time.time() - 3600, time.time() - 3600))
+        assert clean_stale_tmp(tmp_path) == 2
+        assert writing.exists() and not of_zombie.exists() and not reused.exists()
+        assert len(list_episode_ids(tmp_path)) == 1
+    finally:
+        live.kill()
+        live.wait()
+        zombie.wait()
 
 
 def test_empty_and_corrupt_datasets_name_the_file(tmp_path):
