@@ -6,7 +6,8 @@
 
 Each (reward, seed) run trains in ``RUNS/<reward>_s<seed>`` through :func:`policies.sb3.train` with
 ``resume=True``: re-running the same command skips finished runs and continues killed ones from their
-newest checkpoint. ``--report-only`` just aggregates what is on disk. ``--prior REPORT.json`` adds the curves of
+newest checkpoint. ``--report-only`` just aggregates what is on disk, up to the ``--steps`` budget (runs
+resumed to a longer one are reported at the budget asked for). ``--prior REPORT.json`` adds the curves of
 an earlier report (made with the same training options) for the (reward, seed) runs that are not on disk, so a
 committed report can be extended with more seeds without its run folders. Writes ``RESULTS/shaping.png`` (mean
 success over seeds, min-max band), ``RESULTS/shaping.md`` (table + the command) and ``RESULTS/shaping.json``.
@@ -99,20 +100,32 @@ def label(reward: str, args: argparse.Namespace) -> str:
     return f"{reward} ({', '.join(parts)})" if parts else reward
 
 
+def within_budget(rows: list[dict], finished: int | None, steps: int) -> tuple[list[dict], int | None]:
+    """A run's evaluations up to the ``--steps`` budget: a run since resumed to a longer budget is reported at
+    the one asked for (its later evaluations left out, and it counts as finished there)."""
+    return ([r for r in rows if r["timesteps"] <= steps + EPS],
+            None if finished is None else min(int(finished), steps))
+
+
 def seed_curve(args: argparse.Namespace, priors: dict[str, dict], reward: str, seed: int):
-    """(evaluation rows, finished env steps, where they came from) of one run: its folder under ``--runs``
-    when it has evaluations, else the first ``--prior`` report that holds it; None when neither does."""
+    """(evaluation rows, finished env steps, where they came from) of one run within the ``--steps`` budget:
+    its folder under ``--runs`` when it has evaluations, else the first ``--prior`` report that holds it;
+    None when neither does."""
     from policies.sb3 import read_eval
 
     folder = Path(args.runs) / f"{reward}_s{seed}"
     rows = read_eval(folder / "eval.csv")
     if rows:
         done = folder / "done.json"
-        return rows, json.loads(done.read_text())["timesteps"] if done.exists() else None, str(folder)
+        finished = json.loads(done.read_text())["timesteps"] if done.exists() else None
+        rows, finished = within_budget(rows, finished, args.steps)
+        return (rows, finished, str(folder)) if rows else None
     for path, prior in priors.items():
         found = prior_curve(prior, reward, seed)
         if found and found[0]:
-            return (*found, path)
+            rows, finished = within_budget(*found, args.steps)
+            if rows:
+                return rows, finished, path
     return None
 
 
@@ -270,7 +283,8 @@ def plot(result: dict, path: Path) -> None:
     ax.axhline(TARGET, color="gray", lw=0.8, ls="--")
     st = result.get("setting")
     if st:
-        demos = f", {st['demo_episodes']} scripted demos" if st["demo_episodes"] else ""
+        demos = (f", {st['demo_episodes']} scripted demos"
+                 + (" (cloned first)" if st.get("bc_steps") else " (replay only)") if st["demo_episodes"] else "")
         n = st.get("algo_kwargs", {}).get("n_steps", 1)
         n_step = f", {n}-step returns" if n != 1 else ""
         ax.set_title(f"{st['algo'].upper()} on {st['env']}: {st['action']} actions{demos}{n_step}, "

@@ -92,6 +92,26 @@ def test_a_gap_within_the_seed_spread_is_not_clear(tmp_path, shaping):
     assert v["critic_minus_sparse_se"] == pytest.approx(0.176, abs=2e-3) and v["critic_clearly_beats_sparse"] is False
 
 
+def test_runs_resumed_past_the_budget_are_reported_at_it(tmp_path, shaping):
+    # both runs went on to 3000 steps; at a 2000-step budget critic is ahead, at 3000 sparse has caught up
+    write_runs(tmp_path / "runs", {"critic": {0: [0.6, 0.9, 0.5], 1: [0.5, 0.8, 0.6]},
+                                   "sparse": {0: [0.0, 0.1, 1.0], 1: [0.1, 0.2, 1.0]}})
+    for run in (tmp_path / "runs").iterdir():
+        (run / "done.json").write_text(json.dumps({"timesteps": 3000}))
+    base = ["--rewards", "critic", "sparse", "--seeds", "0", "1", "--runs", str(tmp_path / "runs"), "--report-only"]
+    assert shaping.main([*base, "--steps", "2000", "--results", str(tmp_path / "at2k")]) == 0
+    r2 = json.loads((tmp_path / "at2k" / "shaping.json").read_text())
+    assert r2["runs"]["critic"]["steps"] == [1000.0, 2000.0]
+    assert r2["runs"]["critic"]["final_success"] == {"0": 0.9, "1": 0.8}
+    assert r2["runs"]["sparse"]["finished_steps"] == {"0": 2000, "1": 2000}
+    assert r2["verdict"]["critic_minus_sparse"] == pytest.approx((1.5 + 1.3 - 0.1 - 0.3) / 4, abs=1e-3)
+    assert "| critic (compact) | 2 | 2000 | 0.90, 0.80 |" in (tmp_path / "at2k" / "shaping.md").read_text()
+    assert shaping.main([*base, "--steps", "3000", "--results", str(tmp_path / "at3k")]) == 0
+    r3 = json.loads((tmp_path / "at3k" / "shaping.json").read_text())
+    assert r3["runs"]["sparse"]["final_success"] == {"0": 1.0, "1": 1.0}
+    assert r3["verdict"]["critic_minus_sparse"] == pytest.approx((2.0 + 1.9 - 1.1 - 1.3) / 6, abs=1e-3)
+
+
 def report(shaping, tmp_path, name, curves, *extra):
     """A shaping report made from ``curves`` (training options: the defaults plus ``extra``)."""
     write_runs(tmp_path / f"runs_{name}", curves)
