@@ -33,6 +33,7 @@ from primo_loop.errors import ConfigError  # noqa: E402
 TARGET = 0.8
 LATE = 3  # evaluations averaged for the end-of-run success (one 10-episode evaluation is noisy)
 EPS = 1e-9  # a mean of (0.9 + 0.5 + 1.0) / 3 is 0.7999999999999999 in floating point, and it reached 0.8
+COLORS = {"sparse": "C0", "dense": "C1", "critic": "C2", "oracle": "C3"}  # one colour per reward in every plot
 CLEAR = 2.0  # "clearly beats": the per-seed difference exceeds this many standard errors
 # options that say where runs and reports live, not how agents train: a prior report may differ in these
 BOOKKEEPING = {"rewards", "seeds", "runs", "results", "report_only", "prior", "checkpoint_every"}
@@ -277,9 +278,10 @@ def plot(result: dict, path: Path) -> None:
     for reward, r in result["runs"].items():
         steps, mean = mean_curve(r)
         mat = success_matrix(r)
-        ax.plot(steps, mean, marker="o", ms=3, label=f"{r['label']} (n={len(r['seeds'])})")
+        color = COLORS.get(reward)
+        ax.plot(steps, mean, marker="o", ms=3, color=color, label=f"{r['label']} (n={len(r['seeds'])})")
         if len(r["seeds"]) > 1:
-            ax.fill_between(steps, np.nanmin(mat, axis=0), np.nanmax(mat, axis=0), alpha=0.2)
+            ax.fill_between(steps, np.nanmin(mat, axis=0), np.nanmax(mat, axis=0), color=color, alpha=0.2)
     ax.axhline(TARGET, color="gray", lw=0.8, ls="--")
     st = result.get("setting")
     if st:
