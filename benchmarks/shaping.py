@@ -8,8 +8,9 @@ Each (reward, seed) run trains in ``RUNS/<reward>_s<seed>`` through :func:`polic
 ``resume=True``: re-running the same command skips finished runs and continues killed ones from their
 newest checkpoint. ``--report-only`` just aggregates what is on disk, up to the ``--steps`` budget (runs
 resumed to a longer one are reported at the budget asked for). ``--prior REPORT.json`` adds the curves of
-an earlier report (made with the same training options) for the (reward, seed) runs that are not on disk, so a
-committed report can be extended with more seeds without its run folders. Writes ``RESULTS/shaping.png`` (mean
+an earlier report for the (reward, seed) runs that are not on disk, so a committed report can be extended with
+more seeds without its run folders, or a critic variant compared with the sparse and dense runs it did not change:
+a prior's curves of a reward are used only when every option that reward's training reads is the same. Writes ``RESULTS/shaping.png`` (mean
 success over seeds, min-max band), ``RESULTS/shaping.md`` (table + the command) and ``RESULTS/shaping.json``.
 Evaluation uses the task's own success (``info["is_success"]``) in a separate env with no critic.
 """
@@ -38,6 +39,9 @@ CLEAR = 2.0  # "clearly beats": the per-seed difference exceeds this many standa
 # options that say where runs and reports live, not how agents train: a prior report may differ in these
 BOOKKEEPING = {"rewards", "seeds", "runs", "results", "report_only", "prior", "checkpoint_every"}
 KEY_VALUE_LISTS = ("set", "critic_option", "tracker_option")  # order-free: compared as dicts
+# options only some rewards read: sparse and dense runs never build a critic or a tracker, the oracle no critic
+CRITIC_ONLY = {"critic", "critic_option"}
+TRACKER_ONLY = {"critic_every", "critic_weight", "shaping", "tracker_option"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,8 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", default="docs/results/shaping", help="folder of the plot and table")
     p.add_argument("--report-only", action="store_true", help="aggregate existing runs, train nothing")
     p.add_argument("--prior", action="append", default=[], metavar="REPORT.json",
-                   help="an earlier shaping.json with the same training options: its curves stand in for the "
-                        "(reward, seed) runs missing from --runs")
+                   help="an earlier shaping.json: its curves of the rewards it trained with this command's "
+                        "options stand in for the (reward, seed) runs missing from --runs")
     return p
 
 
@@ -63,9 +67,17 @@ def training_options(args: argparse.Namespace) -> dict:
             if k not in BOOKKEEPING}
 
 
+def reward_options(reward: str, options: dict) -> dict:
+    """The training options a ``reward``'s runs actually read (a sparse run is the same whatever the critic)."""
+    unread = (set() if reward == "critic" else CRITIC_ONLY) | (set() if reward in ("critic", "oracle")
+                                                               else TRACKER_ONLY)
+    return {k: v for k, v in options.items() if k not in unread}
+
+
 def load_prior(path: str, args: argparse.Namespace) -> dict:
-    """An earlier report whose curves may stand in for missing runs, refused unless the command it records
-    trained with exactly this command's training options."""
+    """An earlier report whose curves may stand in for missing runs. Its curves of a reward are usable (listed
+    under ``"usable"``) when the command it records trained that reward with this command's options; a prior
+    usable for none of ``--rewards`` is refused."""
     try:
         prior = json.loads(Path(path).read_text())
         command = shlex.split(prior["command"])
@@ -75,17 +87,22 @@ def load_prior(path: str, args: argparse.Namespace) -> dict:
         old = build_parser().parse_args(command[2:])
     except SystemExit as exc:  # argparse has printed why
         raise ConfigError(f"--prior {path}: its recorded command does not parse: {prior['command']}") from exc
-    mine, theirs = training_options(args), training_options(old)
-    differ = [f"--{k.replace('_', '-')} {theirs[k]!r} there, {mine[k]!r} here" for k in mine if mine[k] != theirs[k]]
-    if differ:
-        raise ConfigError(f"--prior {path} was trained with other options: " + "; ".join(differ))
-    return prior
+    differ: dict[str, list[str]] = {}
+    for reward in args.rewards:
+        mine, theirs = (reward_options(reward, training_options(a)) for a in (args, old))
+        differ[reward] = [f"--{k.replace('_', '-')} {theirs[k]!r} there, {mine[k]!r} here"
+                          for k in mine if mine[k] != theirs[k]]
+    usable = [r for r in args.rewards if not differ[r]]
+    if not usable:
+        reasons = sorted({d for ds in differ.values() for d in ds})
+        raise ConfigError(f"--prior {path} was trained with other options: " + "; ".join(reasons))
+    return {**prior, "usable": usable}
 
 
 def prior_curve(prior: dict, reward: str, seed: int) -> tuple[list[dict], int | None] | None:
     """A seed's evaluation rows and finished step count from a report, as ``read_eval`` would give them."""
     run = prior.get("runs", {}).get(reward)
-    if run is None or seed not in run["seeds"]:
+    if run is None or seed not in run["seeds"] or reward not in prior.get("usable", [reward]):
         return None
     rows = [{"timesteps": float(t), "success_rate": v}
             for t, v in zip(run["steps"], run["success"][str(seed)]) if v is not None]
@@ -93,11 +110,12 @@ def prior_curve(prior: dict, reward: str, seed: int) -> tuple[list[dict], int | 
 
 
 def label(reward: str, args: argparse.Namespace) -> str:
-    """Legend name: the critic's backend and options, and the shaping form when it is not the default."""
+    """Legend name: the critic's backend and options, the shaping form when it is not the default, and any
+    tracker options (``terminate=false``)."""
     if reward not in ("critic", "oracle"):
         return reward
     parts = ([args.critic, *args.critic_option] if reward == "critic" else []) + (
-        [f"{args.shaping} shaping"] if args.shaping != "delta" else [])
+        [f"{args.shaping} shaping"] if args.shaping != "delta" else []) + list(args.tracker_option)
     return f"{reward} ({', '.join(parts)})" if parts else reward
 
 
@@ -341,7 +359,8 @@ def main(argv: list[str] | None = None) -> int:
         reused = [f"{name} seeds {', '.join(s for s, src in r['source'].items() if src == path)}"
                   for name, r in result["runs"].items() if path in r["source"].values()]
         if reused:
-            md += f"\nFrom the earlier report `{path}` (same training options): {'; '.join(reused)}.\n"
+            md += (f"\nFrom the earlier report `{path}` (the options these rewards read are the same): "
+                   f"{'; '.join(reused)}.\n")
     if result["verdict"]:
         md += "\nSummary (from the curves):\n\n" + "\n".join(verdict_lines(result["verdict"])) + "\n"
     (results / "shaping.md").write_text("# Shaping experiment\n\n" + md)

@@ -139,7 +139,7 @@ def test_a_prior_report_stands_in_for_runs_not_on_disk(tmp_path, shaping):
     assert result["verdict"]["critic_minus_sparse"] == pytest.approx(0.0, abs=1e-3)
     assert "--prior" in result["command"]
     md = (out / "shaping.md").read_text()
-    assert f"From the earlier report `{prior}` (same training options): critic seeds 0; sparse seeds 0." in md
+    assert f"From the earlier report `{prior}` (the options these rewards read are the same): critic seeds 0; sparse seeds 0." in md
 
 
 def test_a_prior_trained_otherwise_is_refused(tmp_path, shaping):
@@ -155,6 +155,47 @@ def test_a_prior_trained_otherwise_is_refused(tmp_path, shaping):
     (tmp_path / "broken.json").write_text("{}")
     with pytest.raises(ConfigError, match="not a readable shaping report"):
         shaping.main([*args[:-2], str(tmp_path / "broken.json"), "--report-only"])
+
+
+def test_a_prior_lends_only_the_rewards_its_options_left_unchanged(tmp_path, shaping, monkeypatch):
+    """A critic variant (here the tracker's termination off) is compared with the prior's sparse and dense runs,
+    which never read tracker options, but never with the prior's critic runs, which did."""
+    import policies.sb3
+    from primo_loop.errors import ConfigError
+
+    prior = report(shaping, tmp_path, "old", {"sparse": {0: [0.1, 0.2]}, "dense": {0: [0.5, 0.9]},
+                                              "critic": {0: [0.9, 0.9]}, "oracle": {0: [0.4, 0.4]}},
+                   "--critic-weight", "10")
+    trained = []
+
+    def fake_train(cfg):
+        trained.append((cfg.reward, cfg.seed, cfg.tracker_options))
+        write_runs(tmp_path / "runs", {cfg.reward: {cfg.seed: [0.3, 0.95]}})
+        return {"timesteps": 2000, "eval": 0.95}
+
+    monkeypatch.setattr(policies.sb3, "train", fake_train)
+    variant = ["--critic-weight", "10", "--tracker-option", "terminate=false", "--runs", str(tmp_path / "runs"),
+               "--prior", str(prior), "--seeds", "0"]
+    assert shaping.main([*variant, "--rewards", "sparse", "dense", "critic", "oracle",
+                         "--results", str(tmp_path / "new")]) == 0
+    # the critic and the oracle read the tracker options: trained anew; sparse and dense come from the prior
+    assert trained == [("critic", 0, {"terminate": False}), ("oracle", 0, {"terminate": False})]
+    result = json.loads((tmp_path / "new" / "shaping.json").read_text())
+    assert result["runs"]["critic"]["success"] == {"0": [0.3, 0.95]}
+    assert result["runs"]["critic"]["label"] == "critic (compact, terminate=false)"
+    assert result["runs"]["dense"]["source"] == {"0": str(prior)}
+    assert result["verdict"]["critic_within_dense_budget"] is True  # 0.95 at 2000 <= dense's 2000
+    md = (tmp_path / "new" / "shaping.md").read_text()
+    assert "(the options these rewards read are the same): sparse seeds 0; dense seeds 0." in md
+    # another critic backend: the oracle is still lent (it reads no critic), the critic is not
+    (tmp_path / "runs" / "oracle_s0" / "eval.csv").unlink()
+    assert shaping.main(["--critic-weight", "10", "--critic", "vlm", "--runs", str(tmp_path / "runs"), "--prior",
+                         str(prior), "--seeds", "0", "--rewards", "oracle", "--results", str(tmp_path / "o"),
+                         "--report-only"]) == 0
+    assert json.loads((tmp_path / "o" / "shaping.json").read_text())["runs"]["oracle"]["source"] == {"0": str(prior)}
+    # a prior usable for none of the rewards asked for is refused, naming what differs
+    with pytest.raises(ConfigError, match=r"--tracker-option \{\} there, \{'terminate': False\} here"):
+        shaping.main([*variant, "--rewards", "critic", "--results", str(tmp_path / "x"), "--report-only"])
 
 
 def test_training_skips_the_runs_a_prior_holds(tmp_path, shaping, monkeypatch):
