@@ -9,9 +9,10 @@ Each (reward, seed) run trains in ``RUNS/<reward>_s<seed>`` through :func:`polic
 newest checkpoint. ``--report-only`` just aggregates what is on disk, up to the ``--steps`` budget (runs
 resumed to a longer one are reported at the budget asked for). ``--prior REPORT.json`` adds the curves of
 an earlier report for the (reward, seed) runs that are not on disk, so a committed report can be extended with
-more seeds without its run folders, or a critic variant compared with the sparse and dense runs it did not change:
-a prior's curves of a reward are used only when every option that reward's training reads is the same. Writes ``RESULTS/shaping.png`` (mean
-success over seeds, min-max band), ``RESULTS/shaping.md`` (table + the command) and ``RESULTS/shaping.json``.
+more seeds without its run folders, or a critic variant compared with the sparse and dense runs it did not
+change: a prior's curves of a reward are used only when every option that reward's training reads is the same.
+Writes ``RESULTS/shaping.png`` (mean success over seeds, min-max band), ``RESULTS/shaping.md`` (table + the
+command) and ``RESULTS/shaping.json``.
 Evaluation uses the task's own success (``info["is_success"]``) in a separate env with no critic.
 """
 from __future__ import annotations
@@ -39,9 +40,10 @@ CLEAR = 2.0  # "clearly beats": the per-seed difference exceeds this many standa
 # options that say where runs and reports live, not how agents train: a prior report may differ in these
 BOOKKEEPING = {"rewards", "seeds", "runs", "results", "report_only", "prior", "checkpoint_every"}
 KEY_VALUE_LISTS = ("set", "critic_option", "tracker_option")  # order-free: compared as dicts
-# options only some rewards read: sparse and dense runs never build a critic or a tracker, the oracle no critic
-CRITIC_ONLY = {"critic", "critic_option"}
-TRACKER_ONLY = {"critic_every", "critic_weight", "shaping", "tracker_option"}
+# options only some rewards read: sparse and dense runs build no critic and no tracker; the oracle reward builds
+# the oracle critic (given --critic-option) whatever --critic names
+CRITIC_ONLY = {"critic"}
+SHAPING_ONLY = {"critic_option", "critic_every", "critic_weight", "shaping", "tracker_option"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,7 +72,7 @@ def training_options(args: argparse.Namespace) -> dict:
 def reward_options(reward: str, options: dict) -> dict:
     """The training options a ``reward``'s runs actually read (a sparse run is the same whatever the critic)."""
     unread = (set() if reward == "critic" else CRITIC_ONLY) | (set() if reward in ("critic", "oracle")
-                                                               else TRACKER_ONLY)
+                                                               else SHAPING_ONLY)
     return {k: v for k, v in options.items() if k not in unread}
 
 
