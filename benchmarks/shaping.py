@@ -71,8 +71,9 @@ def training_options(args: argparse.Namespace) -> dict:
 
 def reward_options(reward: str, options: dict) -> dict:
     """The training options a ``reward``'s runs actually read (a sparse run is the same whatever the critic)."""
-    unread = (set() if reward == "critic" else CRITIC_ONLY) | (set() if reward in ("critic", "oracle")
-                                                               else SHAPING_ONLY)
+    from policies.sb3 import CRITIC_REWARDS
+
+    unread = (set() if reward == "critic" else CRITIC_ONLY) | (set() if reward in CRITIC_REWARDS else SHAPING_ONLY)
     return {k: v for k, v in options.items() if k not in unread}
 
 
@@ -89,11 +90,9 @@ def load_prior(path: str, args: argparse.Namespace) -> dict:
         old = build_parser().parse_args(command[2:])
     except SystemExit as exc:  # argparse has printed why
         raise ConfigError(f"--prior {path}: its recorded command does not parse: {prior['command']}") from exc
-    differ: dict[str, list[str]] = {}
-    for reward in args.rewards:
-        mine, theirs = (reward_options(reward, training_options(a)) for a in (args, old))
-        differ[reward] = [f"--{k.replace('_', '-')} {theirs[k]!r} there, {mine[k]!r} here"
-                          for k in mine if mine[k] != theirs[k]]
+    mine, theirs = training_options(args), training_options(old)
+    differ = {reward: [f"--{k.replace('_', '-')} {theirs[k]!r} there, {mine[k]!r} here"
+                       for k in reward_options(reward, mine) if mine[k] != theirs[k]] for reward in args.rewards}
     usable = [r for r in args.rewards if not differ[r]]
     if not usable:
         reasons = sorted({d for ds in differ.values() for d in ds})
@@ -104,7 +103,7 @@ def load_prior(path: str, args: argparse.Namespace) -> dict:
 def prior_curve(prior: dict, reward: str, seed: int) -> tuple[list[dict], int | None] | None:
     """A seed's evaluation rows and finished step count from a report, as ``read_eval`` would give them."""
     run = prior.get("runs", {}).get(reward)
-    if run is None or seed not in run["seeds"] or reward not in prior.get("usable", [reward]):
+    if run is None or seed not in run["seeds"] or reward not in prior["usable"]:
         return None
     rows = [{"timesteps": float(t), "success_rate": v}
             for t, v in zip(run["steps"], run["success"][str(seed)]) if v is not None]

@@ -139,7 +139,8 @@ def test_a_prior_report_stands_in_for_runs_not_on_disk(tmp_path, shaping):
     assert result["verdict"]["critic_minus_sparse"] == pytest.approx(0.0, abs=1e-3)
     assert "--prior" in result["command"]
     md = (out / "shaping.md").read_text()
-    assert f"From the earlier report `{prior}` (the options these rewards read are the same): critic seeds 0; sparse seeds 0." in md
+    assert (f"From the earlier report `{prior}` (the options these rewards read are the same): "
+            "critic seeds 0; sparse seeds 0.") in md
 
 
 def test_a_prior_trained_otherwise_is_refused(tmp_path, shaping):
