@@ -10,7 +10,8 @@ newest checkpoint. ``--report-only`` just aggregates what is on disk, up to the 
 resumed to a longer one are reported at the budget asked for). ``--prior REPORT.json`` adds the curves of
 an earlier report for the (reward, seed) runs that are not on disk, so a committed report can be extended with
 more seeds without its run folders, or a critic variant compared with the sparse and dense runs it did not
-change: a prior's curves of a reward are used only when every option that reward's training reads is the same.
+change: a prior's curves of a reward are used only when every option that reward's training reads is the same
+(a prior trained for more steps lends its curves up to ``--steps``).
 Writes ``RESULTS/shaping.png`` (mean success over seeds, min-max band), ``RESULTS/shaping.md`` (table + the
 command) and ``RESULTS/shaping.json``.
 Evaluation uses the task's own success (``info["is_success"]``) in a separate env with no critic.
@@ -59,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report-only", action="store_true", help="aggregate existing runs, train nothing")
     p.add_argument("--prior", action="append", default=[], metavar="REPORT.json",
                    help="an earlier shaping.json: its curves of the rewards it trained with this command's "
-                        "options stand in for the (reward, seed) runs missing from --runs")
+                        "options (and for at least --steps) stand in for the (reward, seed) runs missing from --runs")
     return p
 
 
@@ -77,6 +78,12 @@ def reward_options(reward: str, options: dict) -> dict:
     return {k: v for k, v in options.items() if k not in unread}
 
 
+def same_option(key: str, theirs, mine) -> bool:
+    """Whether a prior's training option lets its curves stand in for ours. Its step budget may be longer than
+    ours, since its curves are then cut at ours (as runs resumed past the budget are); a shorter one ends early."""
+    return theirs >= mine if key == "steps" else theirs == mine
+
+
 def load_prior(path: str, args: argparse.Namespace) -> dict:
     """An earlier report whose curves may stand in for missing runs. Its curves of a reward are usable (listed
     under ``"usable"``) when the command it records trained that reward with this command's options; a prior
@@ -92,7 +99,8 @@ def load_prior(path: str, args: argparse.Namespace) -> dict:
         raise ConfigError(f"--prior {path}: its recorded command does not parse: {prior['command']}") from exc
     mine, theirs = training_options(args), training_options(old)
     differ = {reward: [f"--{k.replace('_', '-')} {theirs[k]!r} there, {mine[k]!r} here"
-                       for k in reward_options(reward, mine) if mine[k] != theirs[k]] for reward in args.rewards}
+                       for k in reward_options(reward, mine) if not same_option(k, theirs[k], mine[k])]
+              for reward in args.rewards}
     usable = [r for r in args.rewards if not differ[r]]
     if not usable:
         reasons = sorted({d for ds in differ.values() for d in ds})

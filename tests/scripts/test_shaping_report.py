@@ -158,6 +158,22 @@ def test_a_prior_trained_otherwise_is_refused(tmp_path, shaping):
         shaping.main([*args[:-2], str(tmp_path / "broken.json"), "--report-only"])
 
 
+def test_a_prior_trained_longer_lends_its_curves_up_to_the_budget(tmp_path, shaping):
+    from primo_loop.errors import ConfigError
+
+    prior = report(shaping, tmp_path, "long", {"critic": {0: [0.6, 0.9, 0.2]}, "sparse": {0: [0.0, 0.1, 1.0]}},
+                   "--steps", "3000")
+    args = ["--rewards", "critic", "sparse", "--seeds", "0", "--runs", str(tmp_path / "runs"), "--prior",
+            str(prior), "--report-only"]
+    assert shaping.main([*args, "--steps", "2000", "--results", str(tmp_path / "at2k")]) == 0
+    result = json.loads((tmp_path / "at2k" / "shaping.json").read_text())
+    assert result["runs"]["critic"]["success"] == {"0": [0.6, 0.9]}  # its 3000-step evaluation left out
+    assert result["runs"]["sparse"]["final_success"] == {"0": 0.1}
+    # a prior that stopped short of the budget would end early: refused
+    with pytest.raises(ConfigError, match="--steps 3000 there, 4000 here"):
+        shaping.main([*args, "--steps", "4000", "--results", str(tmp_path / "at4k")])
+
+
 def test_a_prior_lends_only_the_rewards_its_options_left_unchanged(tmp_path, shaping, monkeypatch):
     """A critic variant (here the tracker's termination off) is compared with the prior's sparse and dense runs,
     which never read tracker options, but never with the prior's critic runs, which did."""
