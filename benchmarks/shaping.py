@@ -38,6 +38,13 @@ LATE = 3  # evaluations averaged for the end-of-run success (one 10-episode eval
 EPS = 1e-9  # a mean of (0.9 + 0.5 + 1.0) / 3 is 0.7999999999999999 in floating point, and it reached 0.8
 COLORS = {"sparse": "C0", "dense": "C1", "critic": "C2", "oracle": "C3"}  # one colour per reward in every plot
 CLEAR = 2.0  # "clearly beats": the per-seed difference exceeds this many standard errors
+# the pairs the verdict compares (a minus b), as the report words them: the critic against sparse (the issue's
+# target), robosuite's dense reward against sparse (how much this setting rewards shaping at all), the oracle
+# against sparse, and the critic against the hand-crafted dense reward
+COMPARISONS = (("critic", "sparse", "Critic minus sparse"),
+               ("dense", "sparse", "For reference, dense minus sparse (robosuite's hand-crafted shaping)"),
+               ("oracle", "sparse", "Oracle minus sparse"),
+               ("critic", "dense", "Critic minus dense"))
 # options that say where runs and reports live, not how agents train: a prior report may differ in these
 BOOKKEEPING = {"rewards", "seeds", "runs", "results", "report_only", "prior", "checkpoint_every"}
 KEY_VALUE_LISTS = ("set", "critic_option", "tracker_option")  # order-free: compared as dicts
@@ -58,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", default="runs/shaping", help="folder of the training runs")
     p.add_argument("--results", default="docs/results/shaping", help="folder of the plot and table")
     p.add_argument("--report-only", action="store_true", help="aggregate existing runs, train nothing")
+    p.add_argument("--rewrite", metavar="REPORT.json",
+                   help="rewrite a report (table, verdict, plot) from the curves its shaping.json holds, in place; "
+                        "trains nothing and ignores the other options")
     p.add_argument("--prior", action="append", default=[], metavar="REPORT.json",
                    help="an earlier shaping.json: its curves of the rewards it trained with this command's "
                         "options (and for at least --steps) stand in for the (reward, seed) runs missing from --runs")
@@ -245,11 +255,12 @@ def verdict(result: dict) -> dict:
     if "dense" in runs and "critic" in runs:
         budget, critic = out["dense"]["steps_to_target"], out["critic"]["steps_to_target"]
         out["critic_within_dense_budget"] = None if budget is None else (critic is not None and critic <= budget)
-    if "critic" in runs and "sparse" in runs:
-        diff, se = seed_difference(runs["critic"], runs["sparse"])
-        out["critic_minus_sparse"] = round(diff, 3)
-        out["critic_minus_sparse_se"] = None if se is None else round(se, 3)
-        out["critic_clearly_beats_sparse"] = None if se is None else bool(diff > CLEAR * se)
+    for a, b, _ in COMPARISONS:
+        if a in runs and b in runs:
+            diff, se = seed_difference(runs[a], runs[b])
+            out[f"{a}_minus_{b}"] = round(diff, 3)
+            out[f"{a}_minus_{b}_se"] = None if se is None else round(se, 3)
+            out[f"{a}_clearly_beats_{b}"] = None if se is None else bool(diff > CLEAR * se)
     return out
 
 
@@ -285,11 +296,14 @@ def verdict_lines(v: dict) -> list[str]:
         answer = ("not measurable: dense never reaches the target in this budget" if w is None
                   else "yes" if w else "no")
         lines.append(f"- Critic shaping reaches {pct} within dense's budget: {answer}.")
-    if "critic_minus_sparse" in v:
-        line = f"- Critic minus sparse, mean success over evaluations: {v['critic_minus_sparse']:+.2f}"
-        if v.get("critic_minus_sparse_se") is not None:
-            clear = "yes" if v["critic_clearly_beats_sparse"] else "no"
-            line += (f" (standard error over seeds {v['critic_minus_sparse_se']:.2f}; clearly above sparse, "
+    for a, b, what in COMPARISONS:
+        key = f"{a}_minus_{b}"
+        if key not in v:
+            continue
+        line = f"- {what}, mean success over evaluations: {v[key]:+.2f}"
+        if v.get(f"{key}_se") is not None:
+            clear = "yes" if v[f"{a}_clearly_beats_{b}"] else "no"
+            line += (f" (standard error over seeds {v[key + '_se']:.2f}; clearly above {b}, "
                      f"i.e. by more than {CLEAR:g} standard errors: {clear})")
         lines.append(line + ".")
     return lines
@@ -341,8 +355,44 @@ def table(result: dict, command: str) -> str:
     return "\n".join(lines) + f"\n\nCommand:\n\n```\n{command}\n```\n"
 
 
+def write_report(result: dict, results: Path) -> str:
+    """Write ``shaping.json``, ``shaping.png`` and ``shaping.md`` for an aggregated ``result`` (its command and
+    setting already set); the verdict is computed here, from the curves. Returns the markdown."""
+    result["verdict"] = verdict(result) if result["runs"] else {}
+    (results / "shaping.json").write_text(json.dumps(result, indent=2))
+    if result["runs"]:
+        plot(result, results / "shaping.png")
+    md = table(result, result["command"])
+    sources = [src for r in result["runs"].values() for src in r.get("source", {}).values()]
+    for path in dict.fromkeys(src for src in sources if src.endswith(".json")):  # prior reports, in order
+        reused = [f"{name} seeds {', '.join(s for s, src in r['source'].items() if src == path)}"
+                  for name, r in result["runs"].items() if path in r.get("source", {}).values()]
+        md += (f"\nFrom the earlier report `{path}` (the options these rewards read are the same): "
+               f"{'; '.join(reused)}.\n")
+    if result["verdict"]:
+        md += "\nSummary (from the curves):\n\n" + "\n".join(verdict_lines(result["verdict"])) + "\n"
+    (results / "shaping.md").write_text("# Shaping experiment\n\n" + md)
+    return md
+
+
+def rewrite(path: str) -> int:
+    """Rewrite a report from the curves its ``shaping.json`` holds, with this version's verdict and table: the
+    runs behind a committed report are often gone, and its numbers are all the analysis needs."""
+    try:
+        result = json.loads(Path(path).read_text())
+        if not isinstance(result.get("runs"), dict) or not isinstance(result.get("command"), str):
+            raise ValueError("no runs and command")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"--rewrite {path}: not a readable shaping report with its runs and command ({exc})") \
+            from exc
+    print(write_report(result, Path(path).parent))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.rewrite:
+        return rewrite(args.rewrite)
     from policies.sb3 import training_config_kwargs
     from primo_loop.cli import writable_dir
 
@@ -352,28 +402,13 @@ def main(argv: list[str] | None = None) -> int:
         run_all(args, priors)
     result = aggregate(args, priors)
     # the command that trains (re-running it resumes; --report-only only rewrites the report)
-    command = "python benchmarks/shaping.py " + shlex.join(
+    result["command"] = "python benchmarks/shaping.py " + shlex.join(
         a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only")
-    result["command"] = command
-    result["verdict"] = verdict(result) if result["runs"] else {}
     result["setting"] = {k: getattr(args, k) for k in (
         "env", "algo", "action", "demo_episodes", "demo_fraction", "bc_steps", "bc_regularize", "horizon", "steps",
         "critic", "critic_every", "critic_weight", "shaping", "tracker_option")}
     result["setting"]["algo_kwargs"] = training_config_kwargs(args)["algo_kwargs"]
-    (results / "shaping.json").write_text(json.dumps(result, indent=2))
-    if result["runs"]:
-        plot(result, results / "shaping.png")
-    md = table(result, command)
-    for path in priors:
-        reused = [f"{name} seeds {', '.join(s for s, src in r['source'].items() if src == path)}"
-                  for name, r in result["runs"].items() if path in r["source"].values()]
-        if reused:
-            md += (f"\nFrom the earlier report `{path}` (the options these rewards read are the same): "
-                   f"{'; '.join(reused)}.\n")
-    if result["verdict"]:
-        md += "\nSummary (from the curves):\n\n" + "\n".join(verdict_lines(result["verdict"])) + "\n"
-    (results / "shaping.md").write_text("# Shaping experiment\n\n" + md)
-    print(md)
+    print(write_report(result, results))
     return 0
 
 

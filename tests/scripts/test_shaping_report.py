@@ -50,11 +50,21 @@ def test_report_computes_the_comparison(tmp_path, shaping):
     assert v["critic_minus_sparse"] == pytest.approx((0.7 + 0.9 + 0.95 - 0.0 - 0.05 - 0.15) / 3, abs=2e-3)
     # per-seed means: critic 0.833, 0.867; sparse 0.033, 0.100 -> Welch SE sqrt((0.000556 + 0.002222) / 2)
     assert v["critic_minus_sparse_se"] == pytest.approx(0.0373, abs=1e-3) and v["critic_clearly_beats_sparse"]
+    # the same comparison for robosuite's dense reward (per seed 0.533, 0.667 against 0.033, 0.100), and the
+    # critic against dense: is the setting one in which hand-crafted shaping beats sparse at all?
+    assert v["dense_minus_sparse"] == pytest.approx(0.6 - 0.0667, abs=2e-3)
+    assert v["dense_minus_sparse_se"] == pytest.approx(0.0745, abs=1e-3) and v["dense_clearly_beats_sparse"]
+    assert v["critic_minus_dense"] == pytest.approx(0.85 - 0.6, abs=2e-3)
+    assert v["critic_minus_dense_se"] == pytest.approx(0.0687, abs=1e-3) and v["critic_clearly_beats_dense"]
+    assert "oracle_minus_sparse" not in v  # no oracle runs, no comparison
     assert result["setting"]["demo_episodes"] == 20 and result["setting"]["action"] == "position"
     assert result["setting"]["algo_kwargs"] == {"n_steps": 5}  # --set options are part of the setting
     md = (out / "shaping.md").read_text()
     assert "clearly above sparse, i.e. by more than 2 standard errors: yes" in md
     assert "within dense's budget: yes" in md and "`sparse`: seed-averaged success never reaches 80%" in md
+    assert "dense minus sparse (robosuite's hand-crafted shaping), mean success over evaluations: +0.53" in md
+    assert "Critic minus dense, mean success over evaluations: +0.25 (standard error over seeds 0.07; " \
+           "clearly above dense" in md
     assert "--report-only" not in result["command"] and "--demo-episodes 20" in result["command"]
     assert (out / "shaping.png").stat().st_size > 10_000
 
@@ -90,6 +100,7 @@ def test_a_gap_within_the_seed_spread_is_not_clear(tmp_path, shaping):
     # mean gap +0.133, SE sqrt(0.0833 / 3 + 0.01 / 3) = 0.176: higher on average, not clearly
     assert v["critic_minus_sparse"] == pytest.approx(0.133, abs=2e-3)
     assert v["critic_minus_sparse_se"] == pytest.approx(0.176, abs=2e-3) and v["critic_clearly_beats_sparse"] is False
+    assert "dense_minus_sparse" not in v and "critic_minus_dense" not in v  # no dense runs
 
 
 def test_runs_resumed_past_the_budget_are_reported_at_it(tmp_path, shaping):
@@ -141,6 +152,33 @@ def test_a_prior_report_stands_in_for_runs_not_on_disk(tmp_path, shaping):
     md = (out / "shaping.md").read_text()
     assert (f"From the earlier report `{prior}` (the options these rewards read are the same): "
             "critic seeds 0; sparse seeds 0.") in md
+
+
+def test_rewrite_rebuilds_a_report_from_its_json_alone(tmp_path, shaping):
+    """--rewrite redoes the verdict and the table of a report whose runs are gone, keeping its command."""
+    from primo_loop.errors import ConfigError
+
+    prior = report(shaping, tmp_path, "old", {"sparse": {0: [0.0, 0.1], 1: [0.2, 0.3]}})
+    path = report(shaping, tmp_path, "new", {"dense": {0: [0.5, 0.9], 1: [0.7, 0.9]}, "critic": {0: [0.6, 0.8]}},
+                  "--prior", str(prior), "--rewards", "sparse", "dense", "critic")  # sparse from the prior
+    md, result = path.with_suffix(".md").read_text(), json.loads(path.read_text())
+    # as a report written before the dense-sparse comparison existed: older verdict, no such line
+    result["verdict"] = {k: v for k, v in result["verdict"].items() if not k.startswith("dense_minus")}
+    path.write_text(json.dumps(result))
+    path.with_suffix(".md").write_text("stale")
+    for folder in ("runs_old", "runs_new"):
+        for f in (tmp_path / folder).rglob("eval.csv"):
+            f.unlink()
+    assert shaping.main(["--rewrite", str(path)]) == 0
+    assert path.with_suffix(".md").read_text() == md  # the same report, prior's line and command included
+    v = json.loads(path.read_text())["verdict"]
+    # per seed dense 0.7, 0.8 against sparse 0.05, 0.25: +0.6, SE sqrt(0.005 / 2 + 0.02 / 2) = 0.112
+    assert v["dense_minus_sparse"] == pytest.approx(0.6, abs=1e-3) and v["dense_clearly_beats_sparse"]
+    assert v["critic_minus_sparse_se"] is None  # one critic seed: no error, no verdict on "clearly"
+    (tmp_path / "other.json").write_text('{"runs": []}')
+    for bad in (tmp_path / "other.json", tmp_path / "missing.json"):
+        with pytest.raises(ConfigError, match="not a readable shaping report"):
+            shaping.main(["--rewrite", str(bad)])
 
 
 def test_a_prior_trained_otherwise_is_refused(tmp_path, shaping):
