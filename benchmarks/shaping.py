@@ -13,7 +13,8 @@ more seeds without its run folders, or a critic variant compared with the sparse
 change: a prior's curves of a reward are used only when every option that reward's training reads is the same
 (a prior trained for more steps lends its curves up to ``--steps``).
 Writes ``RESULTS/shaping.png`` (mean success over seeds, min-max band), ``RESULTS/shaping.md`` (table + the
-command) and ``RESULTS/shaping.json``.
+command) and ``RESULTS/shaping.json``. ``--rewrite REPORT.json`` redoes those three from the curves a report holds,
+in place (the runs behind a committed report are usually gone; the analysis needs only its curves).
 Evaluation uses the task's own success (``info["is_success"]``) in a separate env with no critic.
 """
 from __future__ import annotations
