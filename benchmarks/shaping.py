@@ -365,7 +365,7 @@ def write_report(result: dict, results: Path) -> str:
         plot(result, results / "shaping.png")
     md = table(result, result["command"])
     sources = [src for r in result["runs"].values() for src in r.get("source", {}).values()]
-    for path in dict.fromkeys(src for src in sources if src.endswith(".json")):  # prior reports, in order
+    for path in dict.fromkeys(src for src in sources if src.endswith(".json")):  # prior reports, each once
         reused = [f"{name} seeds {', '.join(s for s, src in r['source'].items() if src == path)}"
                   for name, r in result["runs"].items() if path in r.get("source", {}).values()]
         md += (f"\nFrom the earlier report `{path}` (the options these rewards read are the same): "
