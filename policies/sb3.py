@@ -30,6 +30,7 @@ import logging
 import math
 import re
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -520,7 +521,12 @@ def load_latest(cfg: AgentConfig, env: Any):
             log.warning("checkpoint %s has no replay buffer; trying an older one", path.name)
             continue
         try:
-            model = cls.load(path, env=env, device=cfg.device)
+            with warnings.catch_warnings():
+                # SB3 (2.9 here) warns on every load of an n-step SAC that its ``n_steps`` "is ignored" next to the
+                # replay buffer class it chose itself; the saved buffer kwargs (and the buffer loaded below)
+                # keep the n-step returns, so the warning is false here
+                warnings.filterwarnings("ignore", message=r"`n_steps=\d+` is ignored because a custom")
+                model = cls.load(path, env=env, device=cfg.device)
             if cfg.algo == "sac":
                 model.load_replay_buffer(buffer)
                 _grow_replay_buffer(model, int(cfg.hyperparameters()["buffer_size"]))

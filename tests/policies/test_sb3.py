@@ -129,3 +129,19 @@ def test_resume_continues_from_the_newest_readable_checkpoint(tmp_path):
     assert train(tiny(tmp_path, steps=400, resume=True))["timesteps"] == 400
     with pytest.raises(ConfigError, match="reward"):
         train(tiny(tmp_path, steps=500, reward="sparse", resume=True))
+
+
+def test_a_resumed_n_step_sac_keeps_its_n_step_returns(tmp_path, recwarn):
+    """SB3 warns on load that ``n_steps`` "is ignored"; a resumed run still learns from n-step returns, so the
+    warning is not passed on (and the buffer is checked, not the warning's absence alone)."""
+    kwargs = {"learning_starts": 50, "batch_size": 32, "policy_kwargs": {"net_arch": [16]}, "n_steps": 3}
+    train(tiny(tmp_path, steps=100, eval_every=0, algo_kwargs=kwargs))
+    recwarn.clear()
+    summary = train(tiny(tmp_path, steps=200, eval_every=0, algo_kwargs=kwargs, resume=True))
+    assert summary["resumed_from"] == 100 and summary["timesteps"] == 200
+    assert not [w for w in recwarn if "is ignored" in str(w.message)]
+    from stable_baselines3 import SAC
+
+    model = SAC.load(tmp_path / "run" / "final_model.zip")
+    model.load_replay_buffer(tmp_path / "run" / "final_replay_buffer.pkl")
+    assert model.replay_buffer.n_steps == 3 and model.replay_buffer.sample(4).discounts is not None
