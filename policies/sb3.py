@@ -509,6 +509,17 @@ def prune_checkpoints(folder: Path, keep: int) -> None:
         _buffer_path(path).unlink(missing_ok=True)
 
 
+def load_model(cls: Any, path: str | Path, **kwargs: Any) -> Any:
+    """``cls.load(path, **kwargs)`` without SB3's false warning about n-step SAC models.
+
+    SB3 (2.9 here) warns on every load of an n-step SAC that its ``n_steps`` "is ignored" next to the replay buffer
+    class it chose itself; the saved buffer kwargs (and a saved buffer loaded after) keep the n-step returns.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`n_steps=\d+` is ignored because a custom")
+        return cls.load(path, **kwargs)
+
+
 def load_latest(cfg: AgentConfig, env: Any):
     """The newest checkpoint that loads (with its replay buffer for SAC), or None if there is none.
 
@@ -521,12 +532,7 @@ def load_latest(cfg: AgentConfig, env: Any):
             log.warning("checkpoint %s has no replay buffer; trying an older one", path.name)
             continue
         try:
-            with warnings.catch_warnings():
-                # SB3 (2.9 here) warns on every load of an n-step SAC that its ``n_steps`` "is ignored" next to the
-                # replay buffer class it chose itself; the saved buffer kwargs (and the buffer loaded below)
-                # keep the n-step returns, so the warning is false here
-                warnings.filterwarnings("ignore", message=r"`n_steps=\d+` is ignored because a custom")
-                model = cls.load(path, env=env, device=cfg.device)
+            model = load_model(cls, path, env=env, device=cfg.device)
             if cfg.algo == "sac":
                 model.load_replay_buffer(buffer)
                 _grow_replay_buffer(model, int(cfg.hyperparameters()["buffer_size"]))
@@ -609,7 +615,7 @@ class TrainedPolicy:
         if ":" in self.config["env"]:
             raise ConfigError(f"{run_dir} was trained on {self.config['env']!r}, not a robosuite task")
         self.path, _ = run_files(run_dir, steps)
-        self.model = _algo_class(self.config["algo"]).load(self.path, device="cpu")
+        self.model = load_model(_algo_class(self.config["algo"]), self.path, device="cpu")
 
     def wrap_env(self, env: Any) -> Any:
         """The env with the action space the agent was trained in (position actions or the robot's own)."""
