@@ -304,7 +304,7 @@ def verdict_lines(v: dict) -> list[str]:
         line = f"- {what}, mean success over evaluations: {v[key]:+.2f}"
         if v.get(f"{key}_se") is not None:
             clear = "yes" if v[f"{a}_clearly_beats_{b}"] else "no"
-            line += (f" (standard error over seeds {v[key + '_se']:.2f}; clearly above {b}, "
+            line += (f" (standard error over seeds {v[f'{key}_se']:.2f}; clearly above {b}, "
                      f"i.e. by more than {CLEAR:g} standard errors: {clear})")
         lines.append(line + ".")
     return lines
@@ -364,12 +364,14 @@ def write_report(result: dict, results: Path) -> str:
     if result["runs"]:
         plot(result, results / "shaping.png")
     md = table(result, result["command"])
-    sources = [src for r in result["runs"].values() for src in r.get("source", {}).values()]
-    for path in dict.fromkeys(src for src in sources if src.endswith(".json")):  # prior reports, each once
-        reused = [f"{name} seeds {', '.join(s for s, src in r['source'].items() if src == path)}"
-                  for name, r in result["runs"].items() if path in r.get("source", {}).values()]
-        md += (f"\nFrom the earlier report `{path}` (the options these rewards read are the same): "
-               f"{'; '.join(reused)}.\n")
+    reused: dict[str, dict[str, list[str]]] = {}  # prior report -> reward -> the seeds taken from it
+    for name, r in result["runs"].items():
+        for seed, src in r.get("source", {}).items():  # a run's folder, or the report.json it came from
+            if src.endswith(".json"):
+                reused.setdefault(src, {}).setdefault(name, []).append(seed)
+    for path, rewards in reused.items():
+        taken = "; ".join(f"{name} seeds {', '.join(seeds)}" for name, seeds in rewards.items())
+        md += f"\nFrom the earlier report `{path}` (the options these rewards read are the same): {taken}.\n"
     if result["verdict"]:
         md += "\nSummary (from the curves):\n\n" + "\n".join(verdict_lines(result["verdict"])) + "\n"
     (results / "shaping.md").write_text("# Shaping experiment\n\n" + md)

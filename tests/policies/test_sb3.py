@@ -134,7 +134,7 @@ def test_resume_continues_from_the_newest_readable_checkpoint(tmp_path):
 def test_a_resumed_n_step_sac_keeps_its_n_step_returns(tmp_path, recwarn):
     """SB3 warns on load that ``n_steps`` "is ignored"; a resumed run still learns from n-step returns, so the
     warning is not passed on (and the buffer is checked, not the warning's absence alone)."""
-    kwargs = {"learning_starts": 50, "batch_size": 32, "policy_kwargs": {"net_arch": [16]}, "n_steps": 3}
+    kwargs = {**tiny(tmp_path).algo_kwargs, "n_steps": 3}
     train(tiny(tmp_path, steps=100, eval_every=0, algo_kwargs=kwargs))
     recwarn.clear()
     summary = train(tiny(tmp_path, steps=200, eval_every=0, algo_kwargs=kwargs, resume=True))
