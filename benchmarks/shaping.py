@@ -371,7 +371,8 @@ def write_report(result: dict, results: Path) -> str:
                 reused.setdefault(src, {}).setdefault(name, []).append(seed)
     for path, rewards in reused.items():
         taken = "; ".join(f"{name} seeds {', '.join(seeds)}" for name, seeds in rewards.items())
-        md += f"\nFrom the earlier report `{path}` (the options these rewards read are the same): {taken}.\n"
+        md += (f"\nFrom the earlier report `{path}` (trained with the options these rewards read; a longer run is "
+               f"read up to this report's budget): {taken}.\n")
     if result["verdict"]:
         md += "\nSummary (from the curves):\n\n" + "\n".join(verdict_lines(result["verdict"])) + "\n"
     (results / "shaping.md").write_text("# Shaping experiment\n\n" + md)

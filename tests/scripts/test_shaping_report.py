@@ -150,8 +150,8 @@ def test_a_prior_report_stands_in_for_runs_not_on_disk(tmp_path, shaping):
     assert result["verdict"]["critic_minus_sparse"] == pytest.approx(0.0, abs=1e-3)
     assert "--prior" in result["command"]
     md = (out / "shaping.md").read_text()
-    assert (f"From the earlier report `{prior}` (the options these rewards read are the same): "
-            "critic seeds 0; sparse seeds 0.") in md
+    assert (f"From the earlier report `{prior}` (trained with the options these rewards read; a longer run is "
+            "read up to this report's budget): critic seeds 0; sparse seeds 0.") in md
 
 
 def test_rewrite_rebuilds_a_report_from_its_json_alone(tmp_path, shaping):
@@ -241,7 +241,8 @@ def test_a_prior_lends_only_the_rewards_its_options_left_unchanged(tmp_path, sha
     assert result["runs"]["dense"]["source"] == {"0": str(prior)}
     assert result["verdict"]["critic_within_dense_budget"] is True  # 0.95 at 2000 <= dense's 2000
     md = (tmp_path / "new" / "shaping.md").read_text()
-    assert "(the options these rewards read are the same): sparse seeds 0; dense seeds 0." in md
+    assert ("(trained with the options these rewards read; a longer run is read up to this report's budget): "
+            "sparse seeds 0; dense seeds 0.") in md
     # another critic backend: the oracle is still lent (it reads no critic), the critic is not
     (tmp_path / "runs" / "oracle_s0" / "eval.csv").unlink()
     assert shaping.main(["--critic-weight", "10", "--critic", "vlm", "--runs", str(tmp_path / "runs"), "--prior",
