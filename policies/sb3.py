@@ -390,12 +390,19 @@ def _callbacks():
 
     class CriticStatsCallback(BaseCallback):
         """Records ``critic/*`` in the SB3 logger: query, unreadable, error and termination counts, mean
-        latency per query (ms) and mean progress over the last ``window`` answered queries."""
+        latency per query (ms) and mean progress over the last ``window`` answered queries.
+
+        Where the env reports its privileged progress (``info["oracle/progress"]``, as every robosuite task
+        does), it also records how the critic's answers stand against it over the same window:
+        ``critic/oracle_mae`` (mean absolute difference, progress in [0, 1]) and ``critic/oracle_bias``
+        (critic minus oracle). A bias that climbs during training is the agent finding states the critic
+        overrates: the learned reward is being exploited, whatever the training return says."""
 
         def __init__(self, window: int = 1000):
             super().__init__()
             self.progress: deque[float] = deque(maxlen=window)
             self.latency: deque[float] = deque(maxlen=window)
+            self.gap: deque[float] = deque(maxlen=window)  # critic minus oracle progress, answered queries
             self.wrapper = None
 
         def _on_training_start(self) -> None:
@@ -408,6 +415,8 @@ def _callbacks():
                 if info.get("critic/queried"):
                     if info.get("critic/progress") is not None:
                         self.progress.append(float(info["critic/progress"]))
+                        if info.get("oracle/progress") is not None:
+                            self.gap.append(float(info["critic/progress"]) - float(info["oracle/progress"]))
                     self.latency.append(float(info.get("critic/latency_s") or 0.0))
             self.record()
             return True
@@ -425,6 +434,9 @@ def _callbacks():
                 rec("critic/latency_ms", 1000.0 * float(np.mean(self.latency)))
             if self.progress:
                 rec("critic/progress_mean", float(np.mean(self.progress)))
+            if self.gap:
+                rec("critic/oracle_mae", float(np.mean(np.abs(self.gap))))
+                rec("critic/oracle_bias", float(np.mean(self.gap)))
 
     class PrunedCheckpoints(CheckpointCallback):
         """SB3's CheckpointCallback that also deletes all but the newest ``keep`` checkpoints."""

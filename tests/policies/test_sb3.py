@@ -111,6 +111,23 @@ def test_training_survives_critic_faults_and_logs_them(tmp_path):
             "critic/progress_mean"} <= tags, tags
 
 
+def test_training_logs_how_the_critic_stands_against_the_oracle(tmp_path):
+    """A critic that overrates progress by up to 0.2 shows as a positive ``critic/oracle_bias`` equal to its
+    ``critic/oracle_mae`` and no larger than 0.2: the scalars read the env's privileged progress."""
+    def answer(q):
+        return CriticVerdict(progress=min(1.0, q.privileged["progress"] + 0.2), failure_prob=0.0)
+
+    train(tiny(tmp_path, reward="critic", critic="scripted"), critic=ScriptedCritic(answer))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (run_dir,) = (tmp_path / "run" / "tb").iterdir()
+    acc = EventAccumulator(str(run_dir)).Reload()
+    bias = [e.value for e in acc.Scalars("critic/oracle_bias")]
+    mae = [e.value for e in acc.Scalars("critic/oracle_mae")]
+    assert bias and len(bias) == len(mae)
+    assert all(0.0 < b <= 0.2 + 1e-6 and b == pytest.approx(m) for b, m in zip(bias, mae))
+
+
 def test_resume_continues_from_the_newest_readable_checkpoint(tmp_path):
     cfg = tiny(tmp_path, steps=200, eval_every=100)
     train(cfg)
