@@ -388,6 +388,8 @@ def find_critic_wrapper(venv: Any):
 def _callbacks():
     from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
 
+    from primo_loop.wrappers import privileged_from_info
+
     class CriticStatsCallback(BaseCallback):
         """Records ``critic/*`` in the SB3 logger: query, unreadable, error and termination counts, mean
         latency per query (ms) and mean progress over the last ``window`` answered queries.
@@ -414,9 +416,11 @@ def _callbacks():
             for info in self.locals.get("infos", ()):
                 if info.get("critic/queried"):
                     if info.get("critic/progress") is not None:
-                        self.progress.append(float(info["critic/progress"]))
-                        if info.get("oracle/progress") is not None:
-                            self.gap.append(float(info["critic/progress"]) - float(info["oracle/progress"]))
+                        progress = float(info["critic/progress"])
+                        self.progress.append(progress)
+                        oracle = privileged_from_info(info)
+                        if oracle is not None:
+                            self.gap.append(progress - oracle["progress"])
                     self.latency.append(float(info.get("critic/latency_s") or 0.0))
             self.record()
             return True

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -85,6 +86,15 @@ def test_vec_env_stack(tmp_path, reward, has_critic):
         venv.close()
 
 
+def tb_scalars(run: Path) -> dict[str, list[float]]:
+    """Every scalar a training run wrote to TensorBoard, by tag, in logging order."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (run_dir,) = (run / "tb").iterdir()
+    acc = EventAccumulator(str(run_dir)).Reload()
+    return {tag: [e.value for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
 def test_training_survives_critic_faults_and_logs_them(tmp_path):
     def answer(q):  # every third query unreadable
         p = q.privileged["progress"]
@@ -102,11 +112,7 @@ def test_training_survives_critic_faults_and_logs_them(tmp_path):
     assert (out / "final_model.zip").is_file() and (out / "final_replay_buffer.pkl").is_file()
     assert [s for s, _ in list_checkpoints(out / "checkpoints")] == [300, 200]  # pruned to the newest 2
 
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    (run_dir,) = (out / "tb").iterdir()
-    acc = EventAccumulator(str(run_dir)).Reload()
-    tags = set(acc.Tags()["scalars"])
+    tags = set(tb_scalars(out))
     assert {"critic/queries", "critic/unreadable", "critic/errors", "critic/latency_ms",
             "critic/progress_mean"} <= tags, tags
 
@@ -118,12 +124,8 @@ def test_training_logs_how_the_critic_stands_against_the_oracle(tmp_path):
         return CriticVerdict(progress=min(1.0, q.privileged["progress"] + 0.2), failure_prob=0.0)
 
     train(tiny(tmp_path, reward="critic", critic="scripted"), critic=ScriptedCritic(answer))
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    (run_dir,) = (tmp_path / "run" / "tb").iterdir()
-    acc = EventAccumulator(str(run_dir)).Reload()
-    bias = [e.value for e in acc.Scalars("critic/oracle_bias")]
-    mae = [e.value for e in acc.Scalars("critic/oracle_mae")]
+    scalars = tb_scalars(tmp_path / "run")
+    bias, mae = scalars["critic/oracle_bias"], scalars["critic/oracle_mae"]
     assert bias and len(bias) == len(mae)
     assert all(0.0 < b <= 0.2 + 1e-6 and b == pytest.approx(m) for b, m in zip(bias, mae))
 
