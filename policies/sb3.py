@@ -621,17 +621,24 @@ class TrainedPolicy:
     Args:
         run_dir: the run folder; its ``config.json`` says the task, robot, action space and algorithm.
         steps: use the checkpoint at this many env steps (default: the final model).
+        noise: std of Gaussian noise added to every action dimension (clipped to the action bounds), e.g. to
+            collect varied episodes of one agent; 0 acts deterministically.
+        seed: seeds the noise (``reset(seed)`` reseeds it).
     """
 
-    def __init__(self, run_dir: str | Path, steps: int | None = None):
+    def __init__(self, run_dir: str | Path, steps: int | None = None, noise: float = 0.0, seed: int = 0):
         config = Path(run_dir) / "config.json"
         if not config.exists():
             raise ConfigError(f"{config} not found: is {run_dir} a run folder of scripts/train_agent.py?")
+        if noise < 0:
+            raise ConfigError(f"Expected `noise` >= 0, actually: {noise}")
         self.config = json.loads(config.read_text())
         if ":" in self.config["env"]:
             raise ConfigError(f"{run_dir} was trained on {self.config['env']!r}, not a robosuite task")
         self.path, _ = run_files(run_dir, steps)
         self.model = load_model(_algo_class(self.config["algo"]), self.path, device="cpu")
+        self.noise = float(noise)
+        self._rng = np.random.default_rng(seed)
 
     def wrap_env(self, env: Any) -> Any:
         """The env with the action space the agent was trained in (position actions or the robot's own)."""
@@ -641,11 +648,16 @@ class TrainedPolicy:
             return PositionActions(env)
         return env
 
-    def reset(self) -> None:
-        pass
+    def reset(self, seed: int | None = None) -> None:
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
 
     def act(self, obs: Any) -> np.ndarray:
-        return self.model.predict(obs, deterministic=True)[0]
+        action = self.model.predict(obs, deterministic=True)[0]
+        if self.noise > 0:
+            space = self.model.action_space
+            action = np.clip(action + self._rng.normal(0.0, self.noise, size=action.shape), space.low, space.high)
+        return action
 
 
 # ---------------------------------------------------------------------------------------------------------

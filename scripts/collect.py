@@ -1,8 +1,10 @@
 #!/usr/bin/env python
-"""Collect labelled episodes from scripted sim rollouts (frames, oracle progress, failure labels, meta).
+"""Collect labelled episodes from sim rollouts (frames, oracle progress, failure labels, meta).
 
     python scripts/collect.py --env Lift --robot Panda --episodes 200 --seed 0 --failure-rate 0.5 \\
         --workers 2 --out data/lift_panda
+    python scripts/collect.py --env Lift --policy runs/sac --episodes 40 --failure-rate 0 --horizon 80 \\
+        --out data/lift_agent         # the states a trained agent visits
     python scripts/collect.py --stats data/lift_panda
 
 A killed run started again with the same options resumes: episodes on disk are kept, unfinished ones redone.
@@ -42,7 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--post-failure-steps", type=int, default=d.post_failure_steps,
                    help="stop N steps after the failure event (-1: run to the horizon)")
     p.add_argument("--camera", default=d.camera)
-    p.add_argument("--policy", default=d.policy, help="scripted | random (random: no failure injection)")
+    p.add_argument("--policy", default=d.policy,
+                   help="scripted | random | RUN_FOLDER of scripts/train_agent.py (the trained agent, with the "
+                        "episode's action noise); random and trained agents inject no failures")
+    p.add_argument("--policy-steps", type=int, default=None, metavar="N",
+                   help="with --policy RUN_FOLDER: its checkpoint at N env steps (default: the final model)")
     p.add_argument("--synthetic", action="store_true", help="drawn synthetic scene instead of robosuite (tests)")
     p.add_argument("--step-delay", type=float, default=0.0, help=argparse.SUPPRESS)
     p.add_argument("--stats", metavar="DIR", help="print what the dataset DIR holds and exit")
@@ -67,7 +73,8 @@ def main() -> int:
                         horizon=args.horizon,
                         post_success_steps=None if args.post_success_steps < 0 else args.post_success_steps,
                         post_failure_steps=None if args.post_failure_steps < 0 else args.post_failure_steps,
-                        camera=args.camera, policy=args.policy, synthetic=args.synthetic,
+                        camera=args.camera, policy=args.policy, policy_steps=args.policy_steps,
+                        synthetic=args.synthetic,
                         step_delay=args.step_delay)
     if args.policy != "scripted" and args.failure_rate > 0:
         raise ConfigError(f"--policy {args.policy} injects no failures: pass --failure-rate 0")

@@ -26,3 +26,16 @@ def load_script():
         return module
 
     return load
+
+
+@pytest.fixture(scope="session")
+def lift_agent(tmp_path_factory):
+    """A tiny SAC run on real Lift with position actions (40 steps; checkpoints at 20 and 40): a run folder of
+    ``scripts/train_agent.py`` for the tests that load trained agents."""
+    from policies.sb3 import AgentConfig, train
+
+    run = tmp_path_factory.mktemp("agents") / "lift_sac"
+    train(AgentConfig(env="Lift", algo="sac", reward="sparse", action="position", steps=40, workers=1, horizon=20,
+                      eval_every=0, checkpoint_every=20, out=str(run), progress_bar=False,
+                      algo_kwargs={"learning_starts": 30, "batch_size": 8, "policy_kwargs": {"net_arch": [8]}}))
+    return run

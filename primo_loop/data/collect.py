@@ -67,8 +67,11 @@ class CollectConfig:
         post_success_steps: stop this many steps after the first success (None: run to the horizon).
         post_failure_steps: stop this many steps after the failure event (None: run to the horizon).
         camera: the env camera.
-        policy: "scripted" (waypoints with failure injection) or "random" (uniform random actions, e.g. for
-            task/robot pairs without a scripted policy).
+        policy: "scripted" (waypoints with failure injection), "random" (uniform random actions, e.g. for
+            task/robot pairs without a scripted policy), or a run folder of ``scripts/train_agent.py`` (the
+            trained agent, with each episode's action noise; the states an RL agent visits, labelled from
+            privileged state like every other episode).
+        policy_steps: with a run folder: the checkpoint at this many env steps (default: the final model).
         synthetic: roll out the drawn synthetic scene instead of robosuite (tests and smoke runs).
         step_delay: synthetic only: seconds of sleep per step.
     """
@@ -81,6 +84,7 @@ class CollectConfig:
     post_failure_steps: int | None = 50
     camera: str = "agentview"
     policy: str = "scripted"
+    policy_steps: int | None = None
     synthetic: bool = False
     step_delay: float = 0.0
 
@@ -88,6 +92,21 @@ class CollectConfig:
         for name in ("image_size", "render_size", "frame_every", "horizon"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"Expected `{name}` >= 1, actually: {getattr(self, name)}")
+        if self.trained_policy:
+            if self.synthetic:
+                raise ConfigError("A trained agent acts in robosuite, not in the synthetic scene")
+            if not (Path(self.policy) / "config.json").is_file():
+                raise ConfigError(f"Expected `policy` 'scripted', 'random' or a run folder of "
+                                  f"scripts/train_agent.py (with config.json), actually: {self.policy!r}")
+        elif self.policy_steps is not None:
+            raise ConfigError("`policy_steps` needs `policy` to be a training run folder")
+
+    @property
+    def trained_policy(self) -> bool:
+        """Whether ``policy`` names a training run folder."""
+        from policies import POLICIES
+
+        return self.policy not in POLICIES
 
 
 def episode_id(task: str, robot: str, seed: int) -> str:
@@ -167,7 +186,29 @@ def _get_env(task: str, robot: str, cfg: CollectConfig):
     return _ENVS[key]
 
 
+_TRAINED: dict[tuple[str, int | None], Any] = {}
+
+
+def _trained_policy(spec: EpisodeSpec, cfg: CollectConfig):
+    """The run folder's agent (loaded once per worker), reseeded and with the episode's action noise."""
+    key = (cfg.policy, cfg.policy_steps)
+    if key not in _TRAINED:
+        from policies.sb3 import TrainedPolicy
+
+        _TRAINED[key] = TrainedPolicy(cfg.policy, cfg.policy_steps)
+    agent = _TRAINED[key]
+    trained_on = (agent.config["env"], agent.config.get("robot", "Panda"))
+    if trained_on != (spec.task, spec.robot):
+        raise ConfigError(f"{cfg.policy} was trained on {trained_on[0]} with {trained_on[1]}; this episode is "
+                          f"{spec.task} with {spec.robot}")
+    agent.noise = spec.noise
+    agent.reset(seed=spec.seed)
+    return agent
+
+
 def _make_policy(env: Any, spec: EpisodeSpec, cfg: CollectConfig):
+    if cfg.trained_policy:
+        return _trained_policy(spec, cfg)
     if cfg.synthetic:
         from primo_loop.data.synthetic import SyntheticPolicy
 
@@ -185,6 +226,7 @@ def rollout(spec: EpisodeSpec, cfg: CollectConfig, env: Any | None = None):
     env = env if env is not None else _get_env(spec.task, spec.robot, cfg)
     obs, info = env.reset(seed=spec.seed)
     policy = _make_policy(env, spec, cfg)
+    acting = policy.wrap_env(env) if hasattr(policy, "wrap_env") else env  # a trained agent's action space
     rec = EpisodeRecorder(cfg.image_size, cfg.frame_every)
     rec.reset(env.render_frame(), env.privileged())
     stop_at: int | None = None
@@ -193,7 +235,7 @@ def rollout(spec: EpisodeSpec, cfg: CollectConfig, env: Any | None = None):
     n_render = 1
     for t in range(1, cfg.horizon + 1):
         action = policy.act(obs)
-        obs, reward, terminated, truncated, info = env.step(action)
+        obs, reward, terminated, truncated, info = acting.step(action)
         priv = env.privileged()
         success = bool(info.get("is_success", priv.get("success", False)))
         if success and stop_at is None and not failure_seen and cfg.post_success_steps is not None:
@@ -219,6 +261,8 @@ def rollout(spec: EpisodeSpec, cfg: CollectConfig, env: Any | None = None):
         "horizon": cfg.horizon, "render_size": cfg.render_size, "collect_s": round(time.perf_counter() - t0, 3),
         "renders": n_render, "versions": versions,
     }
+    if cfg.trained_policy:
+        meta["policy_model"] = str(policy.path)
     return rec.finish(spec.episode_id, meta)
 
 
@@ -275,7 +319,8 @@ def check_resume(root: str | os.PathLike, plan: Sequence[EpisodeSpec], cfg: Coll
         s = by_id[eid]
         diffs = [f"{k}: on disk {a!r}, planned {b!r}" for k, a, b in (
             ("failure", m.get("failure"), s.failure), ("noise", m.get("noise"), s.noise),
-            ("image_size", m.get("image_size"), cfg.image_size), ("frame_every", m.get("frame_every"), cfg.frame_every))
+            ("image_size", m.get("image_size"), cfg.image_size), ("frame_every", m.get("frame_every"), cfg.frame_every),
+            ("policy", m.get("policy", cfg.policy), "synthetic" if cfg.synthetic else cfg.policy))
             if a != b]
         if diffs:
             raise DatasetError(f"{root} already holds episode {eid} collected differently ({'; '.join(diffs)}); "

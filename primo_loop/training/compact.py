@@ -70,6 +70,9 @@ class TrainConfig:
         threads: torch intra-op threads (None: torch's default, which follows OMP_NUM_THREADS).
         tasks / robots: train only on these (default: everything in the data).
         max_minutes: stop after the epoch during which this much wall time has passed.
+        init: warm start from this checkpoint folder (fine-tuning); ``model`` must match its architecture.
+            Its weights are scored on the validation episodes first, as epoch 0, and stay the checkpoint
+            unless an epoch beats them.
         model: architecture (CompactConfig fields).
     """
 
@@ -91,6 +94,7 @@ class TrainConfig:
     tasks: list[str] | None = None
     robots: list[str] | None = None
     max_minutes: float | None = None
+    init: str | None = None
     model: CompactConfig = field(default_factory=CompactConfig)
 
     def __post_init__(self) -> None:
@@ -414,6 +418,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress_bar: bool = True,
         logger.warning("--resume: no %s yet, starting from scratch", state_path)
     if start_epoch == 0:
         (out / LOG_FILE).write_text("")
+        if cfg.init:
+            best = _warm_start(model, cfg, batcher, val_idx, episodes, train_idx, out)
+            history.append(best)
 
     bar = None
     for epoch in range(start_epoch, cfg.epochs):
@@ -473,10 +480,27 @@ def train(cfg: TrainConfig, resume: bool = False, progress_bar: bool = True,
         if cfg.max_minutes is not None and (time.time() - t_start) / 60 >= cfg.max_minutes:
             logger.warning("stopping after epoch %d: --max-minutes %.1f reached", epoch + 1, cfg.max_minutes)
             break
-    summary = {"best": best, "epochs_run": len(history), "train_episodes": len(train_idx),
+    summary = {"best": best, "epochs_run": sum(1 for h in history if h["epoch"] > 0), "train_episodes": len(train_idx),
                "val_episodes": len(val_idx), "skipped_episodes": skipped,
                "wall_s": round(elapsed_before + time.time() - t_start, 1), "out": str(out)}
     return summary
+
+
+def _warm_start(model, cfg: TrainConfig, batcher: Batcher, val_idx: Sequence[int],
+                episodes: Sequence[EpisodeArrays], train_idx: Sequence[int], out: Path) -> dict[str, Any]:
+    """Load ``cfg.init``'s weights into ``model``, score them as epoch 0 and save them as the first best."""
+    from primo_loop.critics.compact import load_checkpoint
+
+    _, start = load_checkpoint(cfg.init, expect=cfg.model)  # CheckpointError names any architecture difference
+    model.load_state_dict(start.state_dict())
+    rec = {"epoch": 0, "init": str(cfg.init),
+           **(evaluate_batches(model, batcher, val_idx, cfg) if val_idx else {"val_score": math.inf})}
+    save_checkpoint(out, _with_info(cfg, episodes, train_idx, val_idx, rec, 0), model.state_dict())
+    with open(out / LOG_FILE, "a") as fh:
+        fh.write(json.dumps(rec) + "\n")
+    logger.info("warm start from %s%s", cfg.init,
+                f": val MAE {rec['val_mae']:.2f} before fine-tuning" if val_idx else "")
+    return rec
 
 
 def _with_info(cfg: TrainConfig, episodes: Sequence[EpisodeArrays], train_idx: Sequence[int],
@@ -489,6 +513,7 @@ def _with_info(cfg: TrainConfig, episodes: Sequence[EpisodeArrays], train_idx: S
             "train_episodes": len(train_idx), "val_episodes": len(val_idx),
             "val_episode_ids": sorted(episodes[i].episode_id for i in val_idx),
             "epoch": epoch, "epochs": cfg.epochs, "seed": cfg.seed, "frame_every": cfg.frame_every,
+            **({"init": str(cfg.init)} if cfg.init else {}),
             "val_mae": best.get("val_mae"), "val_failure_acc": best.get("val_failure_acc"),
             "primo_loop": primo_loop.__version__}
     return dataclasses.replace(cfg.model, train_info=info)
@@ -522,6 +547,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt")
+    p.add_argument("--init", metavar="CKPT", default=None,
+                   help="fine-tune: start from this checkpoint's weights (and architecture); 'default' is the "
+                        "embedded critic. Its validation score is epoch 0, kept unless an epoch beats it")
     p.add_argument("--batch-episodes", type=int, default=d.batch_episodes)
     p.add_argument("--queries-per-episode", type=int, default=d.queries_per_episode)
     p.add_argument("--lr", type=float, default=d.lr)
@@ -547,19 +575,40 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _init_architecture(args: argparse.Namespace, flags: CompactConfig) -> CompactConfig:
+    """The architecture of ``--init``'s checkpoint (``args.init`` is resolved in place); architecture flags
+    left at their defaults follow it, one set to something else is an error (the weights could not load)."""
+    from primo_loop.critics.compact import DEFAULT_CHECKPOINT, checkpoint_paths
+
+    if args.init == "default":
+        args.init = str(DEFAULT_CHECKPOINT)
+    cfg_path, _ = checkpoint_paths(args.init)
+    if not cfg_path.is_file():
+        raise CheckpointError(f"--init {args.init}: no compact-critic checkpoint there ({cfg_path} missing)")
+    ckpt = CompactConfig.from_dict({**json.loads(cfg_path.read_text()), "train_info": {}})
+    defaults = CompactConfig()
+    clash = {k: v for k, v in flags.arch_diff(ckpt).items() if getattr(flags, k) != getattr(defaults, k)}
+    if clash:
+        raise ConfigError(f"--init {args.init} fixes the architecture; these flags disagree with it: " + "; ".join(
+            f"{k}: flag {a!r}, checkpoint {b!r}" for k, (a, b) in clash.items()))
+    return ckpt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``scripts/train_critic.py compact`` (``argv`` excludes the subcommand)."""
     args = build_parser().parse_args(argv)
     logging.getLogger("primo_loop").setLevel(logging.INFO)
     model = CompactConfig(image_size=args.image_size, clip_len=args.clip_len, channels=tuple(args.channels),
                           dim=args.dim, layers=args.layers, heads=args.heads, dropout=args.dropout)
+    if args.init:
+        model = _init_architecture(args, model)
     cfg = TrainConfig(data=args.data, out=args.out, epochs=args.epochs, seed=args.seed,
                       batch_episodes=args.batch_episodes, queries_per_episode=args.queries_per_episode, lr=args.lr,
                       weight_decay=args.weight_decay, val_fraction=args.val_fraction, frame_every=args.frame_every,
                       stride_jitter=not args.no_stride_jitter, failure_weight=args.failure_weight,
                       aux_weight=args.aux_weight, augment=not args.no_augment, threads=args.threads,
                       tasks=args.tasks, robots=args.robots,
-                      max_minutes=args.max_minutes, model=model)
+                      max_minutes=args.max_minutes, init=args.init, model=model)
     summary = train(cfg, resume=args.resume, progress_bar=not args.no_progress)
     print(json.dumps(summary, indent=1, default=float))
     return 0

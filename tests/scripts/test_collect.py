@@ -2,6 +2,7 @@
 run) without losing or duplicating an episode."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -15,7 +16,7 @@ import pytest
 
 from primo_loop.data.collect import CollectConfig, collect, plan_episodes, rollout
 from primo_loop.data.dataset import EpisodeDataset, episodes_dir, list_episode_ids, read_episode
-from primo_loop.errors import DatasetError
+from primo_loop.errors import ConfigError, DatasetError
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "collect.py"
@@ -120,6 +121,35 @@ def test_rollout_stops_after_success_and_failure():
                                 modes_for_task=lambda t: ["drop"])[0], cfg)
     assert bad.meta["outcome"] == "failure" and bad.n_steps == bad.meta["failure_step"] + 7
     assert bad.meta["failure_injected_at"] == bad.meta["failure_step"]
+
+
+def test_collect_the_states_a_trained_agent_visits(tmp_path, lift_agent):
+    """A run folder as the policy: the agent acts in its own action space (4-D position actions), noise-free
+    episodes repeat exactly, the episode's noise perturbs them, and frames carry privileged progress labels."""
+    plan = plan_episodes(["Lift"], ["Panda"], 2, seed=3, failure_rate=0.0, noise=0.0)
+    cfg = CollectConfig(policy=str(lift_agent), horizon=15, frame_every=5, render_size=64)
+    ep = rollout(plan[0], cfg)
+    assert ep.meta["policy"] == str(lift_agent) and ep.meta["policy_model"].endswith("final_model.zip")
+    actions = np.asarray(ep.table["action"])
+    assert actions.shape == (16, 4) and ep.frames.shape == (4, 64, 64, 3)  # row 0 is the reset
+    np.testing.assert_array_equal(actions, np.asarray(rollout(plan[0], cfg).table["action"]))
+    noisy = rollout(dataclasses.replace(plan[0], noise=0.3), cfg)
+    noisy_actions = np.asarray(noisy.table["action"])
+    assert not np.allclose(noisy_actions, actions) and np.abs(noisy_actions).max() <= 1.0
+    assert 0.0 <= ep.table["progress"].min() <= ep.table["progress"].max() <= 1.0
+
+    out = tmp_path / "agent_ds"
+    assert collect(plan, out, cfg, workers=0)["written"] == 2
+    early = CollectConfig(policy=str(lift_agent), policy_steps=20, horizon=15, frame_every=5, render_size=64)
+    with pytest.raises(DatasetError, match="policy"):  # same seeds, another policy: not a resume
+        collect(plan, out, CollectConfig(horizon=15, frame_every=5, render_size=64), workers=0)
+    assert rollout(plan[0], early).meta["policy_model"].endswith("model_20_steps.zip")
+    with pytest.raises(ConfigError, match="trained on Lift with Panda"):
+        rollout(plan_episodes(["Lift"], ["Sawyer"], 1, failure_rate=0.0)[0], cfg)
+    with pytest.raises(ConfigError, match="run folder"):
+        CollectConfig(policy=str(tmp_path / "no_run"))
+    with pytest.raises(ConfigError, match="needs `policy` to be a training run folder"):
+        CollectConfig(policy_steps=20)
 
 
 @pytest.mark.slow

@@ -77,14 +77,11 @@ def test_default_critic_scores_a_scripted_success(tmp_path):
     assert ep["critic_unreadable"] == 0 and ep["critic_queries"] >= 5
 
 
-def test_a_trained_agent_runs_with_the_critic_in_the_loop(tmp_path):
+def test_a_trained_agent_runs_with_the_critic_in_the_loop(tmp_path, lift_agent):
     import envs
-    from policies.sb3 import AgentConfig, TrainedPolicy, train
+    from policies.sb3 import TrainedPolicy
 
-    run = tmp_path / "agent"
-    train(AgentConfig(env="Lift", algo="sac", reward="sparse", action="position", steps=40, workers=1, horizon=20,
-                      eval_every=0, checkpoint_every=20, out=str(run), progress_bar=False,
-                      algo_kwargs={"learning_starts": 30, "batch_size": 8, "policy_kwargs": {"net_arch": [8]}}))
+    run = lift_agent
     policy = TrainedPolicy(run)
     env = policy.wrap_env(envs.make_env("Lift", "Panda", horizon=20))
     assert env.action_space.shape == (4,)  # the position actions it was trained with

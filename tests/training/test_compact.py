@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 
 from primo_loop.critics.compact import CompactConfig  # noqa: E402
 from primo_loop.data.synthetic import make_dataset  # noqa: E402
-from primo_loop.errors import CheckpointError, DatasetError  # noqa: E402
+from primo_loop.errors import CheckpointError, ConfigError, DatasetError  # noqa: E402
 from primo_loop.training.compact import (  # noqa: E402
     STATE_FILE,
     Batcher,
@@ -67,6 +67,37 @@ def test_resume_with_other_options_says_what_differs(data, tmp_path):
     other.lr = 0.01
     with pytest.raises(CheckpointError, match=r"lr: saved 0.003, now 0.01"):
         train(other, resume=True, progress_bar=False)
+
+
+def _log(out):
+    return [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+
+
+def test_fine_tuning_starts_from_the_checkpoint(data, tmp_path, capsys):
+    """``init`` loads the checkpoint's weights: epoch 0 scores them exactly as the run that made them did, and
+    one fine-tuning epoch ends far below one epoch from scratch. The CLI takes the architecture from the
+    checkpoint and refuses flags that contradict it."""
+    base = train(_cfg(data, tmp_path / "base", 6), progress_bar=False)
+    ft = train(_cfg(data, tmp_path / "ft", 1, init=str(tmp_path / "base")), progress_bar=False)
+    scratch = train(_cfg(data, tmp_path / "scratch", 1), progress_bar=False)
+    log = _log(tmp_path / "ft")
+    assert [r["epoch"] for r in log] == [0, 1] and ft["epochs_run"] == 1
+    assert log[0]["val_mae"] == pytest.approx(base["best"]["val_mae"], abs=1e-4)
+    assert ft["best"]["val_mae"] <= log[0]["val_mae"] and ft["best"]["val_mae"] < scratch["best"]["val_mae"] - 10
+    info = json.loads((tmp_path / "ft" / "config.json").read_text())["train_info"]
+    assert info["init"] == str(tmp_path / "base")
+
+    other = CompactConfig(image_size=32, channels=(8, 16, 32), dim=64, layers=1, heads=2, vocab_buckets=64)
+    with pytest.raises(CheckpointError, match="dim: requested 64, checkpoint 32"):
+        train(TrainConfig(data=[str(data)], out=str(tmp_path / "bad"), epochs=1, init=str(tmp_path / "base"),
+                          model=other), progress_bar=False)
+    assert main(["--data", str(data), "--out", str(tmp_path / "cli_ft"), "--epochs", "1", "--init",
+                 str(tmp_path / "base"), "--no-progress"]) == 0  # no architecture flags: the checkpoint's
+    assert json.loads((tmp_path / "cli_ft" / "config.json").read_text())["dim"] == 32
+    with pytest.raises(ConfigError, match="dim: flag 64, checkpoint 32"):
+        main(["--data", str(data), "--out", str(tmp_path / "x"), "--init", str(tmp_path / "base"), "--dim", "64"])
+    with pytest.raises(CheckpointError, match="no compact-critic checkpoint"):
+        main(["--data", str(data), "--out", str(tmp_path / "x"), "--init", str(tmp_path / "nothing")])
 
 
 def test_cli_entry(data, tmp_path, capsys):
