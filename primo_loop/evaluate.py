@@ -22,7 +22,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -457,6 +457,63 @@ def report_markdown(report: dict[str, Any]) -> str:
         lines += ["", "Skipped (missing frames or unreadable records): " + ", ".join(
             f"`{k}`: {v}" for k, v in skipped.items())]
     lines += ["", "Plots: `curves_<split>.png` (predicted vs oracle progress), `error_by_bin.png`.", ""]
+    return "\n".join(lines)
+
+
+#: Rows of :func:`metric_table`: label and the path into a split summary (a callable computes the value).
+COMPARE_ROWS: tuple[tuple[str, Any], ...] = (
+    ("episodes", ("episodes",)),
+    ("queries", ("queries",)),
+    ("MAE (0-100)", ("progress", "mae")),
+    ("Acc@10", ("progress", "acc@10")),
+    ("MAE where the oracle says < 40", lambda s: _low_progress(s, "mae")),
+    ("mean signed error where the oracle says < 40", lambda s: _low_progress(s, "bias")),
+    ("VOC (successful)", ("voc_successful",)),
+    ("failure F1", ("failure_detection", "f1")),
+    ("median detection delay (queries)", ("failure_detection", "median_delay")),
+)
+
+
+def _low_progress(split: Mapping[str, Any], key: str, below: float = 40.0) -> float | None:
+    """``key`` ("mae" or "bias", critic minus oracle) over the queries whose oracle progress is below ``below``:
+    where a critic that rates unfinished states as done (the reward an agent can exploit) shows."""
+    bins = [b for b in split.get("error_by_bin") or [] if b["hi"] <= below and b["n"] and b.get(key) is not None]
+    n = sum(b["n"] for b in bins)
+    return sum(b[key] * b["n"] for b in bins) / n if n else None
+
+
+def _split_metric(split: Mapping[str, Any] | None, path: Any) -> Any:
+    if split is None:
+        return None
+    if callable(path):
+        return path(split)
+    for key in path:
+        split = (split or {}).get(key)
+    return split
+
+
+def metric_table(columns: Mapping[str, Mapping[str, Any] | None], rows: Sequence[tuple[str, Any]] = COMPARE_ROWS
+                 ) -> list[str]:
+    """A markdown table, one row per metric and one column per split summary (``report["splits"][name]``)."""
+    lines = ["| metric | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    for label, path in rows:
+        lines.append(f"| {label} | " + " | ".join(_fmt(_split_metric(s, path)) for s in columns.values()) + " |")
+    return lines
+
+
+def compare_reports(reports: Mapping[str, Mapping[str, Any]]) -> str:
+    """Reports of several critics on the same data (``{name: report.json's content}``), side by side per split."""
+    if len(reports) < 2:
+        raise ConfigError(f"Expected at least two reports to compare, actually: {len(reports)}")
+    splits = list(dict.fromkeys(k for r in reports.values() for k in r["splits"]))
+    lines = ["# Critics compared: " + " vs ".join(f"`{n}`" for n in reports), ""]
+    for name, r in reports.items():
+        lines.append(f"- `{name}`: {r['critic']}" + (f", checkpoint `{r['checkpoint']}`" if r.get("checkpoint") else "")
+                     + (f"; `{r['command']}`" if r.get("command") else ""))
+    lines += ["", "Progress errors on the 0-100 scale; signed error is critic minus oracle (positive: the critic "
+              "rates the state as further along than it is).", ""]
+    for split in splits:
+        lines += [f"## {split}", "", *metric_table({n: r["splits"].get(split) for n, r in reports.items()}), ""]
     return "\n".join(lines)
 
 

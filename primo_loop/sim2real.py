@@ -120,27 +120,13 @@ def run_sim2real(cfg: Sim2RealConfig) -> dict[str, Any]:
     return result
 
 
-def _metric(s: dict[str, Any], *path: str) -> Any:
-    for p in path:
-        s = (s or {}).get(p)
-    return s
-
-
 def report_markdown(result: dict[str, Any]) -> str:
     """Zero-shot vs fine-tuned metrics as a markdown table."""
-    rows = [("episodes", ("episodes",)), ("MAE (0-100)", ("progress", "mae")), ("Acc@10", ("progress", "acc@10")),
-            ("VOC (successful)", ("voc_successful",)), ("failure F1", ("failure_detection", "f1")),
-            ("median detection delay (queries)", ("failure_detection", "median_delay"))]
-
-    def fmt(v: Any) -> str:
-        return "-" if v is None else (f"{v:.3g}" if isinstance(v, float) else str(v))
+    from primo_loop.evaluate import metric_table
 
     c = result["config"]
     lines = [f"# {c['task']} on {c['robot']}: compact critic zero-shot vs fine-tuned", "",
              f"{c['train_episodes']} humanoid episodes mixed into training, {c['eval_episodes']} held-out humanoid "
              "episodes scored (fine-tuning = training from scratch on base data + humanoid episodes).", "",
-             "| metric | zero-shot | fine-tuned |", "|---|---|---|"]
-    for name, path in rows:
-        lines.append(f"| {name} | {fmt(_metric(result['zero_shot'], *path))} | "
-                     f"{fmt(_metric(result['finetuned'], *path))} |")
+             *metric_table({"zero-shot": result["zero_shot"], "fine-tuned": result["finetuned"]})]
     return "\n".join(lines) + "\n"

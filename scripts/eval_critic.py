@@ -5,6 +5,7 @@
         --out runs/eval_compact
     python scripts/eval_critic.py --critic primo --critic-option model=LeonOverload/PRIMO-R1-7B \\
         --data primo_bench/real_humanoid.jsonl --data-root /data/primo --out runs/eval_primo
+    python scripts/eval_critic.py --compare runs/eval_a runs/eval_b --names old new --out runs/compared
 """
 from __future__ import annotations
 
@@ -42,12 +43,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split-by", default="auto", help="auto | task | robot | source | none")
     p.add_argument("--train-tasks", nargs="+", default=None, help="training domain for --split-by auto")
     p.add_argument("--train-robots", nargs="+", default=None, help="training domain for --split-by auto")
+    p.add_argument("--compare", nargs="+", default=[], metavar="REPORT_DIR",
+                   help="no scoring: put the reports (report.json) of these earlier runs side by side in "
+                        "OUT/comparison.md")
+    p.add_argument("--names", nargs="+", default=None, help="column names for --compare (default: folder names)")
     p.add_argument("--no-progress", action="store_true")
     return p
 
 
+def compare(args: argparse.Namespace) -> int:
+    from primo_loop.errors import ConfigError
+    from primo_loop.evaluate import compare_reports
+
+    names = args.names or [Path(d).name for d in args.compare]
+    if len(names) != len(args.compare) or len(set(names)) != len(names):
+        raise ConfigError(f"Expected one distinct --names entry per --compare folder, actually: {names} for "
+                          f"{len(args.compare)} folders")
+    reports = {}
+    for name, folder in zip(names, args.compare):
+        path = Path(folder) / "report.json"
+        if not path.is_file():
+            raise ConfigError(f"{path} not found: --compare takes report folders of scripts/eval_critic.py")
+        reports[name] = json.loads(path.read_text())
+    out = writable_dir(args.out) / "comparison.md"
+    out.write_text(compare_reports(reports))
+    print(f"comparison: {out}")
+    return 0
+
+
 def main() -> int:
     args = build_parser().parse_args()
+    if args.compare:
+        return compare(args)
     from primo_loop.critics import make_critic
     from primo_loop.evaluate import EvalConfig, evaluate
 

@@ -109,3 +109,34 @@ def test_eval_script_with_exported_records(data, tmp_path):
                           "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "rep2")], env=env,
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "missing" in bad.stderr
+
+
+def test_compared_reports_show_where_a_critic_overrates(data, tmp_path):
+    """A critic stuck at 50 rates every state the oracle puts below 40 as further along: its signed error there
+    equals its MAE there and is large; the oracle's is 0. The script puts saved reports side by side."""
+    from primo_loop.evaluate import _low_progress, compare_reports
+
+    oracle = evaluate(OracleCritic(), [data], tmp_path / "oracle", EvalConfig())
+    constant = evaluate(ConstantCritic(), [data], tmp_path / "constant", EvalConfig())
+    s = constant["splits"]["all"]
+    assert _low_progress(oracle["splits"]["all"], "bias") == 0
+    assert _low_progress(s, "bias") == pytest.approx(_low_progress(s, "mae")) and _low_progress(s, "bias") > 10
+    text = compare_reports({"oracle": oracle, "stuck": constant})
+    row = next(line for line in text.splitlines() if line.startswith("| mean signed error"))
+    assert row == f"| mean signed error where the oracle says < 40 | 0.00 | {_low_progress(s, 'bias'):.2f} |"
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    script = [sys.executable, str(ROOT / "scripts" / "eval_critic.py"), "--compare", str(tmp_path / "oracle"),
+              str(tmp_path / "constant")]
+    res = subprocess.run([*script, "--names", "oracle", "stuck", "--out", str(tmp_path / "cmp")], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "cmp" / "comparison.md").read_text() == text
+    for extra, expect in ((["--names", "a"], "one distinct --names entry"),
+                          (["--names", "a", "a"], "one distinct --names entry")):
+        res = subprocess.run([*script, *extra, "--out", str(tmp_path / "x")], env=env, capture_output=True,
+                             text=True, timeout=120)
+        assert res.returncode == 2 and expect in res.stderr, res.stderr
+    res = subprocess.run([*script[:-1], str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "report folders of scripts/eval_critic.py" in res.stderr, res.stderr

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Harden the compact critic against the states RL agents visit: collect episodes of trained agents (labelled
+# from privileged sim state like all our data), fine-tune the embedded default critic on them mixed with a
+# share of its original scripted Lift data, and score old and new critic side by side on held-out episodes.
+#
+#   AGENTS="runs/pilot_scratch/critic_s100 ..." HELD_OUT="runs/pilot_scratch/dense_s101" \
+#       scripts/build_hardened_critic.sh
+#
+# AGENTS: run folders of scripts/train_agent.py on Lift (Panda) whose episodes train the critic (40 each) and
+#   score it (10 new episodes each); HELD_OUT: run folders whose episodes only score it (an agent the critic
+#   never saw). Datasets go under data/ (git-ignored), the checkpoint and reports under $OUT. Every step
+#   resumes if interrupted: run the script again. About 40 minutes on one free core.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export OMP_NUM_THREADS=1 MUJOCO_GL=${MUJOCO_GL:-egl} PRIMO_LOG_LEVEL=${PRIMO_LOG_LEVEL:-INFO}
+PY=${PY:-.venv/bin/python}
+W=${WORKERS:-1}
+OUT=${OUT:-runs/compact_hardened}
+AGENTS=${AGENTS:?set AGENTS to the training run folders whose episodes train the critic}
+HELD_OUT=${HELD_OUT:-}
+HORIZON=${HORIZON:-80}
+# agents: the whole episode (no early stop), action noise drawn from [0, 0.3] per episode
+AGENT=(--env Lift --robot Panda --failure-rate 0 --noise 0.3 --horizon "$HORIZON" --frame-every 5
+       --post-success-steps -1 --post-failure-steps -1 --workers "$W")
+
+train_dirs=() eval_dirs=()
+i=0
+for run in $AGENTS; do  # seed ranges apart so that episode ids never collide across agents
+    name=agent_$(basename "$run")
+    $PY scripts/collect.py --policy "$run" "${AGENT[@]}" --episodes 40 --seed $((i * 1000)) --out "data/$name"
+    $PY scripts/collect.py --policy "$run" "${AGENT[@]}" --episodes 10 --seed $((500000 + i * 1000)) \
+        --out "data/eval_$name"
+    train_dirs+=("data/$name") eval_dirs+=("data/eval_$name")
+    i=$((i + 1))
+done
+for run in $HELD_OUT; do
+    name=agent_$(basename "$run")
+    $PY scripts/collect.py --policy "$run" "${AGENT[@]}" --episodes 10 --seed $((500000 + i * 1000)) \
+        --out "data/heldout_$name"
+    eval_dirs+=("data/heldout_$name")
+    i=$((i + 1))
+done
+# a third of the default critic's scripted Lift data (the same episodes: collection is deterministic), so
+# fine-tuning does not forget scripted rollouts; and its held-out scripted Lift data
+$PY scripts/collect.py --env Lift --robot Panda IIWA --episodes 50 --seed 0 --failure-rate 0.5 \
+    --workers "$W" --out data/train_lift
+$PY scripts/collect.py --env Lift --robot Panda IIWA --episodes 20 --seed 100000 --failure-rate 0.5 \
+    --frame-every 10 --workers "$W" --out data/eval_lift
+
+RESUME=()
+[ -f "$OUT/train_state.pt" ] && RESUME=(--resume)
+$PY scripts/train_critic.py compact --init default --data "${train_dirs[@]}" data/train_lift --out "$OUT" \
+    --epochs 12 --lr 5e-4 --seed 0 --failure-weight 1.0 "${RESUME[@]}"
+
+for critic in default hardened; do
+    ckpt=()
+    [ "$critic" = hardened ] && ckpt=(--checkpoint "$OUT")
+    $PY scripts/eval_critic.py --critic compact "${ckpt[@]}" --data "${eval_dirs[@]}" data/eval_lift \
+        --split-by source --out "$OUT/eval_$critic"
+done
+$PY scripts/eval_critic.py --compare "$OUT/eval_default" "$OUT/eval_hardened" --names default hardened \
+    --out "$OUT"
