@@ -23,34 +23,38 @@ HORIZON=${HORIZON:-80}
 AGENT=(--env Lift --robot Panda --failure-rate 0 --noise 0.3 --horizon "$HORIZON" --frame-every 5
        --post-success-steps -1 --post-failure-steps -1 --workers "$W")
 
-train_dirs=() eval_dirs=()
+# training data: 40 episodes of each agent (seed ranges apart, so that episode ids never collide) and a
+# third of the default critic's scripted Lift data (the same episodes: collection is deterministic), so that
+# fine-tuning does not forget scripted rollouts
+train_dirs=()
 i=0
-for run in $AGENTS; do  # seed ranges apart so that episode ids never collide across agents
-    name=agent_$(basename "$run")
-    $PY scripts/collect.py --policy "$run" "${AGENT[@]}" --episodes 40 --seed $((i * 1000)) --out "data/$name"
-    $PY scripts/collect.py --policy "$run" "${AGENT[@]}" --episodes 10 --seed $((500000 + i * 1000)) \
-        --out "data/eval_$name"
-    train_dirs+=("data/$name") eval_dirs+=("data/eval_$name")
+for run in $AGENTS; do
+    $PY scripts/collect.py --policy "$run" "${AGENT[@]}" --episodes 40 --seed $((i * 1000)) \
+        --out "data/agent_$(basename "$run")"
+    train_dirs+=("data/agent_$(basename "$run")")
     i=$((i + 1))
 done
-for run in $HELD_OUT; do
-    name=agent_$(basename "$run")
-    $PY scripts/collect.py --policy "$run" "${AGENT[@]}" --episodes 10 --seed $((500000 + i * 1000)) \
-        --out "data/heldout_$name"
-    eval_dirs+=("data/heldout_$name")
-    i=$((i + 1))
-done
-# a third of the default critic's scripted Lift data (the same episodes: collection is deterministic), so
-# fine-tuning does not forget scripted rollouts; and its held-out scripted Lift data
 $PY scripts/collect.py --env Lift --robot Panda IIWA --episodes 50 --seed 0 --failure-rate 0.5 \
     --workers "$W" --out data/train_lift
-$PY scripts/collect.py --env Lift --robot Panda IIWA --episodes 20 --seed 100000 --failure-rate 0.5 \
-    --frame-every 10 --workers "$W" --out data/eval_lift
 
 RESUME=()
 [ -f "$OUT/train_state.pt" ] && RESUME=(--resume)
 $PY scripts/train_critic.py compact --init default --data "${train_dirs[@]}" data/train_lift --out "$OUT" \
     --epochs 12 --lr 5e-4 --seed 0 --failure-weight 1.0 "${RESUME[@]}"
+
+# held-out data: 10 new episodes of each agent, 10 of each HELD_OUT agent, the default critic's scripted
+# Lift evaluation episodes
+eval_dirs=()
+i=0
+for run in $AGENTS $HELD_OUT; do
+    kind=eval; [[ " $AGENTS " == *" $run "* ]] || kind=heldout
+    $PY scripts/collect.py --policy "$run" "${AGENT[@]}" --episodes 10 --seed $((500000 + i * 1000)) \
+        --out "data/${kind}_agent_$(basename "$run")"
+    eval_dirs+=("data/${kind}_agent_$(basename "$run")")
+    i=$((i + 1))
+done
+$PY scripts/collect.py --env Lift --robot Panda IIWA --episodes 20 --seed 100000 --failure-rate 0.5 \
+    --frame-every 10 --workers "$W" --out data/eval_lift
 
 for critic in default hardened; do
     ckpt=()
