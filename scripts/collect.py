@@ -78,6 +78,10 @@ def main() -> int:
                         step_delay=args.step_delay)
     if args.policy != "scripted" and args.failure_rate > 0:
         raise ConfigError(f"--policy {args.policy} injects no failures: pass --failure-rate 0")
+    if cfg.trained_policy:  # an unfinished run or a missing checkpoint: one error now, not one per episode
+        from policies.sb3 import run_files
+
+        run_files(args.policy, args.policy_steps)
     if args.synthetic:
         plan = plan_episodes(args.env, args.robot, args.episodes, args.seed, args.failure_rate, args.noise,
                              args.failure_modes, modes_for_task=lambda task: ["drop"])
