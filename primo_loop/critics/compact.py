@@ -34,6 +34,8 @@ from primo_loop.types import CriticQuery, CriticVerdict
 logger = logging.getLogger(__name__)
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "compact"
+#: Checkpoints shipped with the package, by name: ``checkpoint="hardened"`` (``./hardened`` is a folder).
+SHIPPED = {"default": DEFAULT_CHECKPOINT, "hardened": DEFAULT_CHECKPOINT.parent / "compact_hardened"}
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "weights.pt"
 ARCH_VERSION = 1
 ROLE_INITIAL, ROLE_CLIP, ROLE_CURRENT = 0, 1, 2
@@ -215,6 +217,13 @@ def text_batch(instructions: Sequence[str], buckets: int):
     return torch.tensor(ids, dtype=torch.long), torch.tensor(offsets, dtype=torch.long)
 
 
+def resolve_checkpoint(checkpoint: str | os.PathLike | None) -> Path:
+    """A checkpoint folder from a shipped name (:data:`SHIPPED`; None is ``"default"``) or a path."""
+    if checkpoint is None:
+        return DEFAULT_CHECKPOINT
+    return SHIPPED.get(str(checkpoint), Path(checkpoint))
+
+
 def checkpoint_paths(path: str | os.PathLike) -> tuple[Path, Path]:
     """``(config.json, weights.pt)`` of a checkpoint folder."""
     p = Path(path)
@@ -295,7 +304,9 @@ class CompactCritic:
     """The compact learned critic behind the :class:`~primo_loop.critics.base.Critic` protocol.
 
     Args:
-        checkpoint: checkpoint folder; default: the embedded one in ``primo_loop/assets/compact/``.
+        checkpoint: checkpoint folder, or the name of a shipped one: ``"default"`` (the embedded default in
+            ``primo_loop/assets/compact/``, also what None gives) or ``"hardened"`` (the default fine-tuned on
+            trained agents' rollouts, ``primo_loop/assets/compact_hardened/``; docs/critic.md).
         device: torch device ("cpu" by default).
         threads: torch intra-op threads to use (None leaves torch's setting).
         **expect: architecture fields the caller requires (e.g. ``image_size=64``); a checkpoint whose config
@@ -310,7 +321,7 @@ class CompactCritic:
     def __init__(self, checkpoint: str | os.PathLike | None = None, device: str = "cpu",
                  threads: int | None = None, **expect: Any):
         torch = _torch()
-        self.checkpoint = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
+        self.checkpoint = resolve_checkpoint(checkpoint)
         if threads is not None:
             torch.set_num_threads(int(threads))
         expected = None

@@ -548,8 +548,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt")
     p.add_argument("--init", metavar="CKPT", default=None,
-                   help="fine-tune: start from this checkpoint's weights (and architecture); 'default' is the "
-                        "embedded critic. Its validation score is epoch 0, kept unless an epoch beats it")
+                   help="fine-tune: start from this checkpoint's weights (and architecture), a folder or a shipped "
+                        "name (default, hardened). Its validation score is epoch 0, kept unless an epoch beats it")
     p.add_argument("--batch-episodes", type=int, default=d.batch_episodes)
     p.add_argument("--queries-per-episode", type=int, default=d.queries_per_episode)
     p.add_argument("--lr", type=float, default=d.lr)
@@ -578,10 +578,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _init_architecture(args: argparse.Namespace, flags: CompactConfig) -> CompactConfig:
     """The architecture of ``--init``'s checkpoint (``args.init`` is resolved in place); architecture flags
     left at their defaults follow it, one set to something else is an error (the weights could not load)."""
-    from primo_loop.critics.compact import DEFAULT_CHECKPOINT, checkpoint_paths
+    from primo_loop.critics.compact import checkpoint_paths, resolve_checkpoint
 
-    if args.init == "default":
-        args.init = str(DEFAULT_CHECKPOINT)
+    args.init = str(resolve_checkpoint(args.init))
     cfg_path, _ = checkpoint_paths(args.init)
     if not cfg_path.is_file():
         raise CheckpointError(f"--init {args.init}: no compact-critic checkpoint there ({cfg_path} missing)")
