@@ -146,3 +146,72 @@ def write_episode(rec: EpisodeRecord, out_dir: str | Path, index: int, *, horizo
                              end_step=end["step"] if end else None, end_reason=end["reason"] if end else None)
     video = write_video(out_dir / f"{stem}.mp4", np.stack(frames), fps=fps)
     return {"log": log_path, "video": video}
+
+
+def read_episode_log(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of an ``episode_NNN.jsonl`` written by :func:`write_episode`."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def compare_rollouts(folders: dict[str, str | Path], out: str | Path | None = None) -> dict[str, Any]:
+    """Several critics on the same episodes: rollout folders of one policy, seeds and horizon that differ only
+    in the critic (with the critic's terminations off, so every run sees the same states). Returns each
+    critic's per-episode critic-vs-oracle MAE and, with ``out``, plots every episode's oracle progress and
+    each critic's answers.
+
+    Raises:
+        ConfigError: fewer than two folders, a folder without episode logs, or runs whose oracle progress
+            differs (they did not see the same episodes, so the comparison would mean nothing).
+    """
+    from primo_loop.errors import ConfigError
+
+    if len(folders) < 2:
+        raise ConfigError(f"Expected at least two rollout folders to compare, actually: {len(folders)}")
+    logs = {}
+    for name, folder in folders.items():
+        paths = sorted(Path(folder).glob("episode_*.jsonl"))
+        if not paths:
+            raise ConfigError(f"{folder}: no episode_*.jsonl logs (a --out folder of scripts/rollout.py)")
+        logs[name] = [read_episode_log(p) for p in paths]
+    (first, ref), *rest = logs.items()
+    for name, episodes in rest:
+        if len(episodes) != len(ref) or any([r["oracle_progress"] for r in a] != [r["oracle_progress"] for r in b]
+                                            for a, b in zip(ref, episodes)):
+            raise ConfigError(f"{folders[first]} and {folders[name]} did not roll out the same episodes (their "
+                              "oracle progress differs): compare runs of one policy, seeds and horizon, with the "
+                              "critic's terminations off (--tracker-option terminate=false)")
+    result: dict[str, Any] = {"folders": {n: str(f) for n, f in folders.items()}, "episodes": len(ref), "mae": {}}
+    for name, episodes in logs.items():
+        result["mae"][name] = [float(np.mean([abs(r["critic_progress"] - r["oracle_progress"]) * 100 for r in ep
+                                              if r["queried"] and r["critic_progress"] is not None] or [math.nan]))
+                               for ep in episodes]
+    if out is not None:
+        result["plot"] = str(_plot_compared(logs, Path(out)))
+    return result
+
+
+def _plot_compared(logs: dict[str, list[list[dict[str, Any]]]], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ref = next(iter(logs.values()))
+    fig, axes = plt.subplots(1, len(ref), figsize=(3.6 * len(ref), 3.0), sharey=True, squeeze=False)
+    for i, ax in enumerate(axes[0]):
+        ax.plot([r["step"] for r in ref[i]], [100 * r["oracle_progress"] for r in ref[i]], color="black",
+                lw=2, label="oracle")
+        for k, (name, episodes) in enumerate(logs.items()):
+            q = [r for r in episodes[i] if r["queried"] and r["critic_progress"] is not None]
+            ax.plot([r["step"] for r in q], [100 * r["critic_progress"] for r in q], marker="o", ms=3,
+                    color=f"C{k + 1}", label=name)
+        ax.set_title(f"episode {i}", fontsize=9)
+        ax.set_xlabel("env step")
+        ax.set_ylim(-5, 105)
+    axes[0][0].set_ylabel("progress (0-100)")
+    axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

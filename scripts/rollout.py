@@ -3,6 +3,7 @@
 
     python scripts/rollout.py --env Lift --robot Panda --policy scripted --inject-failure drop --out runs/drop
     python scripts/rollout.py --env Lift --policy runs/sac_demos --policy-steps 4000 --out runs/watch  # a trained agent
+    python scripts/rollout.py --compare runs/watch runs/watch_tuned --names default tuned --out runs/cmp
 
 Per episode: ``episode_NNN.mp4`` (what the critic saw, with critic and oracle progress drawn over it),
 ``episode_NNN.jsonl`` (one object per step); and ``summary.json`` for the run.
@@ -47,11 +48,33 @@ def build_parser() -> argparse.ArgumentParser:
                    help="end an episode once success has held this many steps (-1: run to the horizon)")
     p.add_argument("--no-video", action="store_true", help="skip the mp4 (logs only)")
     p.add_argument("--out", default="runs/rollout", help="output folder")
+    p.add_argument("--compare", nargs="+", default=[], metavar="ROLLOUT_DIR",
+                   help="no rollout: plot the critics of earlier runs of the same episodes (same policy, seeds and "
+                        "horizon, --tracker-option terminate=false) against the oracle: OUT/critics_compared.png")
+    p.add_argument("--names", nargs="+", default=None, help="legend names for --compare (default: folder names)")
     return p
+
+
+def compare(args: argparse.Namespace) -> int:
+    from primo_loop.errors import ConfigError
+    from primo_loop.rollout import compare_rollouts
+
+    names = args.names or [Path(d).name for d in args.compare]
+    if len(names) != len(args.compare) or len(set(names)) != len(names):
+        raise ConfigError(f"Expected one distinct --names entry per --compare folder, actually: {names} for "
+                          f"{len(args.compare)} folders")
+    result = compare_rollouts(dict(zip(names, args.compare)), writable_dir(args.out) / "critics_compared.png")
+    (Path(args.out) / "critics_compared.json").write_text(json.dumps(result, indent=1))
+    for name, maes in result["mae"].items():
+        print(f"{name}: critic-vs-oracle MAE per episode " + ", ".join(f"{m:.1f}" for m in maes))
+    print(f"plot: {result['plot']}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.compare:
+        return compare(args)
     from primo_loop.critics import available_critics, default_critic_name
     from primo_loop.errors import ConfigError, UnsupportedError, check_choice
 

@@ -73,3 +73,28 @@ def test_cli_helpers(tmp_path):
     f.write_text("")
     with pytest.raises(ConfigError, match="cannot write"):
         writable_dir(f / "sub")
+
+
+def test_critics_compared_on_the_same_episodes(tmp_path):
+    """Two critics watching the same two episodes: the exact one scores MAE 0, one that overrates by 20 points
+    (capped at 100) scores between 0 and 20; runs of other episodes are refused; the plot is written."""
+    from primo_loop.rollout import compare_rollouts
+    from primo_loop.types import CriticVerdict
+
+    def run(folder, critic, speed=0.5):
+        env = CriticInTheLoop(ProgressEnv(horizon=30, size=32), critic=critic, critic_every=5, terminate=False)
+        for i, seed in enumerate((0, 1)):
+            write_episode(run_episode(env, Forward(speed), seed=seed, stop_after_success=3), tmp_path / folder, i)
+        return tmp_path / folder
+
+    over = ScriptedCritic(lambda q: CriticVerdict(progress=min(1.0, q.privileged["progress"] + 0.2)))
+    exact, high = run("exact", ScriptedCritic()), run("high", over)
+    result = compare_rollouts({"exact": exact, "high": high}, tmp_path / "cmp" / "plot.png")
+    assert result["episodes"] == 2 and result["mae"]["exact"] == [0.0, 0.0]
+    assert all(0 < m <= 20 + 1e-6 for m in result["mae"]["high"])
+    assert (tmp_path / "cmp" / "plot.png").stat().st_size > 1000
+    slow = run("slow", ScriptedCritic(), speed=0.3)
+    with pytest.raises(ConfigError, match="did not roll out the same episodes"):
+        compare_rollouts({"exact": exact, "slow": slow})
+    with pytest.raises(ConfigError, match="no episode_"):
+        compare_rollouts({"exact": exact, "empty": tmp_path})

@@ -135,8 +135,12 @@ class EpisodeArrays:
 
 def load_episodes(dirs: Sequence[str | os.PathLike], image_size: int, tasks: Sequence[str] | None = None,
                   robots: Sequence[str] | None = None, progress_bar: bool = False) -> tuple[list[EpisodeArrays], int]:
-    """Load every usable episode of ``dirs`` into memory. Returns ``(episodes, skipped)``."""
-    out, skipped = [], 0
+    """Load every usable episode of ``dirs`` into memory. Returns ``(episodes, skipped)``.
+
+    An episode id already loaded from an earlier folder (two collections with overlapping seeds) is kept as
+    ``<folder name>/<id>``, so the validation ids a checkpoint records name one episode each.
+    """
+    out, skipped, seen = [], 0, set()
     for d in dirs:
         ds = EpisodeDataset(d, tasks=tasks, robots=robots)
         ids = ds.ids
@@ -150,6 +154,11 @@ def load_episodes(dirs: Sequence[str | os.PathLike], image_size: int, tasks: Seq
             if ep is None:
                 continue
             m = ep.meta
+            if eid in seen:
+                logger.warning("episode id %s is in more than one dataset; the one in %s is recorded as %s/%s",
+                               eid, d, Path(d).name, eid)
+                eid = f"{Path(d).name}/{eid}"
+            seen.add(eid)
             out.append(EpisodeArrays(
                 episode_id=eid, instruction=m["instruction"], task=str(m.get("task")), robot=str(m.get("robot")),
                 frames=resize_frames(ep.frames, image_size), frame_steps=np.asarray(ep.frame_steps),

@@ -107,6 +107,23 @@ def test_default_checkpoint_loads_and_scores():
     assert size < 10 * 2 ** 20  # "a few MB"
 
 
+def test_shipped_checkpoints_load_by_name(tmp_path, monkeypatch):
+    """``checkpoint="hardened"`` is the shipped fine-tune (its own weights and report), ``"default"`` the
+    embedded default; a folder of the same name is reached as ``./hardened``."""
+    from primo_loop.critics.compact import SHIPPED
+
+    hardened, default = make_critic("compact", checkpoint="hardened"), make_critic("compact", checkpoint="default")
+    assert hardened.checkpoint == SHIPPED["hardened"] and default.checkpoint == DEFAULT_CHECKPOINT
+    assert hardened.report_path.is_file() and hardened.config.train_info["init"].endswith("assets/compact")
+    w_h, w_d = hardened.model.state_dict(), default.model.state_dict()
+    assert w_h.keys() == w_d.keys() and any(not torch.equal(w_h[k], w_d[k]) for k in w_h)
+    q = _queries(1, size=128)
+    assert hardened.assess(q)[0].progress != default.assess(q)[0].progress
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CheckpointError, match="hardened"):
+        make_critic("compact", checkpoint="./hardened")
+
+
 def test_hashing_is_stable_across_processes():
     code = "from primo_loop.critics.compact import hash_tokens; print(hash_tokens('pick up the cube', 2048))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -131,3 +131,14 @@ def test_training_batches_use_each_episodes_stride(data):
     rng = np.random.default_rng(0)
     sizes = {len(batcher.build([0], rng, train=True)["progress"]) for _ in range(30)}
     assert min(sizes) >= 3 and len(sizes) > 1
+
+
+def test_an_episode_id_in_two_datasets_is_recorded_by_folder(data, tmp_path):
+    import shutil
+
+    other = tmp_path / "copy"
+    shutil.copytree(data, other)
+    eps, _ = load_episodes([data, other], 32)
+    ids = [e.episode_id for e in eps]
+    assert len(ids) == 48 and len(set(ids)) == 48
+    assert ids[24:] == [f"copy/{i}" for i in ids[:24]]
