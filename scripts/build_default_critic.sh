@@ -2,11 +2,7 @@
 # Rebuild the embedded default compact critic (primo_loop/assets/compact/) and its report, from scratch.
 # Datasets go under data/ (git-ignored). About 45 min of collection and 8-15 min of training on 2 CPU cores;
 # see docs/critic.md. Each step resumes if interrupted: run the script again.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-export OMP_NUM_THREADS=1 MUJOCO_GL=${MUJOCO_GL:-egl} PRIMO_LOG_LEVEL=${PRIMO_LOG_LEVEL:-INFO}
-PY=${PY:-.venv/bin/python}
-W=${WORKERS:-2}
+WORKERS_DEFAULT=2 source "$(dirname "$0")/_env.sh"
 OUT=${OUT:-runs/compact_default}
 
 # training data: scripted rollouts, half of them with an injected failure

@@ -9,12 +9,9 @@
 # AGENTS: run folders of scripts/train_agent.py on Lift (Panda) whose episodes train the critic (40 each) and
 #   score it (10 new episodes each); HELD_OUT: run folders whose episodes only score it (an agent the critic
 #   never saw). Datasets go under data/ (git-ignored), the checkpoint and reports under $OUT. Every step
-#   resumes if interrupted: run the script again. About 40 minutes on one free core.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-export OMP_NUM_THREADS=1 MUJOCO_GL=${MUJOCO_GL:-egl} PRIMO_LOG_LEVEL=${PRIMO_LOG_LEVEL:-INFO}
-PY=${PY:-.venv/bin/python}
-W=${WORKERS:-1}
+#   resumes if interrupted: run the script again. About 35 minutes with one worker (measured while two
+# training runs shared the machine's 2 cores).
+WORKERS_DEFAULT=1 source "$(dirname "$0")/_env.sh"
 OUT=${OUT:-runs/compact_hardened}
 AGENTS=${AGENTS:?set AGENTS to the training run folders whose episodes train the critic}
 HELD_OUT=${HELD_OUT:-}
