@@ -5,9 +5,10 @@ episodes and injected failures); the critic is scored on held-out humanoid episo
 
 1. **zero-shot**: the given checkpoint as it is;
 2. **fine-tuned**: the compact trainer (:func:`primo_loop.training.compact.main`) run on the original training
-   data with a few humanoid episodes mixed in. The trainer has no ``--init`` (warm start) option, so this
-   "fine-tune" trains a new critic from scratch on the mixed data; ``--base-data`` must be the data the
-   zero-shot checkpoint was trained on for the comparison to isolate the humanoid episodes.
+   data with a few humanoid episodes mixed in. By default this "fine-tune" trains a new critic from scratch
+   on the mixed data (how the committed results were made); ``--base-data`` must be the data the zero-shot
+   checkpoint was trained on for the comparison to isolate the humanoid episodes. With
+   ``--train-arg=--init=CKPT`` it starts from that checkpoint's weights instead: a fine-tune proper.
 
 Everything resumes: collection skips episodes already on disk, training resumes from its ``train_state.pt``.
 Output folder: ``data/humanoid_{train,eval}``, ``zero_shot/`` and ``finetuned_eval/`` (evaluator reports),
@@ -96,7 +97,7 @@ def run_sim2real(cfg: Sim2RealConfig) -> dict[str, Any]:
     """Collect, score zero-shot, fine-tune, score again; returns and writes the comparison."""
     if not cfg.base_data:
         raise ConfigError("Expected --base-data: the dataset(s) the zero-shot critic was trained on; fine-tuning "
-                          "trains on them with the humanoid episodes mixed in (the trainer has no warm start)")
+                          "trains on them with the humanoid episodes mixed in")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     train_dir = collect_humanoid(cfg, "humanoid_train", cfg.train_episodes, cfg.seed)
@@ -120,6 +121,17 @@ def run_sim2real(cfg: Sim2RealConfig) -> dict[str, Any]:
     return result
 
 
+def _how_tuned(train_args: Sequence[str]) -> str:
+    """"training from scratch", or "training from CKPT's weights" when the trainer got ``--init``."""
+    args = list(train_args)
+    for i, a in enumerate(args):
+        if a.startswith("--init="):
+            return f"training from {a.split('=', 1)[1]}'s weights"
+        if a == "--init" and i + 1 < len(args):
+            return f"training from {args[i + 1]}'s weights"
+    return "training from scratch"
+
+
 def report_markdown(result: dict[str, Any]) -> str:
     """Zero-shot vs fine-tuned metrics as a markdown table."""
     from primo_loop.evaluate import metric_table
@@ -127,6 +139,7 @@ def report_markdown(result: dict[str, Any]) -> str:
     c = result["config"]
     lines = [f"# {c['task']} on {c['robot']}: compact critic zero-shot vs fine-tuned", "",
              f"{c['train_episodes']} humanoid episodes mixed into training, {c['eval_episodes']} held-out humanoid "
-             "episodes scored (fine-tuning = training from scratch on base data + humanoid episodes).", "",
+             f"episodes scored (fine-tuning = {_how_tuned(c.get('train_args') or [])} on base data + humanoid "
+             "episodes).", "",
              *metric_table({"zero-shot": result["zero_shot"], "fine-tuned": result["finetuned"]})]
     return "\n".join(lines) + "\n"

@@ -37,4 +37,16 @@ def test_synthetic_end_to_end(tmp_path):
     result = json.loads((out / "sim2real.json").read_text())
     assert result["zero_shot"]["episodes"] == 4 == result["finetuned"]["episodes"]
     assert str(out / "data" / "humanoid_train") in result["trainer_argv"]
-    assert "| MAE (0-100) |" in (out / "sim2real.md").read_text()
+    text = (out / "sim2real.md").read_text()
+    assert "| MAE (0-100) |" in text and "fine-tuning = training from scratch" in text
+
+
+def test_the_report_says_how_the_critic_was_tuned():
+    from primo_loop.sim2real import report_markdown
+
+    split = {"episodes": 4, "progress": {"mae": 10.0}}
+    result = {"config": {"task": "Lift", "robot": "GR1ArmsOnly", "train_episodes": 3, "eval_episodes": 4,
+                         "train_args": ["--epochs=1", "--init=default"]}, "zero_shot": split, "finetuned": split}
+    assert "fine-tuning = training from default's weights" in report_markdown(result)
+    result["config"]["train_args"] = ["--init", "ckpt"]
+    assert "training from ckpt's weights" in report_markdown(result)
