@@ -70,7 +70,8 @@ class TrainConfig:
         threads: torch intra-op threads (None: torch's default, which follows OMP_NUM_THREADS).
         tasks / robots: train only on these (default: everything in the data).
         max_minutes: stop after the epoch during which this much wall time has passed.
-        init: warm start from this checkpoint folder (fine-tuning); ``model`` must match its architecture.
+        init: warm start from this checkpoint (a folder or a shipped name, e.g. "default"; fine-tuning);
+            ``model`` must match its architecture.
             Its weights are scored on the validation episodes first, as epoch 0, and stay the checkpoint
             unless an epoch beats them.
         model: architecture (CompactConfig fields).
@@ -498,9 +499,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress_bar: bool = True,
 def _warm_start(model, cfg: TrainConfig, batcher: Batcher, val_idx: Sequence[int],
                 episodes: Sequence[EpisodeArrays], train_idx: Sequence[int], out: Path) -> dict[str, Any]:
     """Load ``cfg.init``'s weights into ``model``, score them as epoch 0 and save them as the first best."""
-    from primo_loop.critics.compact import load_checkpoint
+    from primo_loop.critics.compact import load_checkpoint, resolve_checkpoint
 
-    _, start = load_checkpoint(cfg.init, expect=cfg.model)  # CheckpointError names any architecture difference
+    # a folder or a shipped name; CheckpointError names any architecture difference
+    _, start = load_checkpoint(resolve_checkpoint(cfg.init), expect=cfg.model)
     model.load_state_dict(start.state_dict())
     rec = {"epoch": 0, "init": str(cfg.init),
            **(evaluate_batches(model, batcher, val_idx, cfg) if val_idx else {"val_score": math.inf})}

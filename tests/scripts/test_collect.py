@@ -152,6 +152,10 @@ def test_collect_the_states_a_trained_agent_visits(tmp_path, lift_agent):
                           "--failure-rate", "0", "--out", str(tmp_path / "x")], env=ENV, capture_output=True,
                          text=True, timeout=120)
     assert res.returncode == 2 and "no checkpoint at 30 steps" in res.stderr, res.stderr[-1000:]
+    res = subprocess.run([sys.executable, str(SCRIPT), "--policy", str(lift_agent), "--robot", "Sawyer",
+                          "--failure-rate", "0", "--out", str(tmp_path / "x")], env=ENV, capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 2 and "pass --env Lift --robot Panda" in res.stderr, res.stderr[-1000:]
     with pytest.raises(ConfigError, match="needs `policy` to be a training run folder"):
         CollectConfig(policy_steps=20)
 

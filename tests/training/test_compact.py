@@ -98,6 +98,8 @@ def test_fine_tuning_starts_from_the_checkpoint(data, tmp_path, capsys):
         main(["--data", str(data), "--out", str(tmp_path / "x"), "--init", str(tmp_path / "base"), "--dim", "64"])
     with pytest.raises(CheckpointError, match="no compact-critic checkpoint"):
         main(["--data", str(data), "--out", str(tmp_path / "x"), "--init", str(tmp_path / "nothing")])
+    with pytest.raises(CheckpointError, match="image_size: requested 32, checkpoint 64"):  # a shipped name
+        train(_cfg(data, tmp_path / "y", 1, init="default"), progress_bar=False)
 
 
 def test_cli_entry(data, tmp_path, capsys):
