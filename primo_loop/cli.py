@@ -50,6 +50,20 @@ def writable_dir(path: str | Path) -> Path:
     return path
 
 
+def named_folders(folders: Sequence[str], names: Sequence[str] | None) -> dict[str, str]:
+    """``{name: folder}`` for a ``--compare`` option: ``--names`` gives one distinct name per folder, else each
+    folder's own name is used.
+
+    Raises:
+        ConfigError: not one distinct name per folder.
+    """
+    names = list(names) if names else [Path(f).name for f in folders]
+    if len(names) != len(folders) or len(set(names)) != len(names):
+        raise ConfigError(f"Expected one distinct --names entry per --compare folder, actually: {names} for "
+                          f"{len(folders)} folders")
+    return dict(zip(names, folders))
+
+
 def run(main: Callable[[], int | None]) -> None:
     """Run a script's ``main``; bad input (unknown names, impossible combinations, bad options) exits
     with status 2 and one line on stderr; Ctrl-C exits with 130 after whatever ``main`` saved."""

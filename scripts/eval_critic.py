@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from primo_loop.cli import parse_options, run, writable_dir  # noqa: E402
+from primo_loop.cli import named_folders, parse_options, run, writable_dir  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,12 +55,8 @@ def compare(args: argparse.Namespace) -> int:
     from primo_loop.errors import ConfigError
     from primo_loop.evaluate import compare_reports
 
-    names = args.names or [Path(d).name for d in args.compare]
-    if len(names) != len(args.compare) or len(set(names)) != len(names):
-        raise ConfigError(f"Expected one distinct --names entry per --compare folder, actually: {names} for "
-                          f"{len(args.compare)} folders")
     reports = {}
-    for name, folder in zip(names, args.compare):
+    for name, folder in named_folders(args.compare, args.names).items():
         path = Path(folder) / "report.json"
         if not path.is_file():
             raise ConfigError(f"{path} not found: --compare takes report folders of scripts/eval_critic.py")

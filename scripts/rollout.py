@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from primo_loop.cli import parse_options, run, writable_dir  # noqa: E402
+from primo_loop.cli import named_folders, parse_options, run, writable_dir  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,14 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def compare(args: argparse.Namespace) -> int:
-    from primo_loop.errors import ConfigError
     from primo_loop.rollout import compare_rollouts
 
-    names = args.names or [Path(d).name for d in args.compare]
-    if len(names) != len(args.compare) or len(set(names)) != len(names):
-        raise ConfigError(f"Expected one distinct --names entry per --compare folder, actually: {names} for "
-                          f"{len(args.compare)} folders")
-    result = compare_rollouts(dict(zip(names, args.compare)), writable_dir(args.out) / "critics_compared.png")
+    result = compare_rollouts(named_folders(args.compare, args.names), writable_dir(args.out) / "critics_compared.png")
     (Path(args.out) / "critics_compared.json").write_text(json.dumps(result, indent=1))
     for name, maes in result["mae"].items():
         print(f"{name}: critic-vs-oracle MAE per episode " + ", ".join(f"{m:.1f}" for m in maes))

@@ -1,6 +1,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import imageio.v2 as imageio
 import numpy as np
@@ -98,3 +102,14 @@ def test_critics_compared_on_the_same_episodes(tmp_path):
         compare_rollouts({"exact": exact, "slow": slow})
     with pytest.raises(ConfigError, match="no episode_"):
         compare_rollouts({"exact": exact, "empty": tmp_path})
+
+    root = Path(__file__).resolve().parents[1]
+    script = [sys.executable, str(root / "scripts" / "rollout.py"), "--compare", str(exact), str(high)]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    res = subprocess.run([*script, "--out", str(tmp_path / "cli")], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert res.returncode == 0 and "exact: critic-vs-oracle MAE per episode 0.0, 0.0" in res.stdout, res.stderr
+    assert json.loads((tmp_path / "cli" / "critics_compared.json").read_text())["mae"] == result["mae"]
+    res = subprocess.run([*script, "--names", "a", "a", "--out", str(tmp_path / "x")], capture_output=True,
+                         text=True, env=env, timeout=120)
+    assert res.returncode == 2 and "one distinct --names entry" in res.stderr, res.stderr
