@@ -20,9 +20,9 @@ HORIZON=${HORIZON:-80}
 AGENT=(--env Lift --robot Panda --failure-rate 0 --noise 0.3 --horizon "$HORIZON" --frame-every 5
        --post-success-steps -1 --post-failure-steps -1 --workers "$W")
 
-# training data: 40 episodes of each agent (seed ranges apart, so that episode ids never collide) and a
-# third of the default critic's scripted Lift data (the same episodes: collection is deterministic), so that
-# fine-tuning does not forget scripted rollouts
+# training data: 40 episodes of each agent (seed ranges apart from each other) and scripted Lift episodes
+# with the seeds of a third of the default critic's Lift data (re-collected on today's code: close to, not
+# identical with, the originals; docs/critic.md), so that fine-tuning does not forget scripted rollouts
 train_dirs=()
 i=0
 for run in $AGENTS; do
