@@ -10,8 +10,9 @@ One readable path from an :class:`AgentConfig` to a trained agent (:func:`train`
 * **logs**: TensorBoard under ``OUT/tb`` with ``critic/*`` scalars (:class:`CriticStatsCallback`), and
   ``OUT/eval.csv``: eval success rate (``info["is_success"]``, the task's own success, never the shaped
   reward) against env steps, from a separate env with no critic.
-* **checkpoints** under ``OUT/checkpoints`` (the SAC replay buffer with each), ``resume=True`` continues from
-  the newest readable one after a kill, ``OUT/final_model.zip`` and ``OUT/done.json`` at the end.
+* **checkpoints** under ``OUT/checkpoints`` (the SAC replay buffer with the newest ``keep_checkpoints``; every
+  checkpoint's policy stays), ``resume=True`` continues from the newest readable one after a kill,
+  ``OUT/final_model.zip`` and ``OUT/done.json`` at the end.
 * **demonstrations** (SAC, optional): ``demo_episodes`` scripted episodes per worker open the run
   (:mod:`policies.warmup`); :class:`policies.demo_sac.DemoSAC` keeps them in the replay buffer, draws
   ``demo_fraction`` of each batch from them and can clone them (``bc_steps``, ``bc_regularize``).
@@ -96,7 +97,8 @@ class AgentConfig:
         eval_every: evaluate every this many env steps (0: never).
         eval_episodes: episodes per evaluation.
         checkpoint_every: save a checkpoint every this many env steps (0: only at the end).
-        keep_checkpoints: newest checkpoints kept on disk (replay buffers are large).
+        keep_checkpoints: newest checkpoints whose replay buffers are kept (they are large); older checkpoints
+            keep only their policy (``TrainedPolicy(run, steps=N)``). Resuming needs a buffer, so it uses these.
         out: output folder.
         resume: continue from the newest readable checkpoint in ``out``.
         progress_bar: show a progress bar.
@@ -443,7 +445,7 @@ def _callbacks():
                 rec("critic/oracle_bias", float(np.mean(self.gap)))
 
     class PrunedCheckpoints(CheckpointCallback):
-        """SB3's CheckpointCallback that also deletes all but the newest ``keep`` checkpoints."""
+        """SB3's CheckpointCallback that also deletes the replay buffers of all but the newest ``keep``."""
 
         def __init__(self, *args: Any, keep: int = 2, **kwargs: Any):
             super().__init__(*args, **kwargs)
@@ -520,8 +522,9 @@ def list_checkpoints(folder: Path) -> list[tuple[int, Path]]:
 
 
 def prune_checkpoints(folder: Path, keep: int) -> None:
+    """Delete the replay buffers of all but the newest ``keep`` checkpoints. The policies stay (a few MB each
+    against ~70 MB for a buffer): a run's earlier agents remain there to watch or to collect episodes from."""
     for _, path in list_checkpoints(folder)[keep:]:
-        path.unlink(missing_ok=True)
         _buffer_path(path).unlink(missing_ok=True)
 
 

@@ -10,7 +10,8 @@
         --set learning_starts=1600 --critic-weight 10 --steps 20000 --out runs/sac_critic_demo
 
 Writes TensorBoard logs (``OUT/tb``, with ``critic/*``), ``OUT/eval.csv`` (eval success rate vs env steps),
-checkpoints with the SAC replay buffer (``OUT/checkpoints``), ``OUT/final_model.zip`` and ``OUT/done.json``.
+checkpoints (``OUT/checkpoints``: every one's policy, the newest two with the SAC replay buffer),
+``OUT/final_model.zip`` and ``OUT/done.json``.
 """
 from __future__ import annotations
 

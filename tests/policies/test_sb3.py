@@ -110,7 +110,10 @@ def test_training_survives_critic_faults_and_logs_them(tmp_path):
     rows = read_eval(out / "eval.csv")
     assert [r["timesteps"] for r in rows] == [150, 300] and all(0 <= r["success_rate"] <= 1 for r in rows)
     assert (out / "final_model.zip").is_file() and (out / "final_replay_buffer.pkl").is_file()
-    assert [s for s, _ in list_checkpoints(out / "checkpoints")] == [300, 200]  # pruned to the newest 2
+    # every policy stays; only the newest 2 keep their replay buffers
+    assert [s for s, _ in list_checkpoints(out / "checkpoints")] == [300, 200, 100]
+    assert sorted(p.name for p in (out / "checkpoints").glob("*replay_buffer*")) == [
+        "model_replay_buffer_200_steps.pkl", "model_replay_buffer_300_steps.pkl"]
 
     tags = set(tb_scalars(out))
     assert {"critic/queries", "critic/unreadable", "critic/errors", "critic/latency_ms",
