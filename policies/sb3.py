@@ -638,10 +638,19 @@ class TrainedPolicy:
         self.config = json.loads(config.read_text())
         if ":" in self.config["env"]:
             raise ConfigError(f"{run_dir} was trained on {self.config['env']!r}, not a robosuite task")
+        self.run_dir = Path(run_dir)
         self.path, _ = run_files(run_dir, steps)
         self.model = load_model(_algo_class(self.config["algo"]), self.path, device="cpu")
         self.noise = float(noise)
         self._rng = np.random.default_rng(seed)
+
+    def check_task(self, task: str, robot: str) -> None:
+        """Raise ConfigError unless the agent was trained on ``task`` with ``robot``."""
+        env, own = self.config["env"], self.config.get("robot", "Panda")
+        for name, asked, trained in (("env", task, env), ("robot", robot, own)):
+            if asked != trained:
+                raise ConfigError(f"{self.run_dir} was trained with --{name} {trained}: it was trained on {env} "
+                                  f"with {own}; pass --env {env} --robot {own}")
 
     def wrap_env(self, env: Any) -> Any:
         """The env with the action space the agent was trained in (position actions or the robot's own)."""

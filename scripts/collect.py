@@ -79,13 +79,12 @@ def main() -> int:
     if args.policy != "scripted" and args.failure_rate > 0:
         raise ConfigError(f"--policy {args.policy} injects no failures: pass --failure-rate 0")
     if cfg.trained_policy:  # an unfinished run, a missing checkpoint, another task: one error now, not per episode
-        from policies.sb3 import run_files
+        from policies.sb3 import TrainedPolicy
 
-        run_files(args.policy, args.policy_steps)
-        trained = json.loads((Path(args.policy) / "config.json").read_text())
-        on = (trained["env"], trained.get("robot", "Panda"))
-        if sorted(args.env) != [on[0]] or sorted(args.robot) != [on[1]]:
-            raise ConfigError(f"{args.policy} was trained on {on[0]} with {on[1]}: pass --env {on[0]} --robot {on[1]}")
+        trained = TrainedPolicy(args.policy, args.policy_steps)
+        for task in args.env:
+            for robot in args.robot:
+                trained.check_task(task, robot)
     if args.synthetic:
         plan = plan_episodes(args.env, args.robot, args.episodes, args.seed, args.failure_rate, args.noise,
                              args.failure_modes, modes_for_task=lambda task: ["drop"])

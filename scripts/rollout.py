@@ -87,10 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         from policies.sb3 import TrainedPolicy
 
         trained = TrainedPolicy(args.policy, args.policy_steps)
-        for name, value in (("env", task), ("robot", robot)):
-            if trained.config[name] != value:
-                raise ConfigError(f"{args.policy} was trained with --{name} {trained.config[name]}; "
-                                  f"pass --{name} {trained.config[name]}")
+        trained.check_task(task, robot)
         policy_name = str(trained.path)
     else:
         policy_name = check_choice("policy", args.policy, POLICIES)

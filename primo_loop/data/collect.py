@@ -197,10 +197,7 @@ def _trained_policy(spec: EpisodeSpec, cfg: CollectConfig):
 
         _TRAINED[key] = TrainedPolicy(cfg.policy, cfg.policy_steps)
     agent = _TRAINED[key]
-    trained_on = (agent.config["env"], agent.config.get("robot", "Panda"))
-    if trained_on != (spec.task, spec.robot):
-        raise ConfigError(f"{cfg.policy} was trained on {trained_on[0]} with {trained_on[1]}; this episode is "
-                          f"{spec.task} with {spec.robot}")
+    agent.check_task(spec.task, spec.robot)
     agent.noise = spec.noise
     agent.reset(seed=spec.seed)
     return agent
