@@ -33,7 +33,7 @@ import re
 import time
 import warnings
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,6 +90,10 @@ class AgentConfig:
         bc_steps: behaviour-cloning steps of the actor on the demonstrations before the first update [0].
         bc_regularize: a behaviour-cloning step on the demonstrations after every SAC update [False].
         tracker_options: any other :class:`~primo_loop.tracker.TrackerConfig` field (e.g. ``terminate``).
+        refresh_every: online critic refresh (:mod:`primo_loop.training.online`): every this many env steps,
+            fine-tune the compact critic on the agent's episodes (labelled from privileged sim state) and relabel
+            the replay buffer [0: off]. SAC with ``reward="critic"`` only.
+        refresh_options: any other :class:`~primo_loop.training.online.RefreshConfig` field (e.g. ``grad_steps``).
         steps: total env steps (over all workers).
         seed: random seed (workers get ``seed + i``; the eval env ``seed + 10_000``).
         workers: simulation worker processes.
@@ -122,6 +126,8 @@ class AgentConfig:
     bc_steps: int = 0
     bc_regularize: bool = False
     tracker_options: dict[str, Any] = field(default_factory=dict)
+    refresh_every: int = 0
+    refresh_options: dict[str, Any] = field(default_factory=dict)
     steps: int = 100_000
     seed: int = 0
     workers: int = 2
@@ -172,6 +178,17 @@ class AgentConfig:
         if not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
             raise ConfigError(f"Expected `n_steps` to be an integer >= 1, actually: {n_steps!r}")
         self.tracker_config()  # bad tracker options fail here, before any worker starts
+        if self.refresh_every or self.refresh_options:
+            if self.reward != "critic" or self.algo != "sac" or self.demo_episodes:
+                raise ConfigError("Online critic refresh (`refresh_every`) relabels a SAC replay buffer of critic "
+                                  "rewards: it needs --reward critic, --algo sac and no --demo-episodes")
+            self.refresh_config()
+
+    def refresh_config(self):
+        """The :class:`~primo_loop.training.online.RefreshConfig` of online critic refresh (seeded by the run)."""
+        from primo_loop.training.online import RefreshConfig
+
+        return RefreshConfig.from_options(**{"every": self.refresh_every, "seed": self.seed, **self.refresh_options})
 
     def tracker_config(self):
         """The :class:`~primo_loop.tracker.TrackerConfig` of the critic rewards (gamma shared with the agent)."""
@@ -232,6 +249,11 @@ def add_training_arguments(p: Any) -> None:
     p.add_argument("--bc-steps", type=int, default=0, help="behaviour-cloning steps on the demonstrations first")
     p.add_argument("--bc-regularize", action="store_true",
                    help="a behaviour-cloning step on the demonstrations after every SAC update")
+    p.add_argument("--refresh-every", type=int, default=0,
+                   help="online critic refresh: fine-tune the critic on the agent's episodes every N env steps and "
+                        "relabel the replay buffer (0: off)")
+    p.add_argument("--refresh-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="any RefreshConfig field, e.g. grad_steps=200")
     p.add_argument("--workers", type=int, default=2, help="simulation worker processes")
     p.add_argument("--horizon", type=int, default=200)
     p.add_argument("--eval-every", type=int, default=10_000, help="env steps between evaluations (0: off)")
@@ -247,9 +269,10 @@ def training_config_kwargs(args: Any) -> dict[str, Any]:
 
     names = ("env", "algo", "critic", "critic_every", "critic_weight", "shaping", "action", "demo_episodes",
              "demo_noise", "demo_fraction", "bc_steps", "bc_regularize", "workers", "horizon", "eval_every",
-             "eval_episodes", "checkpoint_every")
+             "eval_episodes", "checkpoint_every", "refresh_every")
     return {**{n: getattr(args, n) for n in names}, "critic_options": parse_options(args.critic_option),
-            "tracker_options": parse_options(args.tracker_option), "algo_kwargs": parse_options(args.set)}
+            "tracker_options": parse_options(args.tracker_option), "algo_kwargs": parse_options(args.set),
+            "refresh_options": parse_options(args.refresh_option)}
 
 
 def _algo_params(algo: str) -> set[str]:
@@ -474,17 +497,45 @@ def _callbacks():
             self.logger.record("eval/success_rate", success)
             return True
 
-    return CriticStatsCallback, PrunedCheckpoints, EvalLog
+    class CriticRefreshCallback(BaseCallback):
+        """Drives online critic refresh (:class:`~primo_loop.training.online.CriticRefresher`): tells it which
+        buffer row each step's transitions go to, lets it refresh and relabel when due, records ``refresh/*``
+        (and a row of ``OUT/refresh.csv``) per refresh, and saves its state next to each checkpoint. It must
+        run before the checkpoint callback, so a saved buffer and a saved state agree."""
+
+        def __init__(self, refresher: Any, csv_path: Path, save_freq: int, save_path: Path):
+            super().__init__()
+            self.refresher, self.csv_path = refresher, csv_path
+            self.save_freq, self.save_path = save_freq, save_path
+
+        def _on_step(self) -> bool:
+            wrapper = find_critic_wrapper(self.training_env)
+            rb = self.model.replay_buffer
+            stats = self.refresher.on_step(self.num_timesteps, rb.pos, list(self.locals["infos"]), rb.rewards,
+                                           running=list(wrapper.episode_ids))
+            if stats is not None:
+                for key, value in stats.items():
+                    self.logger.record(f"refresh/{key}", value)
+                row = {"timesteps": self.num_timesteps, **stats}
+                append_eval_row(self.csv_path, row, fields=list(row))
+            if self.save_freq and self.n_calls % self.save_freq == 0:
+                self.save_path.mkdir(parents=True, exist_ok=True)
+                from primo_loop.training.online import STATE_PREFIX
+
+                self.refresher.save(self.save_path / f"{STATE_PREFIX}_{self.num_timesteps}_steps.pt")
+            return True
+
+    return CriticStatsCallback, PrunedCheckpoints, EvalLog, CriticRefreshCallback
 
 
-def append_eval_row(path: Path, row: Mapping[str, Any]) -> None:
+def append_eval_row(path: Path, row: Mapping[str, Any], fields: Sequence[str] = EVAL_FIELDS) -> None:
     """Append a row to an eval CSV (header written on creation)."""
     new = not path.exists()
     with path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=EVAL_FIELDS)
+        writer = csv.DictWriter(f, fieldnames=list(fields))
         if new:
             writer.writeheader()
-        writer.writerow({k: row.get(k) for k in EVAL_FIELDS})
+        writer.writerow({k: row.get(k) for k in fields})
 
 
 def read_eval(path: str | Path) -> list[dict[str, float]]:
@@ -497,12 +548,17 @@ def read_eval(path: str | Path) -> list[dict[str, float]]:
 
 
 def truncate_eval(path: Path, timesteps: int) -> None:
-    """Drop eval rows after ``timesteps`` (they came from steps lost to a kill and will be redone)."""
-    rows = [r for r in read_eval(path) if r["timesteps"] <= timesteps]
-    if path.exists():
-        path.unlink()
+    """Drop rows of an eval (or refresh) CSV after ``timesteps`` (they came from steps lost to a kill and will
+    be redone). Values are rewritten as read (float text)."""
+    if not path.exists():
+        return
+    with path.open() as f:
+        reader = csv.DictReader(f)
+        fields = list(reader.fieldnames or EVAL_FIELDS)
+        rows = [r for r in reader if float(r["timesteps"]) <= timesteps]
+    path.unlink()
     for r in rows:
-        append_eval_row(path, {**r, "timesteps": int(r["timesteps"]), "episodes": int(r.get("episodes", 0))})
+        append_eval_row(path, r, fields)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -511,6 +567,13 @@ def truncate_eval(path: Path, timesteps: int) -> None:
 def _buffer_path(ckpt: Path) -> Path:
     steps = _CKPT_RE.match(ckpt.name).group(1)
     return ckpt.with_name(f"{CHECKPOINT_PREFIX}_replay_buffer_{steps}_steps.pkl")
+
+
+def _refresh_path(ckpt: Path) -> Path:
+    from primo_loop.training.online import STATE_PREFIX
+
+    steps = _CKPT_RE.match(ckpt.name).group(1)
+    return ckpt.with_name(f"{STATE_PREFIX}_{steps}_steps.pt")
 
 
 def list_checkpoints(folder: Path) -> list[tuple[int, Path]]:
@@ -526,6 +589,7 @@ def prune_checkpoints(folder: Path, keep: int) -> None:
     against ~70 MB for a buffer): a run's earlier agents remain there to watch or to collect episodes from."""
     for _, path in list_checkpoints(folder)[keep:]:
         _buffer_path(path).unlink(missing_ok=True)
+        _refresh_path(path).unlink(missing_ok=True)
 
 
 def load_model(cls: Any, path: str | Path, **kwargs: Any) -> Any:
@@ -549,6 +613,9 @@ def load_latest(cfg: AgentConfig, env: Any):
         buffer = _buffer_path(path)
         if cfg.algo == "sac" and not buffer.exists():
             log.warning("checkpoint %s has no replay buffer; trying an older one", path.name)
+            continue
+        if cfg.refresh_every and not _refresh_path(path).exists():
+            log.warning("checkpoint %s has no critic-refresh state; trying an older one", path.name)
             continue
         try:
             model = load_model(cls, path, env=env, device=cfg.device)
@@ -592,7 +659,7 @@ def _check_resume_config(out: Path, cfg: AgentConfig) -> None:
     if not saved_path.exists():
         return
     saved = json.loads(saved_path.read_text())
-    for key in ("env", "robot", "algo", "reward", "critic", "workers", "horizon", "seed", "action"):
+    for key in ("env", "robot", "algo", "reward", "critic", "workers", "horizon", "seed", "action", "refresh_every"):
         if key in saved and saved[key] != getattr(cfg, key):
             raise ConfigError(f"--resume with a different `{key}`: the run in {str(out)!r} used {saved[key]!r}, "
                               f"this command asks for {getattr(cfg, key)!r}; use a new --out or the same options.")
@@ -675,6 +742,27 @@ class TrainedPolicy:
 # ---------------------------------------------------------------------------------------------------------
 # Training
 # ---------------------------------------------------------------------------------------------------------
+def _refresher(cfg: AgentConfig, venv: Any, model: Any, resumed: bool):
+    """The online critic refresher of a run, restored from the checkpoint the model was loaded from."""
+    from primo_loop.training.online import STATE_PREFIX, CriticRefresher
+
+    wrapper = find_critic_wrapper(venv)
+    rb = model.replay_buffer
+    refresher = CriticRefresher(wrapper.critic, wrapper.trackers[0].config, cfg.refresh_config(),
+                                buffer_size=rb.buffer_size, n_envs=rb.n_envs)
+    if resumed:
+        path = Path(cfg.out) / "checkpoints" / f"{STATE_PREFIX}_{model.num_timesteps}_steps.pt"
+        refresher.load(path)
+        truncate_eval(Path(cfg.out) / "refresh.csv", model.num_timesteps)
+        log.info("critic refresh state restored from %s (%d refreshes, %d episodes)", path.name,
+                 refresher.refreshes, len(refresher.episodes))
+    else:
+        (Path(cfg.out) / "refresh.csv").unlink(missing_ok=True)
+    wrapper.next_episode_id = max(wrapper.next_episode_id, refresher.next_episode_id)
+    wrapper.episode_sink = refresher.add_episode
+    return refresher
+
+
 def train(cfg: AgentConfig, critic: Any | None = None) -> dict[str, Any]:
     """Train (or resume) an agent; returns the run summary also written to ``OUT/done.json``.
 
@@ -722,8 +810,13 @@ def train(cfg: AgentConfig, critic: Any | None = None) -> dict[str, Any]:
             if cfg.demo_episodes and model.num_timesteps > 0:  # the buffer already holds the demonstrations
                 venv.env_method("end_warmup")
         start = model.num_timesteps
-        CriticStats, Checkpoints, EvalLog = _callbacks()
+        CriticStats, Checkpoints, EvalLog, Refresh = _callbacks()
         callbacks = [CriticStats()]
+        if cfg.refresh_every:
+            refresher = _refresher(cfg, venv, model, resumed=start > 0)
+            callbacks.append(Refresh(refresher, out / "refresh.csv",
+                                     max(1, cfg.checkpoint_every // cfg.workers) if cfg.checkpoint_every else 0,
+                                     ckpt_dir))
         if cfg.checkpoint_every:
             callbacks.append(Checkpoints(save_freq=max(1, cfg.checkpoint_every // cfg.workers),
                                          save_path=str(ckpt_dir), name_prefix=CHECKPOINT_PREFIX,

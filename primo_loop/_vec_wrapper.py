@@ -1,7 +1,7 @@
 """SB3 half of :mod:`primo_loop.wrappers` (imported on first use of ``wrappers.VecCriticInTheLoop``)."""
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -43,6 +43,11 @@ class VecCriticInTheLoop(_vec_base()):  # type: ignore[misc]
     auto-reset by the VecEnv as usual (its new episode's baseline query joins the batch); a sub-env that
     the critic ends is reset here, with ``terminal_observation`` set and ``TimeLimit.truncated`` False,
     and its new baseline queries go out in a second batch. Same options as :class:`CriticInTheLoop`.
+
+    Every episode gets an id (``info["critic/episode"]``, counting up from ``next_episode_id``); with
+    ``episode_sink`` set, ``episode_sink(env_index, episode_id, tracker)`` is called with each finished episode's
+    tracker (its frames, their steps and privileged state) before the tracker is reset. Online critic refresh
+    (:mod:`primo_loop.training.online`) reads the episodes this way.
     """
 
     def __init__(self, venv, critic: Critic | str | None = None, config: TrackerConfig | None = None,
@@ -54,6 +59,9 @@ class VecCriticInTheLoop(_vec_base()):  # type: ignore[misc]
         self.trackers = [EpisodeTracker(cfg) for _ in range(self.num_envs)]
         self._call = CriticCaller(self.critic, on_critic_error)
         self.instructions: list[str] = list(self.venv.get_attr("instruction"))
+        self.next_episode_id = 0
+        self.episode_ids = [-1] * self.num_envs
+        self.episode_sink: Callable[[int, int, EpisodeTracker], None] | None = None
 
     @property
     def raised_batches(self) -> int:
@@ -70,6 +78,8 @@ class VecCriticInTheLoop(_vec_base()):  # type: ignore[misc]
     def _baseline(self, indices: Sequence[int], reset_infos: Sequence[Mapping[str, Any]]) -> None:
         """Step-0 queries of new episodes in ``indices``, scored in one batch."""
         frames = self._render(indices)
+        for i in indices:
+            self._new_episode(i)
         queries = [self.trackers[i].reset(self.instructions[i], frame, privileged_from_info(reset_infos[k]))
                    for k, (i, frame) in enumerate(zip(indices, frames))]
         for i, verdict in zip(indices, self._call(queries)):
@@ -96,10 +106,11 @@ class VecCriticInTheLoop(_vec_base()):  # type: ignore[misc]
         for i in ended:
             result = self.trackers[i].finish_step(env_rewards[i])
             rewards[i] = result.reward
-            infos[i] = self._with_result(infos[i], result, env_rewards[i])
+            infos[i] = self._with_result(i, infos[i], result, env_rewards[i])
         reset_infos = self._reset_infos()
         frames = self._render(ended)
         for i, frame in zip(ended, frames):
+            self._new_episode(i)
             pending.append((i, self.trackers[i].reset(self.instructions[i], frame,
                                                       privileged_from_info(reset_infos[i]))))
         for (i, _), verdict in zip(pending, self._call([q for _, q in pending])):
@@ -110,7 +121,7 @@ class VecCriticInTheLoop(_vec_base()):  # type: ignore[misc]
                 continue
             result = tr.finish_step(env_rewards[i])
             rewards[i] = result.reward
-            infos[i] = self._with_result(infos[i], result, env_rewards[i])
+            infos[i] = self._with_result(i, infos[i], result, env_rewards[i])
             if result.terminated:
                 stopped.append(i)
         if stopped:
@@ -123,9 +134,16 @@ class VecCriticInTheLoop(_vec_base()):  # type: ignore[misc]
             self._baseline(stopped, [info for _, info in new])
         return obs, rewards, dones, infos
 
-    @staticmethod
-    def _with_result(info: Mapping[str, Any], result, env_reward: float) -> dict[str, Any]:
+    def _new_episode(self, i: int) -> None:
+        """Hand sub-env ``i``'s finished episode (if any) to the sink and give the next one its id."""
+        if self.episode_sink is not None and self.episode_ids[i] >= 0:
+            self.episode_sink(i, self.episode_ids[i], self.trackers[i])
+        self.episode_ids[i] = self.next_episode_id
+        self.next_episode_id += 1
+
+    def _with_result(self, i: int, info: Mapping[str, Any], result, env_reward: float) -> dict[str, Any]:
         info = dict(info, **result.info)
+        info["critic/episode"] = self.episode_ids[i]
         info["critic/shaping"] = result.shaping
         info["env/reward"] = float(env_reward)
         return info

@@ -231,6 +231,7 @@ class EpisodeTracker:
         self.step = 0
         self.frames: list[Frame] = []
         self.frame_steps: list[int] = []
+        self.frame_privileged: list[Mapping[str, Any] | None] = []  # the env's privileged state at each frame
         self.phi = 0.0
         self._phi_prev = 0.0
         self.running_max = 0.0
@@ -250,7 +251,7 @@ class EpisodeTracker:
         """Start an episode from its first frame; returns the step-0 baseline query (always due)."""
         self.instruction = instruction
         self.step = 0
-        self.frames, self.frame_steps = [], []
+        self.frames, self.frame_steps, self.frame_privileged = [], [], []
         self.phi = self._phi_prev = 0.0
         self.running_max = 0.0
         self.progress = self.failure_prob = None
@@ -308,6 +309,7 @@ class EpisodeTracker:
                               f"{getattr(frame, 'shape', None)}")
         self.frames.append(frame)
         self.frame_steps.append(self.step)
+        self.frame_privileged.append(self._privileged)
         self.stats.frames_rendered += 1
 
     def make_query(self) -> CriticQuery | None:
@@ -375,4 +377,5 @@ class EpisodeTracker:
             "critic/latency_s": self.latency_s,
             "critic/terminated_reason": self.reason,
             "critic/phi": self.phi,
+            "critic/step": self.step,
         }

@@ -351,6 +351,12 @@ class CompactCritic:
     def report_path(self) -> Path:
         return self.checkpoint / "report.json"
 
+    def weights_changed(self) -> None:
+        """Call after training ``self.model`` in place (online refresh): puts it back in eval mode and rebuilds the
+        inference encoder, a BatchNorm-folded copy that would otherwise keep scoring with the old weights."""
+        self.model.eval()
+        self._encoder = inference_encoder(self.model)
+
     def assess(self, queries: Sequence[CriticQuery]) -> list[CriticVerdict]:
         """Score a batch of queries in one forward pass (each distinct frame is encoded once)."""
         torch = _torch()

@@ -17,6 +17,7 @@ from policies.sb3 import (
 )
 from primo_loop.errors import ConfigError, UnknownNameError
 from primo_loop.testing.fakes import ScriptedCritic
+from primo_loop.testing.tensorboard import tb_scalars
 from primo_loop.types import CriticVerdict
 
 FAKE = "primo_loop.testing.fakes:ProgressEnv"
@@ -84,15 +85,6 @@ def test_vec_env_stack(tmp_path, reward, has_critic):
             assert "critic/progress" in infos[0]
     finally:
         venv.close()
-
-
-def tb_scalars(run: Path) -> dict[str, list[float]]:
-    """Every scalar a training run wrote to TensorBoard, by tag, in logging order."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    (run_dir,) = (run / "tb").iterdir()
-    acc = EventAccumulator(str(run_dir)).Reload()
-    return {tag: [e.value for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
 def test_training_survives_critic_faults_and_logs_them(tmp_path):

@@ -1,0 +1,367 @@
+"""Online critic refresh: fine-tune the compact critic on the agent's own episodes while the agent trains, and
+relabel the replay buffer with the refreshed critic.
+
+Why: an agent trained on a fixed learned critic finds states the critic overrates and farms them (the exploit
+that ``critic/oracle_bias`` shows climbing; docs/results/README.md). Fine-tuning the critic once, offline, on an
+earlier agent's episodes patches that agent's blind spot and not the next one's. Here the critic keeps learning
+from the states the current agent visits, labelled from privileged sim state like every other critic training
+set in this project (in the field's terms: a learned reward model with a scripted teacher answering its
+labelling queries, as in preference-based RL).
+
+How, every ``every`` env steps (:class:`CriticRefresher`):
+
+1. the episodes finished since the last refresh are scored with the current critic first: their error is the
+   critic's error on fresh agent states it never trained on (``refresh/fresh_mae``, ``refresh/fresh_bias``);
+2. the critic takes ``grad_steps`` AdamW steps on the stored episodes (half of each batch from the fresh ones);
+3. every stored episode is re-scored, and the shaping term of each of its transitions still in the replay buffer
+   is recomputed from the new potentials: ``reward += critic_weight * (new_shaping - old_shaping)``. The env's
+   reward, weights and any termination penalty stay as they were; only the critic's part changes, so
+   potential-based shaping keeps its guarantee under the new critic.
+
+An episode that was running during a refresh is relabelled when it ends, so no episode in the buffer mixes two
+critics' potentials. What is not relabelled: transitions of episodes that were running when a run was killed
+(their frames die with the process), and episodes evicted from the store (``max_episodes``) while still in the
+buffer. Both keep the reward they were given.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from primo_loop.errors import ConfigError
+from primo_loop.tracker import EpisodeTracker, TrackerConfig, replay_schedule, shaping_term
+from primo_loop.types import CriticQuery
+
+logger = logging.getLogger(__name__)
+
+STATE_PREFIX = "refresh_state"
+
+
+@dataclass
+class RefreshConfig:
+    """Options of online critic refresh (defaults in brackets).
+
+    Attributes:
+        every: env steps between refreshes [10_000].
+        grad_steps: AdamW steps per refresh [200].
+        lr: learning rate [3e-4] (constant; a fine-tune, not a fresh training).
+        weight_decay: AdamW weight decay [1e-4].
+        batch_episodes: episodes per batch [8].
+        queries_per_episode: at most this many queries per episode per batch [16].
+        fresh_fraction: share of each batch drawn from the episodes since the last refresh [0.5].
+        max_episodes: newest episodes kept for training and relabelling [5000]; about 110 kB each at 64 px.
+        min_episodes: a refresh waits until this many episodes are stored [20].
+        failure_weight / aux_weight: loss weights, as in :class:`~primo_loop.training.compact.TrainConfig`.
+        augment: colour/shift augmentation per episode [True].
+        seed: seed of batch sampling and augmentation [0].
+    """
+
+    every: int = 10_000
+    grad_steps: int = 200
+    lr: float = 3e-4
+    weight_decay: float = 1e-4
+    batch_episodes: int = 8
+    queries_per_episode: int = 16
+    fresh_fraction: float = 0.5
+    max_episodes: int = 5000
+    min_episodes: int = 20
+    failure_weight: float = 0.5
+    aux_weight: float = 0.5
+    augment: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("every", "grad_steps", "batch_episodes", "queries_per_episode", "max_episodes", "min_episodes"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ConfigError(f"Expected refresh option `{name}` to be an integer >= 1, actually: {value!r}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"Expected refresh option `lr` > 0, actually: {self.lr!r}")
+        if not 0.0 <= self.fresh_fraction <= 1.0:
+            raise ConfigError(f"Expected refresh option `fresh_fraction` in [0, 1], actually: {self.fresh_fraction!r}")
+
+    @classmethod
+    def from_options(cls, **options: Any) -> RefreshConfig:
+        """Build from keyword options, naming unknown ones with the closest valid name."""
+        from primo_loop.errors import check_choice
+
+        for key in options:
+            check_choice("refresh option", key, cls.__dataclass_fields__)
+        return cls(**options)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Episode:
+    arrays: Any  # training.compact.EpisodeArrays at the critic's resolution
+    length: int  # env steps taken (the last transition's step)
+    fresh: bool = True  # not yet trained on
+
+
+class CriticRefresher:
+    """Keeps the agent's episodes, refreshes a compact critic on them, and relabels the replay buffer.
+
+    Args:
+        critic: a :class:`~primo_loop.critics.compact.CompactCritic` (the one in the loop; it is trained in place).
+        tracker: the in-loop :class:`TrackerConfig` (query schedule, shaping mode, gamma, critic weight).
+        config: a :class:`RefreshConfig`.
+        buffer_size, n_envs: shape of the replay buffer whose rewards are relabelled.
+
+    Raises:
+        ConfigError: the critic cannot be trained here (not a compact critic) or the shaping mode is ``none``.
+    """
+
+    def __init__(self, critic: Any, tracker: TrackerConfig, config: RefreshConfig, buffer_size: int, n_envs: int):
+        if not (hasattr(critic, "model") and hasattr(critic, "weights_changed") and hasattr(critic, "config")):
+            raise ConfigError(f"Online critic refresh trains the compact critic; {getattr(critic, 'name', critic)!r} "
+                              "cannot be trained in the loop (use --critic compact)")
+        if tracker.shaping == "none":
+            raise ConfigError("Online critic refresh relabels the critic's shaping term; shaping is 'none'")
+        from primo_loop.training.compact import TrainConfig
+
+        self.critic, self.tracker, self.config = critic, tracker, config
+        self.train_config = TrainConfig(
+            data=["<online>"], batch_episodes=config.batch_episodes, queries_per_episode=config.queries_per_episode,
+            frame_every=int(tracker.frame_every), stride_jitter=False, failure_weight=config.failure_weight,
+            aux_weight=config.aux_weight, augment=config.augment, model=critic.config)
+        self.episodes: OrderedDict[int, _Episode] = OrderedDict()
+        # what each replay-buffer slot holds: episode id (-1: none), step within it, the shaping it was given
+        self.slot_episode = np.full((buffer_size, n_envs), -1, np.int64)
+        self.slot_step = np.zeros((buffer_size, n_envs), np.int32)
+        self.slot_shaping = np.zeros((buffer_size, n_envs), np.float32)
+        self.refreshes = 0
+        self.next_refresh = int(config.every)
+        self.relabelled = 0
+        self.history: list[dict[str, float]] = []  # each refresh's statistics
+        self._stale_running: set[int] = set()  # episodes that were running during the last refresh
+        self._pending: set[int] = set()  # finished episodes to relabel once their last transition is stored
+        self._optimizer = None
+
+    # -- recording ----------------------------------------------------------------------------------
+    def add_episode(self, env_index: int, episode_id: int, tracker: EpisodeTracker) -> None:
+        """The vector wrapper's episode sink: keep a finished episode's frames and privileged labels."""
+        from primo_loop.data.video import resize_frames
+        from primo_loop.training.compact import EpisodeArrays
+
+        if not tracker.frames:
+            return
+        labels = tracker.frame_privileged
+        if any(p is None for p in labels):
+            raise ConfigError("Online critic refresh labels episodes from the env's privileged progress "
+                              "(info['oracle/progress']); this env does not report it")
+        arrays = EpisodeArrays(
+            episode_id=str(episode_id), instruction=tracker.instruction, task="", robot="",
+            frames=resize_frames(np.stack(tracker.frames), self.critic.config.image_size),
+            frame_steps=np.asarray(tracker.frame_steps, np.int64),
+            progress=np.array([p["progress"] for p in labels], np.float32),
+            failed=np.array([bool(p.get("failed", False)) for p in labels]),
+            outcome="", failure_step=None, frame_every=int(self.tracker.frame_every))
+        self.episodes[episode_id] = _Episode(arrays, int(tracker.step))
+        while len(self.episodes) > self.config.max_episodes:
+            self.episodes.popitem(last=False)
+        if episode_id in self._stale_running:
+            self._stale_running.discard(episode_id)
+            self._pending.add(episode_id)
+
+    def record(self, pos: int, infos: list[dict[str, Any]]) -> None:
+        """Note which episode and step the transitions about to be stored at buffer row ``pos`` belong to."""
+        for i, info in enumerate(infos):
+            self.slot_episode[pos, i] = int(info.get("critic/episode", -1))
+            self.slot_step[pos, i] = int(info.get("critic/step", 0))
+            self.slot_shaping[pos, i] = float(info.get("critic/shaping", 0.0))
+
+    def on_step(self, num_timesteps: int, pos: int, infos: list[dict[str, Any]], rewards: np.ndarray,
+                running: list[int]) -> dict[str, float] | None:
+        """Per env step, before the step's transitions are stored at row ``pos`` of ``rewards``.
+
+        Relabels episodes whose last transition is now stored, refreshes when due, then records the step.
+        Returns the refresh's statistics when one ran.
+        """
+        if self._pending:
+            self.relabel(sorted(self._pending), rewards)
+            self._pending.clear()
+        stats = None
+        if num_timesteps >= self.next_refresh and len(self.episodes) >= self.config.min_episodes:
+            stats = self.refresh(rewards)
+            self.next_refresh = (num_timesteps // self.config.every + 1) * self.config.every
+            # this step's transitions are not stored yet: their episodes are relabelled on a later step
+            now = {int(info.get("critic/episode", -1)) for info in infos}
+            self._pending |= {e for e in now if e in self.episodes}
+            self._stale_running = set(running)
+        self.record(pos, infos)
+        return stats
+
+    # -- scoring and relabelling --------------------------------------------------------------------
+    def potentials(self, episode_ids: list[int], batch_queries: int = 256) -> dict[int, np.ndarray]:
+        """Each episode's potential at every step ``0..length`` under the current critic (held between queries)."""
+        cfg = self.tracker
+        jobs: list[tuple[int, int]] = []  # (episode id, query step)
+        queries: list[CriticQuery] = []
+        for eid in episode_ids:
+            ep = self.episodes[eid]
+            a = ep.arrays
+            for step, cur, clip in replay_schedule(a.frame_steps, cfg.critic_every, cfg.frame_every, cfg.clip_len,
+                                                   cfg.window):
+                queries.append(CriticQuery(instruction=a.instruction, initial=a.frames[0], clip=a.frames[clip],
+                                           current=a.frames[cur], step=step))
+                jobs.append((eid, step))
+        answers: list[float | None] = []
+        for k in range(0, len(queries), batch_queries):
+            answers += [v.progress for v in self.critic.assess(queries[k:k + batch_queries])]
+        by_episode: dict[int, list[tuple[int, float | None]]] = {}
+        for (eid, step), p in zip(jobs, answers):
+            by_episode.setdefault(eid, []).append((step, p))
+        out = {}
+        for eid in episode_ids:
+            phi = np.zeros(self.episodes[eid].length + 1, np.float64)
+            last = 0.0
+            answered = dict(by_episode.get(eid, []))
+            for t in range(len(phi)):
+                p = answered.get(t)
+                if p is not None and math.isfinite(p):  # an unreadable answer holds phi, as in the loop
+                    last = min(1.0, max(0.0, float(p)))
+                phi[t] = last
+            out[eid] = phi
+        return out
+
+    def relabel(self, episode_ids: list[int], rewards: np.ndarray) -> int:
+        """Recompute the shaping of these episodes' transitions in the buffer; returns how many changed."""
+        ids = [e for e in episode_ids if e in self.episodes]
+        if not ids:
+            return 0
+        phis = self.potentials(ids)
+        rows, cols = np.nonzero(np.isin(self.slot_episode, ids))
+        cfg = self.tracker
+        n = 0
+        for r, c in zip(rows, cols):
+            phi = phis[int(self.slot_episode[r, c])]
+            t = int(self.slot_step[r, c])
+            if not 1 <= t < len(phi):
+                continue
+            new = shaping_term(cfg.shaping, phi[t - 1], phi[t], cfg.gamma)
+            rewards[r, c] += cfg.critic_weight * (new - float(self.slot_shaping[r, c]))
+            self.slot_shaping[r, c] = new
+            n += 1
+        self.relabelled += n
+        return n
+
+    def errors(self, episode_ids: list[int]) -> np.ndarray:
+        """Critic minus oracle progress at every query of these episodes (0-1 scale)."""
+        if not episode_ids:
+            return np.zeros(0)
+        phis = self.potentials(episode_ids)
+        out = []
+        cfg = self.tracker
+        for eid in episode_ids:
+            a = self.episodes[eid].arrays
+            out += [phis[eid][step] - a.progress[cur] for step, cur, _ in
+                    replay_schedule(a.frame_steps, cfg.critic_every, cfg.frame_every, cfg.clip_len, cfg.window)]
+        return np.asarray(out)
+
+    # -- training -----------------------------------------------------------------------------------
+    def refresh(self, rewards: np.ndarray) -> dict[str, float]:
+        """Score the fresh episodes, fine-tune the critic on the stored ones, relabel the buffer."""
+        import time
+
+        import torch
+
+        from primo_loop.training.compact import Batcher, forward_batch, losses
+
+        t0 = time.time()
+        ids = list(self.episodes)
+        fresh = [e for e in ids if self.episodes[e].fresh]
+        before = self.errors(fresh)
+        cfg, tc = self.config, self.train_config
+        model = self.critic.model
+        if self._optimizer is None:
+            self._optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        batcher = Batcher(tc, [self.episodes[e].arrays for e in ids])
+        pos = {e: k for k, e in enumerate(ids)}
+        fresh_idx = np.array([pos[e] for e in fresh] or [0])
+        rng = np.random.default_rng([cfg.seed, self.refreshes])
+        torch.manual_seed(cfg.seed * 100003 + self.refreshes)
+        n_fresh = int(round(cfg.batch_episodes * cfg.fresh_fraction)) if fresh else 0
+        model.train()
+        loss_sum = 0.0
+        for _ in range(cfg.grad_steps):
+            pick = np.concatenate([rng.choice(fresh_idx, n_fresh),
+                                   rng.integers(0, len(ids), cfg.batch_episodes - n_fresh)]).astype(int)
+            batch = batcher.build(pick.tolist(), rng, train=True)
+            loss, _, _, _ = losses(forward_batch(model, batch, tc), batch, tc)
+            self._optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            self._optimizer.step()
+            loss_sum += float(loss.item())
+        self.critic.weights_changed()
+        after = self.errors(fresh)
+        for e in fresh:
+            self.episodes[e].fresh = False
+        changed = self.relabel(ids, rewards)
+        self.refreshes += 1
+        stats = {"refreshes": self.refreshes, "episodes": len(ids), "fresh_episodes": len(fresh),
+                 "fresh_mae": _mean(np.abs(before)), "fresh_bias": _mean(before),
+                 "fit_mae": _mean(np.abs(after)), "loss": loss_sum / cfg.grad_steps,
+                 "relabelled": changed, "seconds": round(time.time() - t0, 2)}
+        self.history.append(stats)
+        logger.info("critic refresh %d: %d episodes (%d fresh), fresh MAE %.3f -> %.3f after, %d transitions "
+                    "relabelled, %.1f s", self.refreshes, len(ids), len(fresh), stats["fresh_mae"],
+                    stats["fit_mae"], changed, stats["seconds"])
+        return stats
+
+    # -- persistence --------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"config": self.config.as_dict(), "episodes": self.episodes, "slot_episode": self.slot_episode,
+                "slot_step": self.slot_step, "slot_shaping": self.slot_shaping, "refreshes": self.refreshes,
+                "next_refresh": self.next_refresh, "relabelled": self.relabelled, "history": self.history,
+                "stale_running": self._stale_running, "pending": self._pending,
+                "critic": {k: v.detach().clone() for k, v in self.critic.model.state_dict().items()},
+                "optimizer": None if self._optimizer is None else self._optimizer.state_dict()}
+
+    def save(self, path: str | Path) -> None:
+        """Write the state atomically (a kill while saving leaves the previous file)."""
+        import torch
+
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(self.state_dict(), tmp)
+        tmp.replace(path)
+
+    def load(self, path: str | Path) -> None:
+        """Restore a saved state: the stored episodes, the buffer map and the refreshed critic's weights."""
+        import torch
+
+        s = torch.load(path, map_location="cpu", weights_only=False)
+        n = min(len(s["slot_episode"]), len(self.slot_episode))  # a resumed run may have a larger buffer
+        self.episodes = s["episodes"]
+        self.slot_episode[:n], self.slot_step[:n], self.slot_shaping[:n] = (
+            s["slot_episode"][:n], s["slot_step"][:n], s["slot_shaping"][:n])
+        self.refreshes, self.next_refresh, self.relabelled = s["refreshes"], s["next_refresh"], s["relabelled"]
+        self.history = list(s["history"])
+        # episodes running when the state was saved will never finish: nothing waits for them
+        self._pending = set(s["pending"]) & set(self.episodes)
+        self._stale_running = set()
+        self.critic.model.load_state_dict(s["critic"])
+        self.critic.weights_changed()
+        if s.get("optimizer") is not None:
+            self._optimizer = torch.optim.AdamW(self.critic.model.parameters(), lr=self.config.lr,
+                                                weight_decay=self.config.weight_decay)
+            self._optimizer.load_state_dict(s["optimizer"])
+
+    @property
+    def next_episode_id(self) -> int:
+        """An id above every episode this refresher has seen or mapped (for a resumed wrapper to count on from)."""
+        seen = max(self.episodes, default=-1)
+        return int(max(seen, int(self.slot_episode.max(initial=-1)))) + 1
+
+
+def _mean(x: np.ndarray) -> float:
+    return float(np.mean(x)) if len(x) else math.nan

@@ -1,0 +1,177 @@
+"""Online critic refresh: the relabelled buffer pays what the refreshed critic would have paid, refreshing fits
+the agent's states, and a run with refresh resumes where it was killed."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from policies.sb3 import AgentConfig, list_checkpoints, read_eval, train  # noqa: E402
+from primo_loop.critics.compact import CompactConfig, CompactCritic, build_model, save_checkpoint  # noqa: E402
+from primo_loop.errors import ConfigError, UnknownNameError  # noqa: E402
+from primo_loop.tracker import TrackerConfig  # noqa: E402
+from primo_loop.training.online import CriticRefresher, RefreshConfig  # noqa: E402
+
+FAKE = "primo_loop.testing.fakes:ProgressEnv"
+TINY = dict(image_size=16, channels=(8,), dim=32, layers=1, heads=2, vocab_buckets=64)
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    cfg = CompactConfig(**TINY)
+    model = build_model(cfg)
+    model.eval()
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt"), cfg, model.state_dict())
+
+
+TRACKER = dict(critic_every=5, clip_len=4, critic_weight=2.0, gamma=0.9, terminate=False)
+
+
+def drive(critic, actions: np.ndarray, refresher_cfg: RefreshConfig | None = None, horizon: int = 12):
+    """Run 2 fake envs under the critic for ``len(actions)`` steps, storing transitions in a replay-buffer-like
+    reward array as SB3 does (after the refresher has seen the step). Returns (rewards, env rewards, refresher)."""
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from primo_loop.testing.fakes import ProgressEnv
+    from primo_loop.wrappers import VecCriticInTheLoop
+
+    venv = DummyVecEnv([lambda: ProgressEnv(horizon=horizon, size=16)] * 2)
+    venv.seed(3)
+    wrapper = VecCriticInTheLoop(venv, critic, **TRACKER)
+    n = len(actions)
+    rewards = np.zeros((n, 2), np.float32)
+    env_rewards = np.zeros((n, 2), np.float32)
+    refresher = None
+    if refresher_cfg is not None:
+        refresher = CriticRefresher(critic, wrapper.trackers[0].config, refresher_cfg, buffer_size=n, n_envs=2)
+        wrapper.episode_sink = refresher.add_episode
+    wrapper.reset()
+    for t in range(n):
+        _, r, _, infos = wrapper.step(actions[t])
+        if refresher is not None:
+            refresher.on_step(t + 1, t, list(infos), rewards, running=list(wrapper.episode_ids))
+        rewards[t] = r
+        env_rewards[t] = [info["env/reward"] for info in infos]
+    wrapper.close()
+    return rewards, env_rewards, refresher
+
+
+def actions(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(-0.2, 1.0, size=(n, 2, 1)).astype(np.float32)
+
+
+def test_relabelling_pays_what_the_new_critic_would_have_paid(tiny_ckpt):
+    """The buffer relabelled after a critic change equals the rewards that critic gives online on the same
+    episodes; with the critic unchanged, relabelling changes nothing (the loop's schedule is rebuilt exactly)."""
+    acts = actions(60)
+    critic = CompactCritic(tiny_ckpt)
+    never = RefreshConfig(every=10**9)
+    rewards, _, refresher = drive(critic, acts, never)
+    before = rewards.copy()
+    finished = list(refresher.episodes)
+    assert len(finished) == 10  # each of the 2 envs ends an episode every 12 steps
+    assert refresher.relabel(finished, rewards) > 0
+    np.testing.assert_allclose(rewards, before, atol=1e-5)
+
+    # change the critic's weights, relabel, and compare with a fresh run under the changed critic
+    changed = CompactCritic(tiny_ckpt)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in changed.model.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    changed.weights_changed()
+    critic.model.load_state_dict(changed.model.state_dict())
+    critic.weights_changed()
+    refresher.relabel(finished, rewards)
+    online, _, _ = drive(changed, acts)
+    done = np.isin(refresher.slot_episode, finished)
+    assert done.sum() == 120  # every transition belongs to a finished episode
+    assert np.abs(online - before)[done].max() > 1e-2  # the change matters
+    np.testing.assert_allclose(rewards[done], online[done], atol=1e-4)
+
+
+def test_refresh_fits_the_agents_states_and_relabels_the_buffer(tiny_ckpt):
+    critic = CompactCritic(tiny_ckpt)
+    # no augmentation: the fake env draws its state in one pixel, which a shift would move
+    # refreshes at steps 50 and 100, both in mid-episode (episodes end every 12 steps)
+    cfg = RefreshConfig(every=50, grad_steps=100, lr=3e-3, min_episodes=4, batch_episodes=4, augment=False)
+    rewards, env_rewards, refresher = drive(critic, actions(126, seed=1), cfg)
+    assert refresher.refreshes == 2
+    # the first refresh: error on never-seen episodes, then on the same episodes after training on them
+    first = refresher.history[0]
+    assert first["fit_mae"] < 0.5 * first["fresh_mae"], first
+    assert refresher.history[1]["fresh_mae"] < first["fresh_mae"]  # the next agent episodes are read better
+    # every transition of a finished episode carries the current critic's shaping, also those of the episodes
+    # that were running during the last refresh (relabelled when they ended)
+    ids = list(refresher.episodes)
+    assert not refresher._pending
+    phis = refresher.potentials(ids)
+    rows, cols = np.nonzero(np.isin(refresher.slot_episode, ids))
+    for r, c in zip(rows, cols):
+        phi, t = phis[int(refresher.slot_episode[r, c])], int(refresher.slot_step[r, c])
+        expect = env_rewards[r, c] + 2.0 * (0.9 * phi[t] - phi[t - 1])
+        assert rewards[r, c] == pytest.approx(expect, abs=1e-4)
+
+
+def test_refresh_refuses_what_it_cannot_train_or_label(tiny_ckpt):
+    from primo_loop.testing.fakes import ScriptedCritic
+
+    with pytest.raises(ConfigError, match="compact"):
+        CriticRefresher(ScriptedCritic(), TrackerConfig(), RefreshConfig(), 10, 1)
+    with pytest.raises(ConfigError, match="shaping"):
+        CriticRefresher(CompactCritic(tiny_ckpt), TrackerConfig(shaping="none"), RefreshConfig(), 10, 1)
+    with pytest.raises(UnknownNameError, match="grad_steps"):
+        RefreshConfig.from_options(grad_step=3)
+    with pytest.raises(ConfigError, match="--reward critic"):
+        AgentConfig(reward="sparse", refresh_every=100)
+
+
+def tiny(tmp_path, **kw) -> AgentConfig:
+    base = dict(env=FAKE, algo="sac", reward="critic", steps=400, workers=1, horizon=30, eval_every=0,
+                checkpoint_every=100, out=str(tmp_path / "run"), progress_bar=False, refresh_every=150,
+                refresh_options={"grad_steps": 10, "min_episodes": 2},
+                algo_kwargs={"learning_starts": 50, "batch_size": 32, "policy_kwargs": {"net_arch": [16]}})
+    base.update(kw)
+    return AgentConfig(**base)
+
+
+def test_training_with_refresh_logs_it_and_resumes_where_it_was_killed(tiny_ckpt, tmp_path):
+    from primo_loop.testing.tensorboard import tb_scalars
+
+    train(tiny(tmp_path, steps=300), critic=CompactCritic(tiny_ckpt))
+    out = tmp_path / "run"
+    rows = read_eval(out / "refresh.csv")
+    assert [r["timesteps"] for r in rows] == [150, 300] and [r["refreshes"] for r in rows] == [1, 2]
+    assert all(r["relabelled"] > 0 and r["fresh_episodes"] > 0 for r in rows)
+    assert {"refresh/fresh_mae", "refresh/fit_mae", "refresh/relabelled"} <= set(tb_scalars(out))
+
+    # the saved state holds the refreshed critic: loading it gives those weights, not the checkpoint's
+    state_200 = out / "checkpoints" / "refresh_state_200_steps.pt"
+    saved = torch.load(state_200, weights_only=False)
+    fresh = CompactCritic(tiny_ckpt)
+    CriticRefresher(fresh, TrackerConfig(**TRACKER), RefreshConfig(), 300, 1).load(state_200)
+    for k, v in fresh.model.state_dict().items():
+        assert torch.equal(v, saved["critic"][k]), k
+    assert any(not torch.equal(v, CompactCritic(tiny_ckpt).model.state_dict()[k]) for k, v in saved["critic"].items())
+
+    # killed after the 200-step checkpoint: resume restores the refresher and goes on counting
+    (out / "checkpoints" / "model_300_steps.zip").unlink()
+    (out / "done.json").unlink()
+    summary = train(tiny(tmp_path, steps=450, resume=True), critic=CompactCritic(tiny_ckpt))
+    assert summary["resumed_from"] == 200 and summary["timesteps"] == 450
+    rows = read_eval(out / "refresh.csv")
+    assert [r["timesteps"] for r in rows] == [150, 300, 450] and [r["refreshes"] for r in rows] == [1, 2, 3]
+    final = torch.load(out / "checkpoints" / "refresh_state_400_steps.pt", weights_only=False)
+    old, new = set(saved["episodes"]), set(final["episodes"]) - set(saved["episodes"])
+    assert old <= set(final["episodes"]) and new and min(new) > max(old)  # new episodes numbered after the old
+
+
+def test_a_refresh_run_without_its_state_resumes_from_an_older_checkpoint(tiny_ckpt, tmp_path):
+    train(tiny(tmp_path, steps=300), critic=CompactCritic(tiny_ckpt))
+    out = tmp_path / "run"
+    (out / "checkpoints" / "refresh_state_300_steps.pt").unlink()
+    (out / "done.json").unlink()
+    summary = train(tiny(tmp_path, steps=400, resume=True), critic=CompactCritic(tiny_ckpt))
+    assert summary["resumed_from"] == 200
