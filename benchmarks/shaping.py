@@ -178,7 +178,10 @@ def run_all(args: argparse.Namespace, priors: dict[str, dict]) -> None:
             if not (out / "eval.csv").exists() and any(prior_curve(p, reward, seed) for p in priors.values()):
                 print(f"{reward} seed {seed}: taken from the prior report", flush=True)
                 continue
-            cfg = AgentConfig(**training_config_kwargs(args), reward=reward, steps=args.steps, seed=seed,
+            kwargs = training_config_kwargs(args)
+            if reward != "critic":  # online critic refresh applies to the critic reward only
+                kwargs.update(refresh_every=0, refresh_options={})
+            cfg = AgentConfig(**kwargs, reward=reward, steps=args.steps, seed=seed,
                               out=str(out), resume=True, progress_bar=False)
             t0 = time.time()
             summary = train(cfg)
@@ -410,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
         a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only")
     result["setting"] = {k: getattr(args, k) for k in (
         "env", "algo", "action", "demo_episodes", "demo_fraction", "bc_steps", "bc_regularize", "horizon", "steps",
-        "critic", "critic_every", "critic_weight", "shaping", "tracker_option")}
+        "critic", "critic_every", "critic_weight", "shaping", "tracker_option", "refresh_every", "refresh_option")}
     result["setting"]["algo_kwargs"] = training_config_kwargs(args)["algo_kwargs"]
     print(write_report(result, results))
     return 0

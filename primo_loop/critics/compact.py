@@ -359,31 +359,44 @@ class CompactCritic:
 
     def assess(self, queries: Sequence[CriticQuery]) -> list[CriticVerdict]:
         """Score a batch of queries in one forward pass (each distinct frame is encoded once)."""
-        torch = _torch()
         if not queries:
             return []
         t0 = time.perf_counter()
         frames, gather = self._frames(queries)
+        prog, fail = self.score(frames, gather, [q.instruction for q in queries])
+        dt = (time.perf_counter() - t0) / len(queries)
+        return [CriticVerdict(progress=float(p), failure_prob=float(f), raw=f"progress={p:.4f} failure={f:.4f}",
+                              latency_s=dt) for p, f in zip(prog, fail)]
+
+    def score(self, frames: np.ndarray, gather: np.ndarray, instructions: Sequence[str]
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """Progress and failure probability of queries given as rows of indices into shared frames.
+
+        Args:
+            frames: uint8 ``[N, S, S, 3]`` at the critic's resolution, each encoded once.
+            gather: ``[B, clip_len + 2]``: each query's ``[initial, clip..., current]`` as indices into ``frames``.
+            instructions: one per query.
+
+        Scoring many queries over the same frames (all queries of a recorded episode) this way encodes each frame
+        once, where :meth:`assess` encodes every query's clip.
+        """
+        torch = _torch()
         ids, offsets = [], []
-        for q in queries:
+        for text in instructions:
             offsets.append(len(ids))
-            toks = self._text_cache.get(q.instruction)
+            toks = self._text_cache.get(text)
             if toks is None:
-                toks = self._text_cache[q.instruction] = hash_tokens(q.instruction, self.config.vocab_buckets)
+                toks = self._text_cache[text] = hash_tokens(text, self.config.vocab_buckets)
             ids.extend(toks)
-        b, s = gather.shape
+        b = gather.shape[0]
         with torch.inference_mode():
-            feats = self._encoder(torch.from_numpy(frames).to(self.device))
+            feats = self._encoder(torch.from_numpy(np.ascontiguousarray(frames)).to(self.device))
             tok = feats[torch.from_numpy(gather).to(self.device)]
             roles = torch.from_numpy(self._roles).expand(b, -1).to(self.device)
             times = torch.from_numpy(self._times).expand(b, -1).to(self.device)
             p_logit, f_logit = self.model.forward_tokens(tok, roles, times, torch.tensor(ids, device=self.device),
                                                          torch.tensor(offsets, device=self.device))
-            prog = torch.sigmoid(p_logit).cpu().numpy()
-            fail = torch.sigmoid(f_logit).cpu().numpy()
-        dt = (time.perf_counter() - t0) / b
-        return [CriticVerdict(progress=float(p), failure_prob=float(f), raw=f"progress={p:.4f} failure={f:.4f}",
-                              latency_s=dt) for p, f in zip(prog, fail)]
+            return torch.sigmoid(p_logit).cpu().numpy(), torch.sigmoid(f_logit).cpu().numpy()
 
     def _frames(self, queries: Sequence[CriticQuery]) -> tuple[np.ndarray, np.ndarray]:
         """Distinct frames of the batch at the critic's resolution, and each query's

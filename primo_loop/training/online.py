@@ -36,7 +36,6 @@ import numpy as np
 
 from primo_loop.errors import ConfigError
 from primo_loop.tracker import EpisodeTracker, TrackerConfig, replay_schedule, shaping_term
-from primo_loop.types import CriticQuery
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +119,7 @@ class CriticRefresher:
     """
 
     def __init__(self, critic: Any, tracker: TrackerConfig, config: RefreshConfig, buffer_size: int, n_envs: int):
-        if not (hasattr(critic, "model") and hasattr(critic, "weights_changed") and hasattr(critic, "config")):
+        if not all(hasattr(critic, a) for a in ("model", "weights_changed", "config", "score")):
             raise ConfigError(f"Online critic refresh trains the compact critic; {getattr(critic, 'name', critic)!r} "
                               "cannot be trained in the loop (use --critic compact)")
         if tracker.shaping == "none":
@@ -201,35 +200,56 @@ class CriticRefresher:
 
     # -- scoring and relabelling --------------------------------------------------------------------
     def potentials(self, episode_ids: list[int], batch_queries: int = 256) -> dict[int, np.ndarray]:
-        """Each episode's potential at every step ``0..length`` under the current critic (held between queries)."""
+        """Each episode's potential at every step ``0..length`` under the current critic (held between queries).
+
+        The queries are the ones the loop made (:func:`~primo_loop.tracker.replay_schedule`); an episode's frames
+        are encoded once for all of its queries (:meth:`CompactCritic.score`).
+        """
+        from primo_loop.tracker import sample_clip_indices
+
         cfg = self.tracker
-        jobs: list[tuple[int, int]] = []  # (episode id, query step)
-        queries: list[CriticQuery] = []
+        clip_len = self.critic.config.clip_len
+        out: dict[int, np.ndarray] = {}
+        chunk: list[int] = []
+
+        def flush() -> None:
+            frames, gather, texts, where = [], [], [], []
+            base = 0
+            for eid in chunk:
+                a = self.episodes[eid].arrays
+                for step, cur, clip in replay_schedule(a.frame_steps, cfg.critic_every, cfg.frame_every,
+                                                       cfg.clip_len, cfg.window):
+                    if len(clip) != clip_len:  # as the critic resamples a clip of another length
+                        clip = [clip[i] for i in sample_clip_indices(len(clip), clip_len)]
+                    gather.append([base, *(base + c for c in clip), base + cur])
+                    texts.append(a.instruction)
+                    where.append((eid, step))
+                frames.append(a.frames)
+                base += len(a.frames)
+            progress, _ = self.critic.score(np.concatenate(frames), np.asarray(gather, np.int64), texts)
+            answered: dict[int, dict[int, float]] = {}
+            for (eid, step), p in zip(where, progress):
+                answered.setdefault(eid, {})[step] = float(p)
+            for eid in chunk:
+                phi = np.zeros(self.episodes[eid].length + 1, np.float64)
+                last = 0.0
+                for t in range(len(phi)):
+                    p = answered.get(eid, {}).get(t)
+                    if p is not None and math.isfinite(p):  # an unreadable answer holds phi, as in the loop
+                        last = min(1.0, max(0.0, p))
+                    phi[t] = last
+                out[eid] = phi
+            chunk.clear()
+
+        n = 0
         for eid in episode_ids:
-            ep = self.episodes[eid]
-            a = ep.arrays
-            for step, cur, clip in replay_schedule(a.frame_steps, cfg.critic_every, cfg.frame_every, cfg.clip_len,
-                                                   cfg.window):
-                queries.append(CriticQuery(instruction=a.instruction, initial=a.frames[0], clip=a.frames[clip],
-                                           current=a.frames[cur], step=step))
-                jobs.append((eid, step))
-        answers: list[float | None] = []
-        for k in range(0, len(queries), batch_queries):
-            answers += [v.progress for v in self.critic.assess(queries[k:k + batch_queries])]
-        by_episode: dict[int, list[tuple[int, float | None]]] = {}
-        for (eid, step), p in zip(jobs, answers):
-            by_episode.setdefault(eid, []).append((step, p))
-        out = {}
-        for eid in episode_ids:
-            phi = np.zeros(self.episodes[eid].length + 1, np.float64)
-            last = 0.0
-            answered = dict(by_episode.get(eid, []))
-            for t in range(len(phi)):
-                p = answered.get(t)
-                if p is not None and math.isfinite(p):  # an unreadable answer holds phi, as in the loop
-                    last = min(1.0, max(0.0, float(p)))
-                phi[t] = last
-            out[eid] = phi
+            chunk.append(eid)
+            n += len(self.episodes[eid].arrays.frames)
+            if n >= batch_queries:
+                flush()
+                n = 0
+        if chunk:
+            flush()
         return out
 
     def relabel(self, episode_ids: list[int], rewards: np.ndarray) -> int:
