@@ -39,3 +39,20 @@ def lift_agent(tmp_path_factory):
                       eval_every=0, checkpoint_every=20, out=str(run), progress_bar=False,
                       algo_kwargs={"learning_starts": 30, "batch_size": 8, "policy_kwargs": {"net_arch": [8]}}))
     return run
+
+
+#: Architecture of the tiny random compact critic the tests build (scores in milliseconds, learns in seconds).
+TINY_COMPACT = dict(image_size=32, channels=(8, 16), dim=32, layers=1, heads=2, vocab_buckets=64)
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory):
+    """A tiny random compact-critic checkpoint folder (seeded, built in under a second)."""
+    import torch
+
+    from primo_loop.critics.compact import CompactConfig, build_model, save_checkpoint
+
+    torch.manual_seed(0)
+    model = build_model(CompactConfig(**TINY_COMPACT))
+    model.eval()
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt"), CompactConfig(**TINY_COMPACT), model.state_dict())

@@ -13,27 +13,13 @@ torch = pytest.importorskip("torch")
 from primo_loop.critics import make_critic  # noqa: E402
 from primo_loop.critics.compact import (  # noqa: E402
     DEFAULT_CHECKPOINT,
-    CompactConfig,
-    build_model,
     hash_tokens,
-    save_checkpoint,
     sequence_layout,
     text_batch,
 )
 from primo_loop.errors import CheckpointError, ConfigError  # noqa: E402
 from primo_loop.tracker import sample_clip_indices  # noqa: E402
 from primo_loop.types import CriticQuery  # noqa: E402
-
-TINY = dict(image_size=32, channels=(8, 16), dim=32, layers=1, heads=2, vocab_buckets=64)
-
-
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    cfg = CompactConfig(**TINY)
-    model = build_model(cfg)
-    model.eval()
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt"), cfg, model.state_dict())
 
 
 def _queries(n: int, size: int = 48, seed: int = 0) -> list[CriticQuery]:

@@ -8,24 +8,12 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from policies.sb3 import AgentConfig, list_checkpoints, read_eval, train  # noqa: E402
-from primo_loop.critics.compact import CompactConfig, CompactCritic, build_model, save_checkpoint  # noqa: E402
+from primo_loop.critics.compact import CompactCritic  # noqa: E402
 from primo_loop.errors import ConfigError, UnknownNameError  # noqa: E402
 from primo_loop.tracker import TrackerConfig  # noqa: E402
 from primo_loop.training.online import CriticRefresher, RefreshConfig  # noqa: E402
 
 FAKE = "primo_loop.testing.fakes:ProgressEnv"
-TINY = dict(image_size=16, channels=(8,), dim=32, layers=1, heads=2, vocab_buckets=64)
-
-
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    cfg = CompactConfig(**TINY)
-    model = build_model(cfg)
-    model.eval()
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt"), cfg, model.state_dict())
-
-
 TRACKER = dict(critic_every=5, clip_len=4, critic_weight=2.0, gamma=0.9, terminate=False)
 
 
