@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from primo_loop.errors import ConfigError, check_choice
+from primo_loop.errors import ConfigError, check_choice, check_counts
 
 log = logging.getLogger(__name__)
 
@@ -160,10 +160,7 @@ class AgentConfig:
             raise ConfigError(f"Expected 0 <= `demo_fraction` < 1, actually: {self.demo_fraction!r}")
         if not isinstance(self.bc_steps, (int, np.integer)) or self.bc_steps < 0:
             raise ConfigError(f"Expected `bc_steps` to be an integer >= 0, actually: {self.bc_steps!r}")
-        for name in ("steps", "workers", "horizon", "critic_every", "eval_episodes", "keep_checkpoints"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ConfigError(f"Expected `{name}` to be an integer >= 1, actually: {value!r}")
+        check_counts(self, ("steps", "workers", "horizon", "critic_every", "eval_episodes", "keep_checkpoints"))
         for name in ("eval_every", "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"Expected `{name}` >= 0 (0: off), actually: {getattr(self, name)!r}")

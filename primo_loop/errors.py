@@ -73,3 +73,21 @@ def check_choice(kind: str, name: str, choices: Iterable[str]) -> str:
         if c.lower() == name.lower():
             return c
     raise UnknownNameError(kind, name, choices)
+
+
+def check_counts(obj: object, names: Iterable[str], kind: str = "") -> None:
+    """Raise ConfigError unless each attribute ``names`` of ``obj`` is an integer >= 1 (``kind``: "refresh option")."""
+    import numbers
+
+    for name in names:
+        value = getattr(obj, name)
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            label = f"{kind} `{name}`" if kind else f"`{name}`"
+            raise ConfigError(f"Expected {label} to be an integer >= 1, actually: {value!r}")
+
+
+def from_options(cls: type, kind: str, options: dict) -> object:
+    """Build dataclass ``cls`` from keyword options, naming an unknown one with the closest valid field."""
+    for key in options:
+        check_choice(kind, key, cls.__dataclass_fields__)
+    return cls(**options)

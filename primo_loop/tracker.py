@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from primo_loop.errors import ConfigError, check_choice
+from primo_loop.errors import ConfigError, check_choice, check_counts, from_options
 from primo_loop.types import CriticQuery, CriticVerdict, Frame
 
 SHAPING_MODES = ("delta", "progress", "none")
@@ -165,10 +165,7 @@ class TrackerConfig:
 
     def __post_init__(self) -> None:
         self.shaping = check_choice("shaping mode", self.shaping, SHAPING_MODES)
-        for name in ("critic_every", "clip_len", "failure_patience", "regression_patience"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ConfigError(f"Expected `{name}` to be an integer >= 1, actually: {value!r}")
+        check_counts(self, ("critic_every", "clip_len", "failure_patience", "regression_patience"))
         if self.frame_every is None:
             self.frame_every = self.critic_every
         if self.frame_every < 1:
@@ -185,10 +182,7 @@ class TrackerConfig:
     @classmethod
     def from_options(cls, **options: Any) -> TrackerConfig:
         """Build from keyword options, naming unknown ones with the closest valid name."""
-        valid = cls.__dataclass_fields__
-        for key in options:
-            check_choice("tracker option", key, valid)
-        return cls(**options)
+        return from_options(cls, "tracker option", options)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

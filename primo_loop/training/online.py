@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from primo_loop.errors import ConfigError
+from primo_loop.errors import ConfigError, check_counts, from_options
 from primo_loop.tracker import EpisodeTracker, TrackerConfig, replay_schedule, shaping_term
 
 logger = logging.getLogger(__name__)
@@ -76,10 +76,8 @@ class RefreshConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("every", "grad_steps", "batch_episodes", "queries_per_episode", "max_episodes", "min_episodes"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ConfigError(f"Expected refresh option `{name}` to be an integer >= 1, actually: {value!r}")
+        check_counts(self, ("every", "grad_steps", "batch_episodes", "queries_per_episode", "max_episodes",
+                            "min_episodes"), "refresh option")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"Expected refresh option `lr` > 0, actually: {self.lr!r}")
         if not 0.0 <= self.fresh_fraction <= 1.0:
@@ -88,11 +86,7 @@ class RefreshConfig:
     @classmethod
     def from_options(cls, **options: Any) -> RefreshConfig:
         """Build from keyword options, naming unknown ones with the closest valid name."""
-        from primo_loop.errors import check_choice
-
-        for key in options:
-            check_choice("refresh option", key, cls.__dataclass_fields__)
-        return cls(**options)
+        return from_options(cls, "refresh option", options)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
