@@ -522,6 +522,11 @@ def _callbacks():
                 self.refresher.save(self.save_path / f"{STATE_PREFIX}_{self.num_timesteps}_steps.pt")
             return True
 
+        def _on_training_end(self) -> None:
+            # the critic as the agent last saw it, loadable like any compact checkpoint
+            self.refresher.export(self.csv_path.parent / "critic", run=str(self.csv_path.parent),
+                                  timesteps=int(self.num_timesteps))
+
     return CriticStatsCallback, PrunedCheckpoints, EvalLog, CriticRefreshCallback
 
 

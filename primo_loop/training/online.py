@@ -370,6 +370,19 @@ class CriticRefresher:
                                                 weight_decay=self.config.weight_decay)
             self._optimizer.load_state_dict(s["optimizer"])
 
+    def export(self, folder: str | Path, **provenance: Any) -> Path:
+        """Save the refreshed critic as a compact-critic checkpoint folder (``make_critic("compact",
+        checkpoint=folder)``, ``scripts/eval_critic.py --checkpoint folder``)."""
+        import dataclasses
+
+        from primo_loop.critics.compact import save_checkpoint
+
+        info = {**self.critic.config.train_info, "online_refresh": {
+            "refreshes": self.refreshes, "episodes": len(self.episodes), "config": self.config.as_dict(),
+            **provenance}}
+        config = dataclasses.replace(self.critic.config, train_info=info)
+        return save_checkpoint(folder, config, self.critic.model.state_dict())
+
     @property
     def next_episode_id(self) -> int:
         """An id above every episode this refresher has seen or mapped (for a resumed wrapper to count on from)."""

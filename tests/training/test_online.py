@@ -134,6 +134,11 @@ def test_training_with_refresh_logs_it_and_resumes_where_it_was_killed(tiny_ckpt
     assert [r["timesteps"] for r in rows] == [150, 300] and [r["refreshes"] for r in rows] == [1, 2]
     assert all(r["relabelled"] > 0 and r["fresh_episodes"] > 0 for r in rows)
     assert {"refresh/fresh_mae", "refresh/fit_mae", "refresh/relabelled"} <= set(tb_scalars(out))
+    # the refreshed critic is exported as a checkpoint that loads by path, with its provenance
+    exported = CompactCritic(out / "critic")
+    assert exported.config.train_info["online_refresh"]["refreshes"] == 2
+    assert any(not torch.equal(v, CompactCritic(tiny_ckpt).model.state_dict()[k])
+               for k, v in exported.model.state_dict().items())
 
     # the saved state holds the refreshed critic: loading it gives those weights, not the checkpoint's
     state_200 = out / "checkpoints" / "refresh_state_200_steps.pt"
@@ -163,3 +168,18 @@ def test_a_refresh_run_without_its_state_resumes_from_an_older_checkpoint(tiny_c
     (out / "done.json").unlink()
     summary = train(tiny(tmp_path, steps=400, resume=True), critic=CompactCritic(tiny_ckpt))
     assert summary["resumed_from"] == 200
+
+
+@pytest.mark.slow
+def test_refresh_on_real_lift_labels_from_sim_state(tmp_path):
+    """Robosuite Lift with the embedded critic: the episodes carry privileged progress, refresh runs, the buffer
+    is relabelled, and the exported critic loads."""
+    cfg = AgentConfig(env="Lift", algo="sac", reward="critic", action="position", steps=120, workers=1, horizon=20,
+                      eval_every=0, checkpoint_every=60, out=str(tmp_path / "run"), progress_bar=False,
+                      refresh_every=60, refresh_options={"grad_steps": 5, "min_episodes": 2},
+                      algo_kwargs={"learning_starts": 30, "batch_size": 8, "policy_kwargs": {"net_arch": [8]}})
+    train(cfg)
+    rows = read_eval(tmp_path / "run" / "refresh.csv")
+    assert [r["timesteps"] for r in rows] == [60, 120]
+    assert all(r["relabelled"] >= r["timesteps"] - 20 and np.isfinite(r["fresh_mae"]) for r in rows)
+    assert CompactCritic(tmp_path / "run" / "critic").config.train_info["online_refresh"]["refreshes"] == 2
