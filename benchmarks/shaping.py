@@ -48,10 +48,10 @@ COMPARISONS = (("critic", "sparse", "Critic minus sparse"),
                ("critic", "dense", "Critic minus dense"))
 # options that say where runs and reports live, not how agents train: a prior report may differ in these
 BOOKKEEPING = {"rewards", "seeds", "runs", "results", "report_only", "prior", "checkpoint_every"}
-KEY_VALUE_LISTS = ("set", "critic_option", "tracker_option")  # order-free: compared as dicts
+KEY_VALUE_LISTS = ("set", "critic_option", "tracker_option", "refresh_option")  # order-free: compared as dicts
 # options only some rewards read: sparse and dense runs build no critic and no tracker; the oracle reward builds
 # the oracle critic (given --critic-option) whatever --critic names
-CRITIC_ONLY = {"critic"}
+CRITIC_ONLY = {"critic", "refresh_every", "refresh_option"}  # online refresh trains the critic reward's critic
 SHAPING_ONLY = {"critic_option", "critic_every", "critic_weight", "shaping", "tracker_option"}
 
 
@@ -135,7 +135,8 @@ def label(reward: str, args: argparse.Namespace) -> str:
     if reward not in ("critic", "oracle"):
         return reward
     parts = ([args.critic, *args.critic_option] if reward == "critic" else []) + (
-        [f"{args.shaping} shaping"] if args.shaping != "delta" else []) + list(args.tracker_option)
+        [f"{args.shaping} shaping"] if args.shaping != "delta" else []) + list(args.tracker_option) + (
+        [f"refreshed every {args.refresh_every}"] if reward == "critic" and args.refresh_every else [])
     return f"{reward} ({', '.join(parts)})" if parts else reward
 
 
@@ -211,7 +212,27 @@ def aggregate(args: argparse.Namespace, priors: dict[str, dict]) -> dict:
             "finished_steps": {str(s): v for s, v in done.items()},
             "source": {str(s): found[s][2] for s in sorted(found)},
         }
+        if reward in ("critic", "oracle"):
+            bias = {str(s): oracle_bias(found[s][2], priors, reward, s, steps) for s in sorted(found)}
+            if any(any(v is not None for v in b) for b in bias.values()):
+                out["runs"][reward]["oracle_bias"] = bias
     return out
+
+
+def oracle_bias(source: str, priors: dict[str, dict], reward: str, seed: int, steps: list) -> list:
+    """A run's ``critic/oracle_bias`` (critic minus oracle progress over its last 1,000 queries) at each evaluation
+    step: from its TensorBoard logs, or from the prior report it came from (None where neither has it)."""
+    if source.endswith(".json"):
+        run = priors.get(source, {}).get("runs", {}).get(reward, {})
+        series = {int(t): v for t, v in zip(run.get("steps", []), run.get("oracle_bias", {}).get(str(seed), []))
+                  if v is not None}
+    else:
+        from primo_loop.tblog import read_scalars
+
+        series = read_scalars(source, ["critic/oracle_bias"]).get("critic/oracle_bias", {})
+    from primo_loop.tblog import value_at
+
+    return [None if (v := value_at(series, int(t))) is None else round(v, 4) for t in steps]
 
 
 def success_matrix(run: dict) -> np.ndarray:
@@ -346,6 +367,33 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def plot_bias(result: dict, path: Path, extra: dict[str, dict] | None = None) -> None:
+    """``critic/oracle_bias`` against env steps, one thin line per seed and the seed mean: a learned reward being
+    exploited shows as a bias that climbs while training goes on. ``extra``: more runs by legend name."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    runs = {r["label"]: r for r in result["runs"].values() if "oracle_bias" in r} | (extra or {})
+    for k, (name, r) in enumerate(runs.items()):
+        steps = np.array(r["steps"], dtype=float)
+        mat = np.array([[np.nan if v is None else v for v in b] for b in r["oracle_bias"].values()], dtype=float)
+        color = f"C{k + 2}"
+        for row in mat:
+            ax.plot(steps, row, color=color, lw=0.7, alpha=0.5)
+        ax.plot(steps, np.nanmean(mat, axis=0), color=color, lw=2, label=f"{name} (n={len(mat)}, mean)")
+    ax.axhline(0, color="gray", lw=0.8)
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("critic - oracle progress\n(last 1,000 queries)")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def table(result: dict, command: str) -> str:
     lines = ["| reward | seeds | env steps | final eval success (per seed) | mean | steps to 80% |",
              "|---|---|---|---|---|---|"]
@@ -366,6 +414,8 @@ def write_report(result: dict, results: Path) -> str:
     (results / "shaping.json").write_text(json.dumps(result, indent=2))
     if result["runs"]:
         plot(result, results / "shaping.png")
+    if any("oracle_bias" in r for r in result["runs"].values()):
+        plot_bias(result, results / "oracle_bias.png")
     md = table(result, result["command"])
     reused: dict[str, dict[str, list[str]]] = {}  # prior report -> reward -> the seeds taken from it
     for name, r in result["runs"].items():

@@ -271,3 +271,34 @@ def test_training_skips_the_runs_a_prior_holds(tmp_path, shaping, monkeypatch):
     assert trained == [("sparse", 1)]
     result = json.loads((tmp_path / "new" / "shaping.json").read_text())
     assert result["runs"]["sparse"]["success"] == {"0": [0.5, 0.7], "1": [0.1, 0.2]}
+
+
+def test_a_refresh_variant_borrows_sparse_and_dense_and_plots_the_oracle_bias(tmp_path, shaping):
+    """Online refresh changes only the critic reward's runs: a prior lends its sparse and dense curves, not its critic
+    curves. The critic runs' ``critic/oracle_bias`` (TensorBoard) is read at each evaluation step, from the run's
+    event folders merged in order (a resumed run's later folder wins) and, for borrowed seeds, from the prior."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    prior = report(shaping, tmp_path, "old", {"sparse": {0: [0.1, 0.2]}, "dense": {0: [0.5, 0.9]},
+                                              "critic": {0: [0.0, 0.1]}})
+    write_runs(tmp_path / "runs", {"critic": {0: [0.4, 0.85]}})
+    for folder, points in (("sac_critic_1", {500: 0.3, 1000: 0.5, 1500: 0.9}), ("sac_critic_2", {1500: 0.1, 2000: 0.05})):
+        with SummaryWriter(str(tmp_path / "runs" / "critic_s0" / "tb" / folder)) as w:
+            for step, v in points.items():
+                w.add_scalar("critic/oracle_bias", v, step)
+    out = tmp_path / "new"
+    assert shaping.main(["--rewards", "sparse", "dense", "critic", "--seeds", "0", "--runs", str(tmp_path / "runs"),
+                         "--results", str(out), "--prior", str(prior), "--refresh-every", "500",
+                         "--report-only"]) == 0
+    result = json.loads((out / "shaping.json").read_text())
+    critic = result["runs"]["critic"]
+    assert critic["label"] == "critic (compact, refreshed every 500)"
+    assert critic["source"] == {"0": str(tmp_path / "runs" / "critic_s0")}
+    assert result["runs"]["dense"]["source"] == {"0": str(prior)}
+    assert critic["oracle_bias"] == {"0": [pytest.approx(0.5), pytest.approx(0.05)]}  # at 1000 and 2000
+    assert result["setting"]["refresh_every"] == 500
+    assert (out / "oracle_bias.png").stat().st_size > 0
+    # the prior's own critic runs trained without refresh: they do not stand in
+    with pytest.raises(Exception, match="refresh-every 0 there, 500 here"):
+        shaping.main(["--rewards", "critic", "--seeds", "0", "--runs", str(tmp_path / "none"), "--results",
+                      str(tmp_path / "x"), "--prior", str(prior), "--refresh-every", "500", "--report-only"])
