@@ -380,6 +380,7 @@ def plot_bias(result: dict, path: Path, extra: dict[str, dict] | None = None) ->
     for k, (name, r) in enumerate(runs.items()):
         steps = np.array(r["steps"], dtype=float)
         mat = np.array([[np.nan if v is None else v for v in b] for b in r["oracle_bias"].values()], dtype=float)
+        mat = mat[~np.isnan(mat).all(axis=1)]  # runs from before the bias was logged have none
         color = f"C{k + 2}"
         for row in mat:
             ax.plot(steps, row, color=color, lw=0.7, alpha=0.5)
