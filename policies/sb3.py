@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from primo_loop.errors import ConfigError, check_choice, check_counts
+from primo_loop.training.online import STATE_PREFIX  # light (numpy only): checkpoint names need it
 
 log = logging.getLogger(__name__)
 
@@ -517,9 +518,7 @@ def _callbacks():
                 append_eval_row(self.csv_path, row, fields=list(row))
             if self.save_freq and self.n_calls % self.save_freq == 0:
                 self.save_path.mkdir(parents=True, exist_ok=True)
-                from primo_loop.training.online import STATE_PREFIX
-
-                self.refresher.save(self.save_path / f"{STATE_PREFIX}_{self.num_timesteps}_steps.pt")
+                self.refresher.save(refresh_state_path(self.save_path, self.num_timesteps))
             return True
 
         def _on_training_end(self) -> None:
@@ -571,11 +570,13 @@ def _buffer_path(ckpt: Path) -> Path:
     return ckpt.with_name(f"{CHECKPOINT_PREFIX}_replay_buffer_{steps}_steps.pkl")
 
 
-def _refresh_path(ckpt: Path) -> Path:
-    from primo_loop.training.online import STATE_PREFIX
+def refresh_state_path(folder: Path, steps: int) -> Path:
+    """Where the online-refresh state saved with the checkpoint of ``steps`` env steps lives."""
+    return Path(folder) / f"{STATE_PREFIX}_{int(steps)}_steps.pt"
 
-    steps = _CKPT_RE.match(ckpt.name).group(1)
-    return ckpt.with_name(f"{STATE_PREFIX}_{steps}_steps.pt")
+
+def _refresh_path(ckpt: Path) -> Path:
+    return refresh_state_path(ckpt.parent, int(_CKPT_RE.match(ckpt.name).group(1)))
 
 
 def list_checkpoints(folder: Path) -> list[tuple[int, Path]]:
@@ -746,14 +747,14 @@ class TrainedPolicy:
 # ---------------------------------------------------------------------------------------------------------
 def _refresher(cfg: AgentConfig, venv: Any, model: Any, resumed: bool):
     """The online critic refresher of a run, restored from the checkpoint the model was loaded from."""
-    from primo_loop.training.online import STATE_PREFIX, CriticRefresher
+    from primo_loop.training.online import CriticRefresher
 
     wrapper = find_critic_wrapper(venv)
     rb = model.replay_buffer
     refresher = CriticRefresher(wrapper.critic, wrapper.trackers[0].config, cfg.refresh_config(),
                                 buffer_size=rb.buffer_size, n_envs=rb.n_envs)
     if resumed:
-        path = Path(cfg.out) / "checkpoints" / f"{STATE_PREFIX}_{model.num_timesteps}_steps.pt"
+        path = refresh_state_path(Path(cfg.out) / "checkpoints", model.num_timesteps)
         refresher.load(path)
         truncate_eval(Path(cfg.out) / "refresh.csv", model.num_timesteps)
         log.info("critic refresh state restored from %s (%d refreshes, %d episodes)", path.name,
