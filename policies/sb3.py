@@ -514,8 +514,7 @@ def _callbacks():
             if stats is not None:
                 for key, value in stats.items():
                     self.logger.record(f"refresh/{key}", value)
-                row = {"timesteps": self.num_timesteps, **stats}
-                append_eval_row(self.csv_path, row, fields=list(row))
+                append_eval_row(self.csv_path, {"timesteps": self.num_timesteps, **stats}, fields=None)
             if self.save_freq and self.n_calls % self.save_freq == 0:
                 self.save_path.mkdir(parents=True, exist_ok=True)
                 self.refresher.save(refresh_state_path(self.save_path, self.num_timesteps))
@@ -529,8 +528,23 @@ def _callbacks():
     return CriticStatsCallback, PrunedCheckpoints, EvalLog, CriticRefreshCallback
 
 
-def append_eval_row(path: Path, row: Mapping[str, Any], fields: Sequence[str] = EVAL_FIELDS) -> None:
-    """Append a row to an eval CSV (header written on creation)."""
+def append_eval_row(path: Path, row: Mapping[str, Any], fields: Sequence[str] | None = EVAL_FIELDS) -> None:
+    """Append a row to an eval CSV (header written on creation).
+
+    ``fields=None``: the columns are the file's own plus any new key of ``row`` (the file is rewritten with the
+    wider header then, so a run resumed by a newer version that logs more keeps one readable table)."""
+    if fields is None:
+        old: list[dict[str, str]] = []
+        header: list[str] = []
+        if path.exists():
+            with path.open() as f:
+                reader = csv.DictReader(f)
+                header, old = list(reader.fieldnames or []), list(reader)
+        fields = header + [k for k in row if k not in header]
+        if header and fields != header:
+            path.unlink()
+            for r in old:
+                append_eval_row(path, r, fields)
     new = not path.exists()
     with path.open("a", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(fields))

@@ -54,6 +54,10 @@ class RefreshConfig:
         batch_episodes: episodes per batch [8].
         queries_per_episode: at most this many queries per episode per batch [16].
         fresh_fraction: share of each batch drawn from the episodes since the last refresh [0.5].
+        label_fraction: labelling budget: the share of finished episodes whose privileged labels the critic
+            trains on [1.0]. Which episodes get labels is drawn per episode (seeded). Every episode is still
+            relabelled in the buffer, and the error statistics still cover all fresh episodes (measurement, not
+            training).
         max_episodes: newest episodes kept for training and relabelling [5000]; about 110 kB each at 64 px.
         min_episodes: a refresh waits until this many episodes are stored [20].
         failure_weight / aux_weight: loss weights, as in :class:`~primo_loop.training.compact.TrainConfig`.
@@ -68,6 +72,7 @@ class RefreshConfig:
     batch_episodes: int = 8
     queries_per_episode: int = 16
     fresh_fraction: float = 0.5
+    label_fraction: float = 1.0
     max_episodes: int = 5000
     min_episodes: int = 20
     failure_weight: float = 0.5
@@ -80,6 +85,8 @@ class RefreshConfig:
                             "min_episodes"), "refresh option")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"Expected refresh option `lr` > 0, actually: {self.lr!r}")
+        if not 0.0 < self.label_fraction <= 1.0:
+            raise ConfigError(f"Expected refresh option `label_fraction` in (0, 1], actually: {self.label_fraction!r}")
         if not 0.0 <= self.fresh_fraction <= 1.0:
             raise ConfigError(f"Expected refresh option `fresh_fraction` in [0, 1], actually: {self.fresh_fraction!r}")
 
@@ -97,6 +104,7 @@ class _Episode:
     arrays: Any  # training.compact.EpisodeArrays at the critic's resolution
     length: int  # env steps taken (the last transition's step)
     fresh: bool = True  # not yet trained on
+    labelled: bool = True  # its labels may be trained on (the labelling budget drew it)
 
 
 class CriticRefresher:
@@ -157,7 +165,9 @@ class CriticRefresher:
             progress=np.array([p["progress"] for p in labels], np.float32),
             failed=np.array([bool(p.get("failed", False)) for p in labels]),
             outcome="", failure_step=None, frame_every=int(self.tracker.frame_every))
-        self.episodes[episode_id] = _Episode(arrays, int(tracker.step))
+        budget = self.config.label_fraction
+        labelled = budget >= 1.0 or np.random.default_rng([self.config.seed, episode_id]).random() < budget
+        self.episodes[episode_id] = _Episode(arrays, int(tracker.step), labelled=bool(labelled))
         while len(self.episodes) > self.config.max_episodes:
             self.episodes.popitem(last=False)
         if episode_id in self._stale_running:
@@ -182,7 +192,7 @@ class CriticRefresher:
             self.relabel(sorted(self._pending), rewards)
             self._pending.clear()
         stats = None
-        if num_timesteps >= self.next_refresh and len(self.episodes) >= self.config.min_episodes:
+        if num_timesteps >= self.next_refresh and self.labelled_count >= self.config.min_episodes:
             stats = self.refresh(rewards)
             self.next_refresh = (num_timesteps // self.config.every + 1) * self.config.every
             # this step's transitions are not stored yet: their episodes are relabelled on a later step
@@ -297,17 +307,18 @@ class CriticRefresher:
         model = self.critic.model
         if self._optimizer is None:
             self._optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        batcher = Batcher(tc, [self.episodes[e].arrays for e in ids])
-        pos = {e: k for k, e in enumerate(ids)}
-        fresh_idx = np.array([pos[e] for e in fresh] or [0])
+        pool = [e for e in ids if self.episodes[e].labelled]  # what the labelling budget lets it train on
+        batcher = Batcher(tc, [self.episodes[e].arrays for e in pool])
+        pos = {e: k for k, e in enumerate(pool)}
+        fresh_idx = np.array([pos[e] for e in fresh if e in pos] or [0])
         rng = np.random.default_rng([cfg.seed, self.refreshes])
         torch.manual_seed(cfg.seed * 100003 + self.refreshes)
-        n_fresh = int(round(cfg.batch_episodes * cfg.fresh_fraction)) if fresh else 0
+        n_fresh = int(round(cfg.batch_episodes * cfg.fresh_fraction)) if any(e in pos for e in fresh) else 0
         model.train()
         loss_sum = 0.0
         for _ in range(cfg.grad_steps):
             pick = np.concatenate([rng.choice(fresh_idx, n_fresh),
-                                   rng.integers(0, len(ids), cfg.batch_episodes - n_fresh)]).astype(int)
+                                   rng.integers(0, len(pool), cfg.batch_episodes - n_fresh)]).astype(int)
             batch = batcher.build(pick.tolist(), rng, train=True)
             loss, _, _, _ = losses(forward_batch(model, batch, tc), batch, tc)
             self._optimizer.zero_grad(set_to_none=True)
@@ -322,6 +333,7 @@ class CriticRefresher:
         changed = self.relabel(ids, rewards)
         self.refreshes += 1
         stats = {"refreshes": self.refreshes, "episodes": len(ids), "fresh_episodes": len(fresh),
+                 "labelled_episodes": len(pool),
                  "fresh_mae": _mean(np.abs(before)), "fresh_bias": _mean(before),
                  "fit_mae": _mean(np.abs(after)), "loss": loss_sum / cfg.grad_steps,
                  "relabelled": changed, "seconds": round(time.time() - t0, 2)}
@@ -382,6 +394,11 @@ class CriticRefresher:
             **provenance}}
         config = dataclasses.replace(self.critic.config, train_info=info)
         return save_checkpoint(folder, config, self.critic.model.state_dict())
+
+    @property
+    def labelled_count(self) -> int:
+        """Stored episodes the labelling budget lets the critic train on."""
+        return sum(ep.labelled for ep in self.episodes.values())
 
     @property
     def next_episode_id(self) -> int:

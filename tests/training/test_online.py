@@ -183,3 +183,37 @@ def test_refresh_on_real_lift_labels_from_sim_state(tmp_path):
     assert [r["timesteps"] for r in rows] == [60, 120]
     assert all(r["relabelled"] >= r["timesteps"] - 20 and np.isfinite(r["fresh_mae"]) for r in rows)
     assert CompactCritic(tmp_path / "run" / "critic").config.train_info["online_refresh"]["refreshes"] == 2
+
+
+def test_a_labelling_budget_trains_on_the_drawn_episodes_only(tiny_ckpt, monkeypatch):
+    """With ``label_fraction`` 0.5 about half of the episodes are labelled; the critic's training batches come
+    from those alone, while every episode is still relabelled in the buffer."""
+    import primo_loop.training.compact as compact
+
+    seen: list[set[str]] = []
+    original = compact.Batcher.__init__
+
+    def spy(self, cfg, episodes):
+        seen.append({e.episode_id for e in episodes})
+        original(self, cfg, episodes)
+
+    monkeypatch.setattr(compact.Batcher, "__init__", spy)
+    cfg = RefreshConfig(every=50, grad_steps=5, min_episodes=2, batch_episodes=4, label_fraction=0.5)
+    rewards, _, refresher = drive(CompactCritic(tiny_ckpt), actions(126, seed=2), cfg)
+    labelled = {str(e) for e, ep in refresher.episodes.items() if ep.labelled}
+    assert 0 < len(labelled) < len(refresher.episodes) == 20
+    assert refresher.history[-1]["labelled_episodes"] == len([s for s in seen[-1]])
+    assert seen and all(s <= labelled for s in seen)
+    assert refresher.history[-1]["relabelled"] >= 100  # unlabelled episodes are relabelled too
+    with pytest.raises(ConfigError, match="label_fraction"):
+        RefreshConfig(label_fraction=0.0)
+
+
+def test_a_refresh_log_gains_columns_without_losing_its_rows(tmp_path):
+    from policies.sb3 import append_eval_row
+
+    path = tmp_path / "refresh.csv"
+    append_eval_row(path, {"timesteps": 10, "fresh_mae": 0.1}, fields=None)
+    append_eval_row(path, {"timesteps": 20, "fresh_mae": 0.2, "labelled_episodes": 7}, fields=None)
+    assert read_eval(path) == [{"timesteps": 10.0, "fresh_mae": 0.1},
+                               {"timesteps": 20.0, "fresh_mae": 0.2, "labelled_episodes": 7.0}]
