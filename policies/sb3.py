@@ -675,7 +675,7 @@ def _check_resume_config(out: Path, cfg: AgentConfig) -> None:
     saved_path = out / "config.json"
     if not saved_path.exists():
         return
-    saved = json.loads(saved_path.read_text())
+    saved = {"refresh_every": 0, **json.loads(saved_path.read_text())}  # runs from before refresh existed had none
     for key in ("env", "robot", "algo", "reward", "critic", "workers", "horizon", "seed", "action", "refresh_every"):
         if key in saved and saved[key] != getattr(cfg, key):
             raise ConfigError(f"--resume with a different `{key}`: the run in {str(out)!r} used {saved[key]!r}, "

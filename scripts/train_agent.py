@@ -8,10 +8,15 @@
     python scripts/train_agent.py --env Lift --reward critic --action position --horizon 80 --workers 1 \
         --demo-episodes 20 --demo-fraction 0.5 --bc-steps 2000 --bc-regularize --set ent_coef=0.01 \
         --set learning_starts=1600 --critic-weight 10 --steps 20000 --out runs/sac_critic_demo
+    # online critic refresh: the critic fine-tuned on the agent's episodes every 10k steps, the buffer relabelled
+    python scripts/train_agent.py --env Lift --reward critic --action position --horizon 80 --workers 1 \
+        --set n_steps=5 --critic-weight 10 --tracker-option terminate=false --refresh-every 10000 \
+        --steps 140000 --out runs/sac_refresh
 
 Writes TensorBoard logs (``OUT/tb``, with ``critic/*``), ``OUT/eval.csv`` (eval success rate vs env steps),
 checkpoints (``OUT/checkpoints``: every one's policy, the newest two with the SAC replay buffer),
-``OUT/final_model.zip`` and ``OUT/done.json``.
+``OUT/final_model.zip`` and ``OUT/done.json``; with refresh also ``OUT/refresh.csv`` and the refreshed critic in
+``OUT/critic``.
 """
 from __future__ import annotations
 

@@ -170,6 +170,20 @@ def test_a_refresh_run_without_its_state_resumes_from_an_older_checkpoint(tiny_c
     assert summary["resumed_from"] == 200
 
 
+def test_refresh_cannot_be_switched_on_when_resuming_a_run_without_it(tiny_ckpt, tmp_path):
+    """A run trained without refresh (its config.json may predate the option) has no refresh states: resuming it
+    with refresh is refused, not silently restarted from scratch."""
+    import json
+
+    train(tiny(tmp_path, steps=100, refresh_every=0, refresh_options={}), critic=CompactCritic(tiny_ckpt))
+    out = tmp_path / "run"
+    config = json.loads((out / "config.json").read_text())
+    del config["refresh_every"], config["refresh_options"]  # as written before refresh existed
+    (out / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match="refresh_every"):
+        train(tiny(tmp_path, steps=200, resume=True), critic=CompactCritic(tiny_ckpt))
+
+
 @pytest.mark.slow
 def test_refresh_on_real_lift_labels_from_sim_state(tmp_path):
     """Robosuite Lift with the embedded critic: the episodes carry privileged progress, refresh runs, the buffer
