@@ -203,11 +203,11 @@ class CriticRefresher:
         return stats
 
     # -- scoring and relabelling --------------------------------------------------------------------
-    def potentials(self, episode_ids: list[int], batch_queries: int = 256) -> dict[int, np.ndarray]:
+    def potentials(self, episode_ids: list[int], batch_frames: int = 512) -> dict[int, np.ndarray]:
         """Each episode's potential at every step ``0..length`` under the current critic (held between queries).
 
         The queries are the ones the loop made (:func:`~primo_loop.tracker.replay_schedule`); an episode's frames
-        are encoded once for all of its queries (:meth:`CompactCritic.score`).
+        are encoded once for all of its queries (:meth:`CompactCritic.score`), about ``batch_frames`` frames a call.
         """
         from primo_loop.tracker import sample_clip_indices
 
@@ -249,7 +249,7 @@ class CriticRefresher:
         for eid in episode_ids:
             chunk.append(eid)
             n += len(self.episodes[eid].arrays.frames)
-            if n >= batch_queries:
+            if n >= batch_frames:
                 flush()
                 n = 0
         if chunk:
