@@ -222,16 +222,14 @@ def aggregate(args: argparse.Namespace, priors: dict[str, dict]) -> dict:
 def oracle_bias(source: str, priors: dict[str, dict], reward: str, seed: int, steps: list) -> list:
     """A run's ``critic/oracle_bias`` (critic minus oracle progress over its last 1,000 queries) at each evaluation
     step: from its TensorBoard logs, or from the prior report it came from (None where neither has it)."""
+    from primo_loop.tblog import read_scalars, value_at
+
     if source.endswith(".json"):
         run = priors.get(source, {}).get("runs", {}).get(reward, {})
         series = {int(t): v for t, v in zip(run.get("steps", []), run.get("oracle_bias", {}).get(str(seed), []))
                   if v is not None}
     else:
-        from primo_loop.tblog import read_scalars
-
         series = read_scalars(source, ["critic/oracle_bias"]).get("critic/oracle_bias", {})
-    from primo_loop.tblog import value_at
-
     return [None if (v := value_at(series, int(t))) is None else round(v, 4) for t in steps]
 
 
@@ -367,16 +365,16 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_bias(result: dict, path: Path, extra: dict[str, dict] | None = None) -> None:
+def plot_bias(result: dict, path: Path) -> None:
     """``critic/oracle_bias`` against env steps, one thin line per seed and the seed mean: a learned reward being
-    exploited shows as a bias that climbs while training goes on. ``extra``: more runs by legend name."""
+    exploited shows as a bias that climbs while training goes on."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    runs = {r["label"]: r for r in result["runs"].values() if "oracle_bias" in r} | (extra or {})
+    runs = {r["label"]: r for r in result["runs"].values() if "oracle_bias" in r}
     for k, (name, r) in enumerate(runs.items()):
         steps = np.array(r["steps"], dtype=float)
         mat = np.array([[np.nan if v is None else v for v in b] for b in r["oracle_bias"].values()], dtype=float)

@@ -505,12 +505,15 @@ def _callbacks():
             super().__init__()
             self.refresher, self.csv_path = refresher, csv_path
             self.save_freq, self.save_path = save_freq, save_path
+            self.wrapper = None
+
+        def _on_training_start(self) -> None:
+            self.wrapper = find_critic_wrapper(self.training_env)
 
         def _on_step(self) -> bool:
-            wrapper = find_critic_wrapper(self.training_env)
             rb = self.model.replay_buffer
             stats = self.refresher.on_step(self.num_timesteps, rb.pos, list(self.locals["infos"]), rb.rewards,
-                                           running=list(wrapper.episode_ids))
+                                           running=list(self.wrapper.episode_ids))
             if stats is not None:
                 for key, value in stats.items():
                     self.logger.record(f"refresh/{key}", value)

@@ -256,12 +256,14 @@ class CriticRefresher:
             flush()
         return out
 
-    def relabel(self, episode_ids: list[int], rewards: np.ndarray) -> int:
-        """Recompute the shaping of these episodes' transitions in the buffer; returns how many changed."""
+    def relabel(self, episode_ids: list[int], rewards: np.ndarray,
+                phis: dict[int, np.ndarray] | None = None) -> int:
+        """Recompute the shaping of these episodes' transitions in the buffer; returns how many changed.
+        ``phis``: their potentials under the current critic, if already computed."""
         ids = [e for e in episode_ids if e in self.episodes]
         if not ids:
             return 0
-        phis = self.potentials(ids)
+        phis = self.potentials(ids) if phis is None else phis
         rows, cols = np.nonzero(np.isin(self.slot_episode, ids))
         cfg = self.tracker
         n = 0
@@ -277,11 +279,12 @@ class CriticRefresher:
         self.relabelled += n
         return n
 
-    def errors(self, episode_ids: list[int]) -> np.ndarray:
-        """Critic minus oracle progress at every query of these episodes (0-1 scale)."""
+    def errors(self, episode_ids: list[int], phis: dict[int, np.ndarray] | None = None) -> np.ndarray:
+        """Critic minus oracle progress at every query of these episodes (0-1 scale). ``phis``: their potentials
+        under the current critic, if already computed."""
         if not episode_ids:
             return np.zeros(0)
-        phis = self.potentials(episode_ids)
+        phis = self.potentials(episode_ids) if phis is None else phis
         out = []
         cfg = self.tracker
         for eid in episode_ids:
@@ -327,10 +330,11 @@ class CriticRefresher:
             self._optimizer.step()
             loss_sum += float(loss.item())
         self.critic.weights_changed()
-        after = self.errors(fresh)
+        phis = self.potentials(ids)  # once, for the fit on the fresh episodes and for relabelling them all
+        after = self.errors(fresh, phis)
         for e in fresh:
             self.episodes[e].fresh = False
-        changed = self.relabel(ids, rewards)
+        changed = self.relabel(ids, rewards, phis)
         self.refreshes += 1
         stats = {"refreshes": self.refreshes, "episodes": len(ids), "fresh_episodes": len(fresh),
                  "labelled_episodes": len(pool),
