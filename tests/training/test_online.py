@@ -17,7 +17,8 @@ FAKE = "primo_loop.testing.fakes:ProgressEnv"
 TRACKER = dict(critic_every=5, clip_len=4, critic_weight=2.0, gamma=0.9, terminate=False)
 
 
-def drive(critic, actions: np.ndarray, refresher_cfg: RefreshConfig | None = None, horizon: int = 12):
+def drive(critic, actions: np.ndarray, refresher_cfg: RefreshConfig | None = None, horizon: int = 12,
+          shaping: str = "delta"):
     """Run 2 fake envs under the critic for ``len(actions)`` steps, storing transitions in a replay-buffer-like
     reward array as SB3 does (after the refresher has seen the step). Returns (rewards, env rewards, refresher)."""
     from stable_baselines3.common.vec_env import DummyVecEnv
@@ -27,7 +28,7 @@ def drive(critic, actions: np.ndarray, refresher_cfg: RefreshConfig | None = Non
 
     venv = DummyVecEnv([lambda: ProgressEnv(horizon=horizon, size=16)] * 2)
     venv.seed(3)
-    wrapper = VecCriticInTheLoop(venv, critic, **TRACKER)
+    wrapper = VecCriticInTheLoop(venv, critic, **TRACKER, shaping=shaping)
     n = len(actions)
     rewards = np.zeros((n, 2), np.float32)
     env_rewards = np.zeros((n, 2), np.float32)
@@ -50,13 +51,15 @@ def actions(n: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).uniform(-0.2, 1.0, size=(n, 2, 1)).astype(np.float32)
 
 
-def test_relabelling_pays_what_the_new_critic_would_have_paid(tiny_ckpt):
+@pytest.mark.parametrize("shaping", ["delta", "progress"])
+def test_relabelling_pays_what_the_new_critic_would_have_paid(tiny_ckpt, shaping):
     """The buffer relabelled after a critic change equals the rewards that critic gives online on the same
-    episodes; with the critic unchanged, relabelling changes nothing (the loop's schedule is rebuilt exactly)."""
+    episodes, for potential-based shaping and for progress as a level reward; with the critic unchanged,
+    relabelling changes nothing (the loop's schedule is rebuilt exactly)."""
     acts = actions(60)
     critic = CompactCritic(tiny_ckpt)
     never = RefreshConfig(every=10**9)
-    rewards, _, refresher = drive(critic, acts, never)
+    rewards, _, refresher = drive(critic, acts, never, shaping=shaping)
     before = rewards.copy()
     finished = list(refresher.episodes)
     assert len(finished) == 10  # each of the 2 envs ends an episode every 12 steps
@@ -73,7 +76,7 @@ def test_relabelling_pays_what_the_new_critic_would_have_paid(tiny_ckpt):
     critic.model.load_state_dict(changed.model.state_dict())
     critic.weights_changed()
     refresher.relabel(finished, rewards)
-    online, _, _ = drive(changed, acts)
+    online, _, _ = drive(changed, acts, shaping=shaping)
     done = np.isin(refresher.slot_episode, finished)
     assert done.sum() == 120  # every transition belongs to a finished episode
     assert np.abs(online - before)[done].max() > 1e-2  # the change matters
