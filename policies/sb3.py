@@ -409,7 +409,7 @@ def find_critic_wrapper(venv: Any):
 # Callbacks
 # ---------------------------------------------------------------------------------------------------------
 def _callbacks():
-    from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
+    from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback, EvalCallback
 
     from primo_loop.wrappers import privileged_from_info
 
@@ -495,6 +495,21 @@ def _callbacks():
             self.logger.record("eval/success_rate", success)
             return True
 
+    class ResumableEval(EvalCallback):
+        """SB3's EvalCallback that, on a resumed run, first does the evaluation due at the resume step when
+        ``eval.csv`` lacks it: a run killed between a checkpoint and the evaluation of the same step (the
+        evaluation comes second) would otherwise resume past it and leave a hole in its curve."""
+
+        def __init__(self, *args: Any, evaluate_at_start: bool = False, **kwargs: Any):
+            super().__init__(*args, **kwargs)
+            self.evaluate_at_start = evaluate_at_start
+
+        def _on_training_start(self) -> None:
+            super()._on_training_start()
+            if self.evaluate_at_start:
+                log.info("evaluating at %d steps: the evaluation due there was lost to the kill", self.num_timesteps)
+                self._on_step()  # n_calls is 0 here, so the evaluation fires
+
     class CriticRefreshCallback(BaseCallback):
         """Drives online critic refresh (:class:`~primo_loop.training.online.CriticRefresher`): tells it which
         buffer row each step's transitions go to, lets it refresh and relabel when due, records ``refresh/*``
@@ -528,7 +543,7 @@ def _callbacks():
             self.refresher.export(self.csv_path.parent / "critic", run=str(self.csv_path.parent),
                                   timesteps=int(self.num_timesteps))
 
-    return CriticStatsCallback, PrunedCheckpoints, EvalLog, CriticRefreshCallback
+    return CriticStatsCallback, PrunedCheckpoints, EvalLog, CriticRefreshCallback, ResumableEval
 
 
 def append_eval_row(path: Path, row: Mapping[str, Any], fields: Sequence[str] | None = EVAL_FIELDS) -> None:
@@ -791,7 +806,7 @@ def train(cfg: AgentConfig, critic: Any | None = None) -> dict[str, Any]:
         critic: a critic instance to use instead of building one by name (tests inject fakes).
     """
     import torch
-    from stable_baselines3.common.callbacks import CallbackList, EvalCallback
+    from stable_baselines3.common.callbacks import CallbackList
     from stable_baselines3.common.utils import set_random_seed
 
     from primo_loop.cli import writable_dir
@@ -830,7 +845,7 @@ def train(cfg: AgentConfig, critic: Any | None = None) -> dict[str, Any]:
             if cfg.demo_episodes and model.num_timesteps > 0:  # the buffer already holds the demonstrations
                 venv.env_method("end_warmup")
         start = model.num_timesteps
-        CriticStats, Checkpoints, EvalLog, Refresh = _callbacks()
+        CriticStats, Checkpoints, EvalLog, Refresh, Eval = _callbacks()
         callbacks = [CriticStats()]
         if cfg.refresh_every:
             refresher = _refresher(cfg, venv, model, resumed=start > 0)
@@ -842,9 +857,12 @@ def train(cfg: AgentConfig, critic: Any | None = None) -> dict[str, Any]:
                                          save_path=str(ckpt_dir), name_prefix=CHECKPOINT_PREFIX,
                                          save_replay_buffer=cfg.algo == "sac", keep=cfg.keep_checkpoints))
         if eval_env is not None:
-            callbacks.append(EvalCallback(eval_env, n_eval_episodes=cfg.eval_episodes,
-                                          eval_freq=max(1, cfg.eval_every // cfg.workers), deterministic=True,
-                                          callback_after_eval=EvalLog(eval_csv, t0), verbose=0))
+            eval_freq = max(1, cfg.eval_every // cfg.workers)
+            lost = (start > 0 and start % (eval_freq * cfg.workers) == 0
+                    and all(row["timesteps"] != start for row in read_eval(eval_csv)))
+            callbacks.append(Eval(eval_env, n_eval_episodes=cfg.eval_episodes, eval_freq=eval_freq,
+                                  deterministic=True, callback_after_eval=EvalLog(eval_csv, t0), verbose=0,
+                                  evaluate_at_start=lost and start < cfg.steps))
         remaining = cfg.steps - start
         t_learn = time.time()
         if remaining > 0:

@@ -145,6 +145,22 @@ def test_resume_continues_from_the_newest_readable_checkpoint(tmp_path):
         train(tiny(tmp_path, steps=500, reward="sparse", resume=True))
 
 
+def test_resume_redoes_an_evaluation_lost_to_the_kill(tmp_path):
+    """A kill after the 200-step checkpoint but before the 200-step evaluation: the resumed run evaluates at
+    200 first, so the curve has no hole; evaluations it has are not repeated."""
+    from policies.sb3 import truncate_eval
+
+    out = tmp_path / "run"
+    train(tiny(tmp_path, steps=200, eval_every=100))
+    truncate_eval(out / "eval.csv", 100)  # the evaluation at 200 never got written
+    (out / "done.json").unlink()
+    summary = train(tiny(tmp_path, steps=300, eval_every=100, resume=True))
+    assert summary["resumed_from"] == 200
+    rows = read_eval(out / "eval.csv")
+    assert [r["timesteps"] for r in rows] == [100, 200, 300]
+    assert all(0.0 <= r["success_rate"] <= 1.0 for r in rows)
+
+
 def test_a_resumed_n_step_sac_keeps_its_n_step_returns(tmp_path, recwarn):
     """SB3 warns on load that ``n_steps`` "is ignored"; a resumed run still learns from n-step returns, so the
     warning is not passed on (and the buffer is checked, not the warning's absence alone)."""
