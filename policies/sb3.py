@@ -862,7 +862,7 @@ def train(cfg: AgentConfig, critic: Any | None = None) -> dict[str, Any]:
                     and all(row["timesteps"] != start for row in read_eval(eval_csv)))
             callbacks.append(Eval(eval_env, n_eval_episodes=cfg.eval_episodes, eval_freq=eval_freq,
                                   deterministic=True, callback_after_eval=EvalLog(eval_csv, t0), verbose=0,
-                                  evaluate_at_start=lost and start < cfg.steps))
+                                  evaluate_at_start=lost))  # fires only if learn() runs
         remaining = cfg.steps - start
         t_learn = time.time()
         if remaining > 0:
