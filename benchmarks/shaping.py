@@ -109,13 +109,16 @@ def load_prior(path: str, args: argparse.Namespace) -> dict:
     except SystemExit as exc:  # argparse has printed why
         raise ConfigError(f"--prior {path}: its recorded command does not parse: {prior['command']}") from exc
     mine, theirs = training_options(args), training_options(old)
+    lent = list(prior.get("runs", {}) if isinstance(prior.get("runs"), dict) else [])
     differ = {reward: [f"--{k.replace('_', '-')} {theirs[k]!r} there, {mine[k]!r} here"
                        for k in reward_options(reward, mine) if not same_option(k, theirs[k], mine[k])]
-              for reward in args.rewards}
+              for reward in dict.fromkeys([*args.rewards, *lent])}
     usable = [r for r in args.rewards if not differ[r]]
     if not usable:
-        reasons = sorted({d for ds in differ.values() for d in ds})
-        raise ConfigError(f"--prior {path} was trained with other options: " + "; ".join(reasons))
+        reasons = sorted({d for r in args.rewards for d in differ[r]})
+        unnamed = [r for r in lent if r not in args.rewards and not differ[r]]
+        hint = f" (it could lend {', '.join(unnamed)}: name them in --rewards)" if unnamed else ""
+        raise ConfigError(f"--prior {path} was trained with other options: " + "; ".join(reasons) + hint)
     return {**prior, "usable": usable}
 
 

@@ -250,7 +250,8 @@ def test_a_prior_lends_only_the_rewards_its_options_left_unchanged(tmp_path, sha
                          "--report-only"]) == 0
     assert json.loads((tmp_path / "o" / "shaping.json").read_text())["runs"]["oracle"]["source"] == {"0": str(prior)}
     # a prior usable for none of the rewards asked for is refused, naming what differs
-    with pytest.raises(ConfigError, match=r"--tracker-option \{\} there, \{'terminate': False\} here"):
+    with pytest.raises(ConfigError, match=r"--tracker-option \{\} there, \{'terminate': False\} here"
+                                          r" \(it could lend sparse, dense: name them in --rewards\)$"):
         shaping.main([*variant, "--rewards", "critic", "--results", str(tmp_path / "x"), "--report-only"])
 
 
