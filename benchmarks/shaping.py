@@ -109,7 +109,8 @@ def load_prior(path: str, args: argparse.Namespace) -> dict:
     except SystemExit as exc:  # argparse has printed why
         raise ConfigError(f"--prior {path}: its recorded command does not parse: {prior['command']}") from exc
     mine, theirs = training_options(args), training_options(old)
-    lent = list(prior.get("runs", {}) if isinstance(prior.get("runs"), dict) else [])
+    runs = prior.get("runs")
+    lent = list(runs) if isinstance(runs, dict) else []  # the rewards the prior holds curves for
     differ = {reward: [f"--{k.replace('_', '-')} {theirs[k]!r} there, {mine[k]!r} here"
                        for k in reward_options(reward, mine) if not same_option(k, theirs[k], mine[k])]
               for reward in dict.fromkeys([*args.rewards, *lent])}
