@@ -216,6 +216,9 @@ def aggregate(args: argparse.Namespace, priors: dict[str, dict]) -> dict:
             "finished_steps": {str(s): v for s, v in done.items()},
             "source": {str(s): found[s][2] for s in sorted(found)},
         }
+        peaks = {str(s): q_loss_peak(found[s][2], priors, reward, s, steps) for s in sorted(found)}
+        if any(p is not None for p in peaks.values()):
+            out["runs"][reward]["q_loss_peak"] = peaks
         if reward in ("critic", "oracle"):
             bias = {str(s): oracle_bias(found[s][2], priors, reward, s, steps) for s in sorted(found)}
             if any(any(v is not None for v in b) for b in bias.values()):
@@ -235,6 +238,22 @@ def oracle_bias(source: str, priors: dict[str, dict], reward: str, seed: int, st
     else:
         series = read_scalars(source, ["critic/oracle_bias"]).get("critic/oracle_bias", {})
     return [None if (v := value_at(series, int(t))) is None else round(v, 4) for t in steps]
+
+
+def q_loss_peak(source: str, priors: dict[str, dict], reward: str, seed: int, steps: list) -> list | None:
+    """``[evaluation step, loss]``: the largest mean of SAC's Q-function loss (``train/critic_loss``) over one
+    interval between evaluations, within the budget (None without that scalar). A value function that diverges
+    shows here as a loss orders of magnitude above the runs that learn."""
+    from primo_loop.tblog import interval_means, read_scalars
+
+    if source.endswith(".json"):
+        return priors.get(source, {}).get("runs", {}).get(reward, {}).get("q_loss_peak", {}).get(str(seed))
+    series = read_scalars(source, ["train/critic_loss"]).get("train/critic_loss", {})
+    means = [(int(t), m) for t, m in zip(steps, interval_means(series, [int(t) for t in steps])) if m is not None]
+    if not means:
+        return None
+    step, loss = max(means, key=lambda tm: tm[1])
+    return [step, float(f"{loss:.4g}")]
 
 
 def success_matrix(run: dict) -> np.ndarray:
@@ -398,16 +417,25 @@ def plot_bias(result: dict, path: Path) -> None:
 
 
 def table(result: dict, command: str) -> str:
-    lines = ["| reward | seeds | env steps | final eval success (per seed) | mean | steps to 80% |",
-             "|---|---|---|---|---|---|"]
+    peaks = any("q_loss_peak" in r for r in result["runs"].values())
+    lines = ["| reward | seeds | env steps | final eval success (per seed) | mean | steps to 80% |"
+             + (" largest SAC Q-loss (per seed, at) |" if peaks else ""),
+             "|---|---|---|---|---|---|" + ("---|" if peaks else "")]
     for r in result["runs"].values():
         finals = [r["final_success"][str(s)] for s in r["seeds"]]
         hits = [r["steps_to_target"][str(s)] for s in r["seeds"]]
         steps = sorted(set(r["final_steps"].values()))
-        lines.append(f"| {r['label']} | {len(finals)} | {', '.join(map(str, steps))} | "
-                     f"{', '.join(f'{f:.2f}' for f in finals)} | {np.mean(finals):.2f} | "
-                     f"{', '.join('not reached' if h is None else str(h) for h in hits)} |")
-    return "\n".join(lines) + f"\n\nCommand:\n\n```\n{command}\n```\n"
+        line = (f"| {r['label']} | {len(finals)} | {', '.join(map(str, steps))} | "
+                f"{', '.join(f'{f:.2f}' for f in finals)} | {np.mean(finals):.2f} | "
+                f"{', '.join('not reached' if h is None else str(h) for h in hits)} |")
+        if peaks:
+            at = [r.get("q_loss_peak", {}).get(str(s)) for s in r["seeds"]]
+            line += " " + ", ".join("-" if p is None else f"{p[1]:.3g} ({p[0] // 1000}k)" for p in at) + " |"
+        lines.append(line)
+    note = ("\n\nLargest SAC Q-loss: the largest mean of `train/critic_loss` (the agent's value function, not the "
+            "reward's critic) over one interval between evaluations, and the evaluation ending it."
+            if peaks else "")
+    return "\n".join(lines) + note + f"\n\nCommand:\n\n```\n{command}\n```\n"
 
 
 def write_report(result: dict, results: Path) -> str:

@@ -36,3 +36,19 @@ def value_at(series: dict[int, float], step: int) -> float | None:
     """The last value logged at or before ``step`` (None if there is none)."""
     earlier = [s for s in series if s <= step]
     return series[max(earlier)] if earlier else None
+
+
+def interval_means(series: dict[int, float], ends: Iterable[int]) -> list[float | None]:
+    """Mean of the values logged in each interval ``(previous end, end]`` (the first starts at step 0, inclusive);
+    None for an interval with no value.
+
+    >>> interval_means({0: 1.0, 500: 3.0, 1000: 5.0, 1500: 10.0}, [1000, 2000, 3000])
+    [3.0, 10.0, None]
+    """
+    out: list[float | None] = []
+    start = -1
+    for end in ends:
+        vals = [v for s, v in series.items() if start < s <= end]
+        out.append(sum(vals) / len(vals) if vals else None)
+        start = end
+    return out

@@ -303,3 +303,36 @@ def test_a_refresh_variant_borrows_sparse_and_dense_and_plots_the_oracle_bias(tm
     with pytest.raises(Exception, match="refresh-every 0 there, 500 here"):
         shaping.main(["--rewards", "critic", "--seeds", "0", "--runs", str(tmp_path / "none"), "--results",
                       str(tmp_path / "x"), "--prior", str(prior), "--refresh-every", "500", "--report-only"])
+
+
+def test_each_run_reports_its_largest_sac_q_loss(tmp_path, shaping):
+    """A diverging value function is what separated the level-reward runs that never learned from those that did
+    (experiments 12-13): the report gives each run's largest mean Q-loss over an interval between evaluations,
+    within the budget, and a borrowed run keeps the figure its report gave."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    write_runs(tmp_path / "runs", {"dense": {0: [0.0, 0.7, 0.9]}, "critic": {0: [0.0, 0.0, 0.0]},
+                                   "sparse": {0: [0.0, 0.0, 0.0]}})
+    losses = {"dense": {200: 1.0, 900: 3.0, 1500: 2.0, 2500: 4.0},  # interval means 2.0, 2.0, 4.0
+              "critic": {500: 1.0, 1500: 50.0, 1800: 150.0, 2600: 10.0, 3500: 9e6}}  # 1.0, 100.0, 10.0; 3500 > budget
+    for reward, points in losses.items():
+        with SummaryWriter(str(tmp_path / "runs" / f"{reward}_s0" / "tb" / f"sac_{reward}_1")) as w:
+            for step, v in points.items():
+                w.add_scalar("train/critic_loss", v, step)
+    out = tmp_path / "results"
+    assert shaping.main(["--rewards", "sparse", "dense", "critic", "--seeds", "0", "--runs", str(tmp_path / "runs"),
+                         "--results", str(out), "--steps", "3000", "--report-only"]) == 0
+    result = json.loads((out / "shaping.json").read_text())
+    assert result["runs"]["dense"]["q_loss_peak"] == {"0": [3000, 4.0]}
+    assert result["runs"]["critic"]["q_loss_peak"] == {"0": [2000, 100.0]}  # the 9e6 after the budget is not read
+    assert "q_loss_peak" not in result["runs"]["sparse"]  # no scalar logged: no figure rather than a zero
+    md = (out / "shaping.md").read_text()
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in md.splitlines() if line.startswith("| ")}
+    assert rows["dense"].endswith("| 4 (3k) |") and rows["critic (compact)"].endswith("| 100 (2k) |")
+    assert rows["sparse"].endswith("| - |")
+    # a later report borrowing these runs through --prior keeps their figures
+    again = tmp_path / "again"
+    assert shaping.main(["--rewards", "sparse", "dense", "critic", "--seeds", "0", "--runs", str(tmp_path / "none"),
+                         "--results", str(again), "--steps", "3000", "--prior", str(out / "shaping.json"),
+                         "--report-only"]) == 0
+    assert json.loads((again / "shaping.json").read_text())["runs"]["critic"]["q_loss_peak"] == {"0": [2000, 100.0]}
