@@ -23,6 +23,7 @@ instead of paying ~60 ms per rendered frame; the critic sees what a camera would
 """
 from __future__ import annotations
 
+import copy
 import csv
 import functools
 import importlib
@@ -205,7 +206,9 @@ class AgentConfig:
 
     def hyperparameters(self) -> dict[str, Any]:
         """The algorithm's keyword arguments: the preset, then ``algo_kwargs``."""
-        params = {**PRESETS[self.algo], **self.algo_kwargs}
+        # a deep copy: SB3 writes into the policy_kwargs it is given (``use_sde``), which must not reach the
+        # presets or this config (a resume compares algo_kwargs with the saved ones)
+        params = copy.deepcopy({**PRESETS[self.algo], **self.algo_kwargs})
         if self.algo == "sac":
             params["buffer_size"] = int(min(params["buffer_size"], self.steps))
             if params.get("gradient_steps") == -1:  # one update per env step, whatever the worker count
@@ -694,7 +697,10 @@ def _check_resume_config(out: Path, cfg: AgentConfig) -> None:
     if not saved_path.exists():
         return
     saved = {"refresh_every": 0, **json.loads(saved_path.read_text())}  # runs from before refresh existed had none
-    for key in ("env", "robot", "algo", "reward", "critic", "workers", "horizon", "seed", "action", "refresh_every"):
+    # algo_kwargs: a checkpoint loads with the hyperparameters it was saved with, so a changed `--set` would be
+    # recorded in config.json yet not trained with
+    for key in ("env", "robot", "algo", "reward", "critic", "workers", "horizon", "seed", "action", "refresh_every",
+                "algo_kwargs"):
         if key in saved and saved[key] != getattr(cfg, key):
             raise ConfigError(f"--resume with a different `{key}`: the run in {str(out)!r} used {saved[key]!r}, "
                               f"this command asks for {getattr(cfg, key)!r}; use a new --out or the same options.")

@@ -143,6 +143,9 @@ def test_resume_continues_from_the_newest_readable_checkpoint(tmp_path):
     assert train(tiny(tmp_path, steps=400, resume=True))["timesteps"] == 400
     with pytest.raises(ConfigError, match="reward"):
         train(tiny(tmp_path, steps=500, reward="sparse", resume=True))
+    # a checkpoint keeps the hyperparameters it was saved with: a changed --set is refused, not silently ignored
+    with pytest.raises(ConfigError, match="different `algo_kwargs`.*'ent_coef': 0.05"):
+        train(tiny(tmp_path, steps=500, resume=True, algo_kwargs={**cfg.algo_kwargs, "ent_coef": 0.05}))
 
 
 def test_resume_redoes_an_evaluation_lost_to_the_kill(tmp_path):
