@@ -52,6 +52,7 @@ KEY_VALUE_LISTS = ("set", "critic_option", "tracker_option", "refresh_option")  
 # options only some rewards read: sparse and dense runs build no critic and no tracker; the oracle reward builds
 # the oracle critic (given --critic-option) whatever --critic names
 CRITIC_ONLY = {"critic", "refresh_every", "refresh_option"}  # online refresh trains the critic reward's critic
+REPORT_SCALARS = ("train/critic_loss", "critic/oracle_bias")  # what the report reads from a run's TensorBoard logs
 SHAPING_ONLY = {"critic_option", "critic_every", "critic_weight", "shaping", "tracker_option"}
 
 
@@ -195,6 +196,8 @@ def run_all(args: argparse.Namespace, priors: dict[str, dict]) -> None:
 
 
 def aggregate(args: argparse.Namespace, priors: dict[str, dict]) -> dict:
+    from primo_loop.tblog import read_scalars
+
     out: dict = {"target": TARGET, "runs": {}}
     for reward in args.rewards:
         found = {seed: seed_curve(args, priors, reward, seed) for seed in args.seeds}
@@ -216,39 +219,43 @@ def aggregate(args: argparse.Namespace, priors: dict[str, dict]) -> dict:
             "finished_steps": {str(s): v for s, v in done.items()},
             "source": {str(s): found[s][2] for s in sorted(found)},
         }
-        peaks = {str(s): q_loss_peak(found[s][2], priors, reward, s, steps) for s in sorted(found)}
+        # each run folder's event files are read once, for every scalar the report takes from them
+        scalars = {s: {} if f[2].endswith(".json") else read_scalars(f[2], REPORT_SCALARS) for s, f in found.items()}
+        peaks = {str(s): q_loss_peak(found[s][2], priors, reward, s, steps, scalars[s]) for s in sorted(found)}
         if any(p is not None for p in peaks.values()):
             out["runs"][reward]["q_loss_peak"] = peaks
         if reward in ("critic", "oracle"):
-            bias = {str(s): oracle_bias(found[s][2], priors, reward, s, steps) for s in sorted(found)}
+            bias = {str(s): oracle_bias(found[s][2], priors, reward, s, steps, scalars[s]) for s in sorted(found)}
             if any(any(v is not None for v in b) for b in bias.values()):
                 out["runs"][reward]["oracle_bias"] = bias
     return out
 
 
-def oracle_bias(source: str, priors: dict[str, dict], reward: str, seed: int, steps: list) -> list:
+def oracle_bias(source: str, priors: dict[str, dict], reward: str, seed: int, steps: list,
+                scalars: dict[str, dict[int, float]]) -> list:
     """A run's ``critic/oracle_bias`` (critic minus oracle progress over its last 1,000 queries) at each evaluation
-    step: from its TensorBoard logs, or from the prior report it came from (None where neither has it)."""
-    from primo_loop.tblog import read_scalars, value_at
+    step: from its TensorBoard ``scalars``, or from the prior report it came from (None where neither has it)."""
+    from primo_loop.tblog import value_at
 
     if source.endswith(".json"):
         run = priors.get(source, {}).get("runs", {}).get(reward, {})
         series = {int(t): v for t, v in zip(run.get("steps", []), run.get("oracle_bias", {}).get(str(seed), []))
                   if v is not None}
     else:
-        series = read_scalars(source, ["critic/oracle_bias"]).get("critic/oracle_bias", {})
+        series = scalars.get("critic/oracle_bias", {})
     return [None if (v := value_at(series, int(t))) is None else round(v, 4) for t in steps]
 
 
-def q_loss_peak(source: str, priors: dict[str, dict], reward: str, seed: int, steps: list) -> list | None:
+def q_loss_peak(source: str, priors: dict[str, dict], reward: str, seed: int, steps: list,
+                scalars: dict[str, dict[int, float]]) -> list | None:
     """``[evaluation step, loss]``: the largest mean of SAC's Q-function loss (``train/critic_loss``) over one
     interval between evaluations, within the budget (None without that scalar). A value function that diverges
     shows here as a loss orders of magnitude above the runs that learn."""
-    from primo_loop.tblog import interval_means, read_scalars
+    from primo_loop.tblog import interval_means
 
     if source.endswith(".json"):
         return priors.get(source, {}).get("runs", {}).get(reward, {}).get("q_loss_peak", {}).get(str(seed))
-    series = read_scalars(source, ["train/critic_loss"]).get("train/critic_loss", {})
+    series = scalars.get("train/critic_loss", {})
     means = [(int(t), m) for t, m in zip(steps, interval_means(series, [int(t) for t in steps])) if m is not None]
     if not means:
         return None
