@@ -13,7 +13,8 @@ more seeds without its run folders, or a critic variant compared with the sparse
 change: a prior's curves of a reward are used only when every option that reward's training reads is the same
 (a prior trained for more steps lends its curves up to ``--steps``).
 Writes ``RESULTS/shaping.png`` (mean success over seeds, min-max band), ``RESULTS/shaping.md`` (table + the
-command) and ``RESULTS/shaping.json``. ``--rewrite REPORT.json`` redoes those three from the curves a report holds,
+command) and ``RESULTS/shaping.json``, after every run and when training is interrupted: run folders are lost
+with the machine, a committed report is not (it lends its curves to later commands through ``--prior``). ``--rewrite REPORT.json`` redoes those three from the curves a report holds,
 in place (the runs behind a committed report are usually gone; the analysis needs only its curves).
 Evaluation uses the task's own success (``info["is_success"]``) in a separate env with no critic.
 """
@@ -24,6 +25,7 @@ import json
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -174,8 +176,11 @@ def seed_curve(args: argparse.Namespace, priors: dict[str, dict], reward: str, s
     return None
 
 
-def run_all(args: argparse.Namespace, priors: dict[str, dict]) -> None:
-    """Train (or resume) every (reward, seed) run, except those a prior report already holds."""
+def run_all(args: argparse.Namespace, priors: dict[str, dict],
+            report: Callable[[], object] | None = None) -> None:
+    """Train (or resume) every (reward, seed) run, except those a prior report already holds. ``report`` is
+    called after each run and when training is interrupted, so the curves so far reach the results folder (a
+    report can be committed; run folders die with the machine)."""
     from policies.sb3 import AgentConfig, train, training_config_kwargs
 
     for reward in args.rewards:
@@ -190,9 +195,17 @@ def run_all(args: argparse.Namespace, priors: dict[str, dict]) -> None:
             cfg = AgentConfig(**kwargs, reward=reward, steps=args.steps, seed=seed,
                               out=str(out), resume=True, progress_bar=False)
             t0 = time.time()
-            summary = train(cfg)
+            try:
+                summary = train(cfg)
+            except KeyboardInterrupt:
+                if report is not None:
+                    report()
+                    print(f"interrupted: the report in {args.results} holds the curves so far", flush=True)
+                raise
             print(f"{reward} seed {seed}: {summary['timesteps']} steps, last eval {summary.get('eval')}, "
                   f"{time.time() - t0:.0f} s", flush=True)
+            if report is not None:
+                report()
 
 
 def aggregate(args: argparse.Namespace, priors: dict[str, dict]) -> dict:
@@ -493,17 +506,22 @@ def main(argv: list[str] | None = None) -> int:
 
     results = writable_dir(args.results)
     priors = {path: load_prior(path, args) for path in args.prior}
+
+    def report() -> str:
+        result = aggregate(args, priors)
+        # the command that trains (re-running it resumes; --report-only only rewrites the report)
+        result["command"] = "python benchmarks/shaping.py " + shlex.join(
+            a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only")
+        result["setting"] = {k: getattr(args, k) for k in (
+            "env", "algo", "action", "demo_episodes", "demo_fraction", "bc_steps", "bc_regularize", "horizon",
+            "steps", "critic", "critic_every", "critic_weight", "shaping", "tracker_option", "refresh_every",
+            "refresh_option")}
+        result["setting"]["algo_kwargs"] = training_config_kwargs(args)["algo_kwargs"]
+        return write_report(result, results)
+
     if not args.report_only:
-        run_all(args, priors)
-    result = aggregate(args, priors)
-    # the command that trains (re-running it resumes; --report-only only rewrites the report)
-    result["command"] = "python benchmarks/shaping.py " + shlex.join(
-        a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only")
-    result["setting"] = {k: getattr(args, k) for k in (
-        "env", "algo", "action", "demo_episodes", "demo_fraction", "bc_steps", "bc_regularize", "horizon", "steps",
-        "critic", "critic_every", "critic_weight", "shaping", "tracker_option", "refresh_every", "refresh_option")}
-    result["setting"]["algo_kwargs"] = training_config_kwargs(args)["algo_kwargs"]
-    print(write_report(result, results))
+        run_all(args, priors, report)
+    print(report())
     return 0
 
 

@@ -274,6 +274,35 @@ def test_training_skips_the_runs_a_prior_holds(tmp_path, shaping, monkeypatch):
     assert result["runs"]["sparse"]["success"] == {"0": [0.5, 0.7], "1": [0.1, 0.2]}
 
 
+def test_an_interrupted_experiment_leaves_a_report_of_the_runs_so_far(tmp_path, shaping, monkeypatch):
+    """Run folders die with the machine; the report, which can be committed, is rewritten after every run and
+    when training is interrupted, with the curves the runs have reached."""
+    import policies.sb3
+
+    reports = []  # the report each run found when it started
+
+    def fake_train(cfg):
+        path = tmp_path / "res" / "shaping.json"
+        reports.append(json.loads(path.read_text())["runs"] if path.exists() else None)
+        if cfg.seed == 1:  # killed mid-run, after its first evaluation
+            write_runs(tmp_path / "runs", {cfg.reward: {cfg.seed: [0.4]}})
+            raise KeyboardInterrupt
+        write_runs(tmp_path / "runs", {cfg.reward: {cfg.seed: [0.1, 0.2]}})
+        return {"timesteps": 2000, "eval": 0.2}
+
+    monkeypatch.setattr(policies.sb3, "train", fake_train)
+    argv = ["--rewards", "sparse", "--seeds", "0", "1", "--runs", str(tmp_path / "runs"), "--results",
+            str(tmp_path / "res")]
+    with pytest.raises(KeyboardInterrupt):
+        shaping.main(argv)
+    # none before the first run; seed 0's curve as soon as it ended (a kill that no handler sees loses no more)
+    assert reports[0] is None and reports[1]["sparse"]["success"] == {"0": [0.1, 0.2]}
+    result = json.loads((tmp_path / "res" / "shaping.json").read_text())
+    assert result["runs"]["sparse"]["success"] == {"0": [0.1, 0.2], "1": [0.4, None]}
+    assert result["runs"]["sparse"]["finished_steps"] == {"0": None, "1": None}
+    assert result["command"] == "python benchmarks/shaping.py " + " ".join(argv)
+
+
 def test_a_refresh_variant_borrows_sparse_and_dense_and_plots_the_oracle_bias(tmp_path, shaping):
     """Online refresh changes only the critic reward's runs: a prior lends its sparse and dense curves, not its critic
     curves. The critic runs' ``critic/oracle_bias`` (TensorBoard) is read at each evaluation step, from the run's
