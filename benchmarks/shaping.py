@@ -14,8 +14,9 @@ change: a prior's curves of a reward are used only when every option that reward
 (a prior trained for more steps lends its curves up to ``--steps``).
 Writes ``RESULTS/shaping.png`` (mean success over seeds, min-max band), ``RESULTS/shaping.md`` (table + the
 command) and ``RESULTS/shaping.json``, after every run and when training is interrupted: run folders are lost
-with the machine, a committed report is not (it lends its curves to later commands through ``--prior``). ``--rewrite REPORT.json`` redoes those three from the curves a report holds,
-in place (the runs behind a committed report are usually gone; the analysis needs only its curves).
+with the machine, a committed report is not (it lends its curves to later commands through ``--prior``).
+``--rewrite REPORT.json`` redoes those three from the curves a report holds, in place (the runs behind a
+committed report are usually gone; the analysis needs only its curves).
 Evaluation uses the task's own success (``info["is_success"]``) in a separate env with no critic.
 """
 from __future__ import annotations
@@ -177,11 +178,14 @@ def seed_curve(args: argparse.Namespace, priors: dict[str, dict], reward: str, s
 
 
 def run_all(args: argparse.Namespace, priors: dict[str, dict],
-            report: Callable[[], object] | None = None) -> None:
+            report: Callable[[], str] | None = None) -> str | None:
     """Train (or resume) every (reward, seed) run, except those a prior report already holds. ``report`` is
     called after each run and when training is interrupted, so the curves so far reach the results folder (a
-    report can be committed; run folders die with the machine)."""
+    report can be committed; run folders die with the machine). Returns the last report written (None if none
+    was: every run came from a prior)."""
     from policies.sb3 import AgentConfig, train, training_config_kwargs
+
+    last = None
 
     for reward in args.rewards:
         for seed in args.seeds:
@@ -205,7 +209,8 @@ def run_all(args: argparse.Namespace, priors: dict[str, dict],
             print(f"{reward} seed {seed}: {summary['timesteps']} steps, last eval {summary.get('eval')}, "
                   f"{time.time() - t0:.0f} s", flush=True)
             if report is not None:
-                report()
+                last = report()
+    return last
 
 
 def aggregate(args: argparse.Namespace, priors: dict[str, dict]) -> dict:
@@ -519,9 +524,8 @@ def main(argv: list[str] | None = None) -> int:
         result["setting"]["algo_kwargs"] = training_config_kwargs(args)["algo_kwargs"]
         return write_report(result, results)
 
-    if not args.report_only:
-        run_all(args, priors, report)
-    print(report())
+    written = None if args.report_only else run_all(args, priors, report)
+    print(written if written is not None else report())
     return 0
 
 
