@@ -274,6 +274,21 @@ def test_training_skips_the_runs_a_prior_holds(tmp_path, shaping, monkeypatch):
     assert result["runs"]["sparse"]["success"] == {"0": [0.5, 0.7], "1": [0.1, 0.2]}
 
 
+def test_a_killed_resume_is_not_reported_finished_at_its_old_budget(tmp_path, shaping):
+    """A run finished at 2000 steps, then resumed to a longer budget and killed at 3000: its old done.json
+    must not make the report call it finished."""
+    write_runs(tmp_path / "runs", {"sparse": {0: [0.1, 0.2, 0.3]}})
+    (tmp_path / "runs" / "sparse_s0" / "done.json").write_text(json.dumps({"timesteps": 2000}))
+    argv = ["--rewards", "sparse", "--seeds", "0", "--runs", str(tmp_path / "runs"), "--report-only"]
+    assert shaping.main([*argv, "--steps", "5000", "--results", str(tmp_path / "a")]) == 0
+    run = json.loads((tmp_path / "a" / "shaping.json").read_text())["runs"]["sparse"]
+    assert run["finished_steps"] == {"0": None} and run["success"] == {"0": [0.1, 0.2, 0.3]}
+    # a done.json at (or past) the last evaluation still counts
+    (tmp_path / "runs" / "sparse_s0" / "done.json").write_text(json.dumps({"timesteps": 3000}))
+    assert shaping.main([*argv, "--steps", "5000", "--results", str(tmp_path / "b")]) == 0
+    assert json.loads((tmp_path / "b" / "shaping.json").read_text())["runs"]["sparse"]["finished_steps"] == {"0": 3000}
+
+
 def test_an_interrupted_experiment_leaves_a_report_of_the_runs_so_far(tmp_path, shaping, monkeypatch):
     """Run folders die with the machine; the report, which can be committed, is rewritten after every run and
     when training is interrupted, with the curves the runs have reached."""
