@@ -286,7 +286,8 @@ def test_a_killed_resume_is_not_reported_finished_at_its_old_budget(tmp_path, sh
     # a done.json at (or past) the last evaluation still counts
     (tmp_path / "runs" / "sparse_s0" / "done.json").write_text(json.dumps({"timesteps": 3000}))
     assert shaping.main([*argv, "--steps", "5000", "--results", str(tmp_path / "b")]) == 0
-    assert json.loads((tmp_path / "b" / "shaping.json").read_text())["runs"]["sparse"]["finished_steps"] == {"0": 3000}
+    run = json.loads((tmp_path / "b" / "shaping.json").read_text())["runs"]["sparse"]
+    assert run["finished_steps"] == {"0": 3000}
 
 
 def test_an_interrupted_experiment_leaves_a_report_of_the_runs_so_far(tmp_path, shaping, monkeypatch):
