@@ -188,7 +188,6 @@ def run_all(args: argparse.Namespace, priors: dict[str, dict],
     from policies.sb3 import AgentConfig, train, training_config_kwargs
 
     last = None
-
     for reward in args.rewards:
         for seed in args.seeds:
             out = Path(args.runs) / f"{reward}_s{seed}"
@@ -240,7 +239,8 @@ def aggregate(args: argparse.Namespace, priors: dict[str, dict]) -> dict:
             "source": {str(s): found[s][2] for s in sorted(found)},
         }
         # each run folder's event files are read once, for every scalar the report takes from them
-        scalars = {s: {} if f[2].endswith(".json") else read_scalars(f[2], REPORT_SCALARS) for s, f in found.items()}
+        scalars = {s: {} if f[2].endswith(".json") else read_scalars(f[2], REPORT_SCALARS)
+                   for s, f in found.items()}
         peaks = {str(s): q_loss_peak(found[s][2], priors, reward, s, steps, scalars[s]) for s in sorted(found)}
         if any(p is not None for p in peaks.values()):
             out["runs"][reward]["q_loss_peak"] = peaks
