@@ -167,7 +167,9 @@ def seed_curve(args: argparse.Namespace, priors: dict[str, dict], reward: str, s
         done = folder / "done.json"
         finished = json.loads(done.read_text())["timesteps"] if done.exists() else None
         if finished is not None and finished < rows[-1]["timesteps"]:
-            finished = None  # left by an earlier budget: a resume to a longer one was killed before its end
+            # left by an earlier budget: a resume to a longer one was killed before its end. train() now removes
+            # the file when it resumes past it; run folders written by older code (experiment 14's) still hold one
+            finished = None
         rows, finished = within_budget(rows, finished, args.steps)
         return (rows, finished, str(folder)) if rows else None
     for path, prior in priors.items():

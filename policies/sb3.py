@@ -830,6 +830,8 @@ def train(cfg: AgentConfig, critic: Any | None = None) -> dict[str, Any]:
             if summary.get("timesteps", 0) >= cfg.steps:
                 log.info("%s already finished %d steps; nothing to do", out, summary["timesteps"])
                 return summary
+            # going on past an earlier budget: the file means "ended here", so it goes until this run ends
+            done_path.unlink()
     elif list_checkpoints(ckpt_dir) or done_path.exists():
         raise ConfigError(f"{str(out)!r} already holds a run; pass --resume to continue it or use a new --out")
     write_text_atomic(out / "config.json", json.dumps(cfg.as_dict(), indent=2, default=str))

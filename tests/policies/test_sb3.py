@@ -148,6 +148,33 @@ def test_resume_continues_from_the_newest_readable_checkpoint(tmp_path):
         train(tiny(tmp_path, steps=500, resume=True, algo_kwargs={**cfg.algo_kwargs, "ent_coef": 0.05}))
 
 
+def test_a_resume_to_a_longer_budget_killed_before_its_end_is_not_marked_finished(tmp_path):
+    """``done.json`` says where a run ended. A run finished at 200 steps, resumed to 400 and killed on the way
+    must not keep saying it ended at 200 (a report would cut its curve there); resuming again finishes it."""
+    kill_after = {"queries": None}
+
+    def answer(q):
+        if kill_after["queries"] is not None:
+            kill_after["queries"] -= 1
+            if kill_after["queries"] < 0:
+                raise KeyboardInterrupt  # not an Exception: the wrapper does not swallow it, like Ctrl-C
+        return CriticVerdict(progress=q.privileged["progress"], failure_prob=0.0)
+
+    def cfg(steps):
+        return tiny(tmp_path, steps=steps, eval_every=100, reward="critic", critic="scripted", resume=True)
+
+    out = tmp_path / "run"
+    assert train(cfg(200), critic=ScriptedCritic(answer))["timesteps"] == 200
+    kill_after["queries"] = 15
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg(400), critic=ScriptedCritic(answer))
+    assert not (out / "done.json").exists()
+    assert 200 < list_checkpoints(out / "checkpoints")[0][0] < 400  # it did get past the old budget
+    kill_after["queries"] = None
+    summary = train(cfg(400), critic=ScriptedCritic(answer))
+    assert summary["timesteps"] == 400 and json.loads((out / "done.json").read_text())["timesteps"] == 400
+
+
 def test_resume_redoes_an_evaluation_lost_to_the_kill(tmp_path):
     """A kill after the 200-step checkpoint but before the 200-step evaluation: the resumed run evaluates at
     200 first, so the curve has no hole; evaluations it has are not repeated."""
