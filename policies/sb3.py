@@ -97,7 +97,7 @@ class AgentConfig:
             the replay buffer [0: off]. SAC with ``reward="critic"`` only.
         refresh_options: any other :class:`~primo_loop.training.online.RefreshConfig` field (e.g. ``grad_steps``).
         steps: total env steps (over all workers).
-        seed: random seed (workers get ``seed + i``; the eval env ``seed + 10_000``).
+        seed: random seed (workers get ``seed + i``; each evaluation :func:`eval_seed`).
         workers: simulation worker processes.
         horizon: episode length in env steps.
         eval_every: evaluate every this many env steps (0: never).
@@ -411,6 +411,16 @@ def find_critic_wrapper(venv: Any):
 # ---------------------------------------------------------------------------------------------------------
 # Callbacks
 # ---------------------------------------------------------------------------------------------------------
+def eval_seed(seed: int, timesteps: int) -> int:
+    """The seed of a run's evaluation at ``timesteps`` env steps: it differs between runs and between a run's
+    evaluations, and a resumed run evaluates on the same initial states as one that was never stopped.
+
+    Unseeded, every robosuite env draws its initial states from the seed it was built with (0 for all, see
+    ``envs.adapter``), so every run of every seed would be evaluated on the same sequence of states.
+    """
+    return int(np.random.SeedSequence([seed + 10_000, timesteps]).generate_state(1)[0])
+
+
 def _callbacks():
     from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback, EvalCallback
 
@@ -499,13 +509,20 @@ def _callbacks():
             return True
 
     class ResumableEval(EvalCallback):
-        """SB3's EvalCallback that, on a resumed run, first does the evaluation due at the resume step when
-        ``eval.csv`` lacks it: a run killed between a checkpoint and the evaluation of the same step (the
-        evaluation comes second) would otherwise resume past it and leave a hole in its curve."""
+        """SB3's EvalCallback that seeds every evaluation with :func:`eval_seed` and, on a resumed run, first
+        does the evaluation due at the resume step when ``eval.csv`` lacks it: a run killed between a checkpoint
+        and the evaluation of the same step (the evaluation comes second) would otherwise resume past it and
+        leave a hole in its curve."""
 
-        def __init__(self, *args: Any, evaluate_at_start: bool = False, **kwargs: Any):
+        def __init__(self, *args: Any, evaluate_at_start: bool = False, seed: int = 0, **kwargs: Any):
             super().__init__(*args, **kwargs)
             self.evaluate_at_start = evaluate_at_start
+            self.seed = seed
+
+        def _on_step(self) -> bool:
+            if self.eval_freq > 0 and self.n_calls % self.eval_freq == 0:  # SB3's own test for "evaluate now"
+                self.eval_env.seed(eval_seed(self.seed, self.num_timesteps))  # applied at evaluate_policy's reset
+            return super()._on_step()
 
         def _on_training_start(self) -> None:
             super()._on_training_start()
@@ -870,7 +887,7 @@ def train(cfg: AgentConfig, critic: Any | None = None) -> dict[str, Any]:
                     and all(row["timesteps"] != start for row in read_eval(eval_csv)))
             callbacks.append(Eval(eval_env, n_eval_episodes=cfg.eval_episodes, eval_freq=eval_freq,
                                   deterministic=True, callback_after_eval=EvalLog(eval_csv, t0), verbose=0,
-                                  evaluate_at_start=lost))  # fires only if learn() runs
+                                  evaluate_at_start=lost, seed=cfg.seed))  # fires only if learn() runs
         remaining = cfg.steps - start
         t_learn = time.time()
         if remaining > 0:

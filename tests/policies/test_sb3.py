@@ -148,6 +148,39 @@ def test_resume_continues_from_the_newest_readable_checkpoint(tmp_path):
         train(tiny(tmp_path, steps=500, resume=True, algo_kwargs={**cfg.algo_kwargs, "ent_coef": 0.05}))
 
 
+def test_evaluations_differ_between_seeds_and_survive_a_resume(tmp_path, monkeypatch):
+    """Each evaluation starts from states drawn from the run's seed and the step count: two seeds are evaluated on
+    different states, the same seed on the same ones, and a resumed run on the ones it would have had unstopped."""
+    import policies.sb3 as sb3
+    from stable_baselines3.common.vec_env import VecEnvWrapper, VecMonitor
+
+    starts: list[float] = []
+
+    class FirstStates(VecEnvWrapper):  # records the first initial state of every evaluation
+        def reset(self):
+            obs = self.venv.reset()
+            starts.append(round(float(obs[0][0]), 9))
+            return obs
+
+        def step_wait(self):
+            return self.venv.step_wait()
+
+    real = sb3.make_eval_env
+    monkeypatch.setattr(sb3, "make_eval_env", lambda cfg: VecMonitor(FirstStates(real(cfg).venv)))
+
+    def evaluate(name, seed, steps, resume=False):
+        starts.clear()
+        train(tiny(tmp_path, out=str(tmp_path / name), seed=seed, steps=steps, eval_every=100, resume=resume))
+        return list(starts)
+
+    seed0 = evaluate("a", 0, 300)
+    assert len(seed0) == 3 and len(set(seed0)) == 3  # a fresh draw at every evaluation
+    assert evaluate("b", 0, 300) == seed0
+    assert not set(evaluate("c", 1, 300)) & set(seed0)
+    assert evaluate("d", 0, 200) == seed0[:2]
+    assert evaluate("d", 0, 300, resume=True) == seed0[2:]
+
+
 def test_a_resume_to_a_longer_budget_killed_before_its_end_is_not_marked_finished(tmp_path):
     """``done.json`` says where a run ended. A run finished at 200 steps, resumed to 400 and killed on the way
     must not keep saying it ended at 200 (a report would cut its curve there); resuming again finishes it."""
