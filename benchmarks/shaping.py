@@ -301,17 +301,24 @@ def reached(success, target: float = TARGET):
     return np.asarray(success, dtype=float) >= target - EPS
 
 
+def all_seeds_curve(run: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Env steps and the seed-averaged success rate, NaN where any seed lacks the evaluation: while some runs
+    are shorter than others (a report of an unfinished experiment), the average of the seeds that got that far
+    is not the seed average, and a budget is not read from it."""
+    return np.array(run["steps"], dtype=float), np.mean(success_matrix(run), axis=0)
+
+
 def first_reaching(run: dict, target: float = TARGET) -> int | None:
-    """First evaluated env step at which the seed-averaged success rate reaches ``target``."""
-    steps, mean = mean_curve(run)
+    """First evaluated env step at which the success rate averaged over all seeds reaches ``target``."""
+    steps, mean = all_seeds_curve(run)
     hit = np.flatnonzero(reached(mean, target))
     return int(steps[hit[0]]) if hit.size else None
 
 
 def first_staying(run: dict, target: float = TARGET) -> int | None:
-    """First evaluated env step from which the seed-averaged success stays at or above ``target`` to the end
-    of the run (one lucky evaluation does not count)."""
-    steps, mean = mean_curve(run)
+    """First evaluated env step from which the success averaged over all seeds stays at or above ``target`` to
+    the end of the run (one lucky evaluation does not count; nor do evaluations only some seeds have)."""
+    steps, mean = all_seeds_curve(run)
     below = np.flatnonzero(~reached(mean, target))
     start = below[-1] + 1 if below.size else 0
     return int(steps[start]) if start < len(steps) else None

@@ -381,3 +381,15 @@ def test_each_run_reports_its_largest_sac_q_loss(tmp_path, shaping):
                          "--results", str(again), "--steps", "3000", "--prior", str(out / "shaping.json"),
                          "--report-only"]) == 0
     assert json.loads((again / "shaping.json").read_text())["runs"]["critic"]["q_loss_peak"] == {"0": [2000, 100.0]}
+
+
+def test_a_budget_is_read_only_where_every_seed_has_evaluated(tmp_path, shaping):
+    """An unfinished experiment: one dense seed got further than the others. Its lone 0.9 at 3000 steps is not
+    the seed average, so dense has no budget yet (and the critic is not "within" it)."""
+    write_runs(tmp_path / "runs", {"dense": {0: [0.0, 0.3, 0.9], 1: [0.1, 0.2]},
+                                   "critic": {0: [0.5, 0.9], 1: [0.6, 0.8]}})
+    shaping.main(["--rewards", "dense", "critic", "--seeds", "0", "1", "--runs", str(tmp_path / "runs"),
+                  "--results", str(tmp_path / "out"), "--report-only"])
+    v = json.loads((tmp_path / "out" / "shaping.json").read_text())["verdict"]
+    assert v["dense"]["steps_to_target"] is None and v["dense"]["steps_to_stay_at_target"] is None
+    assert v["critic"]["steps_to_target"] == 2000 and v["critic_within_dense_budget"] is None
