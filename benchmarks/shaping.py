@@ -291,9 +291,12 @@ def success_matrix(run: dict) -> np.ndarray:
                     dtype=float)
 
 
-def mean_curve(run: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Env steps and the success rate averaged over seeds (seeds missing an evaluation are left out)."""
-    return np.array(run["steps"], dtype=float), np.nanmean(success_matrix(run), axis=0)
+def mean_curve(run: dict, every_seed: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Env steps and the success rate averaged over seeds. Seeds missing an evaluation are left out, or with
+    ``every_seed`` the average is NaN there: while some runs are shorter than others (a report of an unfinished
+    experiment), the average of the seeds that got that far is not the seed average, and no budget is read from it."""
+    matrix = success_matrix(run)
+    return np.array(run["steps"], dtype=float), (np.mean if every_seed else np.nanmean)(matrix, axis=0)
 
 
 def reached(success, target: float = TARGET):
@@ -301,16 +304,9 @@ def reached(success, target: float = TARGET):
     return np.asarray(success, dtype=float) >= target - EPS
 
 
-def all_seeds_curve(run: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Env steps and the seed-averaged success rate, NaN where any seed lacks the evaluation: while some runs
-    are shorter than others (a report of an unfinished experiment), the average of the seeds that got that far
-    is not the seed average, and a budget is not read from it."""
-    return np.array(run["steps"], dtype=float), np.mean(success_matrix(run), axis=0)
-
-
 def first_reaching(run: dict, target: float = TARGET) -> int | None:
     """First evaluated env step at which the success rate averaged over all seeds reaches ``target``."""
-    steps, mean = all_seeds_curve(run)
+    steps, mean = mean_curve(run, every_seed=True)
     hit = np.flatnonzero(reached(mean, target))
     return int(steps[hit[0]]) if hit.size else None
 
@@ -318,7 +314,7 @@ def first_reaching(run: dict, target: float = TARGET) -> int | None:
 def first_staying(run: dict, target: float = TARGET) -> int | None:
     """First evaluated env step from which the success averaged over all seeds stays at or above ``target`` to
     the end of the run (one lucky evaluation does not count; nor do evaluations only some seeds have)."""
-    steps, mean = all_seeds_curve(run)
+    steps, mean = mean_curve(run, every_seed=True)
     below = np.flatnonzero(~reached(mean, target))
     start = below[-1] + 1 if below.size else 0
     return int(steps[start]) if start < len(steps) else None
