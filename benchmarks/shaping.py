@@ -325,30 +325,46 @@ def verdict(result: dict) -> dict:
     budget in which robosuite's dense reward does, and how does it compare with the sparse reward?"""
     runs = result["runs"]
     out: dict = {"target": TARGET}
+    shared = shared_evaluations(runs)
+    out["compared_to_steps"] = int(shared[-1]) if shared else None
+    out["evaluated_to_steps"] = int(max(max(r["steps"]) for r in runs.values())) if runs else None
     for name, r in runs.items():
-        _, mean = mean_curve(r)
+        mean = mean_curve(r)[1][np.isin(r["steps"], shared)]
         out[name] = {"steps_to_target": first_reaching(r), "steps_to_stay_at_target": first_staying(r),
-                     "mean_success_over_evals": round(float(np.mean(mean)), 3),
-                     "late_mean_success": round(float(np.mean(mean[-LATE:])), 3)}
+                     "mean_success_over_evals": round(float(np.mean(mean)), 3) if mean.size else None,
+                     "late_mean_success": round(float(np.mean(mean[-LATE:])), 3) if mean.size else None}
     if "dense" in runs and "critic" in runs:
         budget, critic = out["dense"]["steps_to_target"], out["critic"]["steps_to_target"]
         out["critic_within_dense_budget"] = None if budget is None else (critic is not None and critic <= budget)
     for a, b, _ in COMPARISONS:
         if a in runs and b in runs:
-            diff, se = seed_difference(runs[a], runs[b])
+            if not shared:
+                continue
+            diff, se = seed_difference(runs[a], runs[b], shared)
             out[f"{a}_minus_{b}"] = round(diff, 3)
             out[f"{a}_minus_{b}_se"] = None if se is None else round(se, 3)
             out[f"{a}_clearly_beats_{b}"] = None if se is None else bool(diff > CLEAR * se)
     return out
 
 
-def seed_difference(a: dict, b: dict) -> tuple[float, float | None]:
-    """Difference of the per-seed mean success over evaluations (a - b) and its standard error.
+def shared_evaluations(runs: dict) -> list:
+    """The env steps at which every seed of every run has an evaluation. Means over evaluations are taken over
+    these alone: while an experiment is unfinished, a run (or seed) that got further would otherwise be
+    averaged over a longer, later and so more successful range than the ones it is compared with."""
+    have = [{t for t, column in zip(r["steps"], success_matrix(r).T) if not np.isnan(column).any()}
+            for r in runs.values()]
+    return sorted(set.intersection(*have)) if have else []
+
+
+def seed_difference(a: dict, b: dict, steps: list | None = None) -> tuple[float, float | None]:
+    """Difference of the per-seed mean success over evaluations (a - b) and its standard error, over the
+    evaluations at ``steps`` (default: all of each run's).
 
     Each seed's whole curve is one sample, so evaluation noise and seed-to-seed spread both count; the error
     is Welch's, ``sqrt(var_a / n_a + var_b / n_b)`` with sample variances. None with fewer than 2 seeds a side.
     """
-    per_seed = [np.nanmean(success_matrix(r), axis=1) for r in (a, b)]
+    per_seed = [np.nanmean(success_matrix(r)[:, np.isin(r["steps"], r["steps"] if steps is None else steps)],
+                           axis=1) for r in (a, b)]
     diff = float(per_seed[0].mean() - per_seed[1].mean())
     if min(len(x) for x in per_seed) < 2:
         return diff, None
@@ -358,6 +374,10 @@ def seed_difference(a: dict, b: dict) -> tuple[float, float | None]:
 def verdict_lines(v: dict) -> list[str]:
     pct = f"{v['target']:.0%}"
     lines = []
+    upto = v.get("compared_to_steps", v.get("evaluated_to_steps"))  # reports from before: no such keys
+    if upto != v.get("evaluated_to_steps"):  # an unfinished experiment: some runs got further than others
+        lines.append("- Unfinished runs: means over evaluations are taken over those every seed of every run "
+                     + (f"has, to {upto} env steps." if upto is not None else "has, and there are none."))
     for name in ("dense", "critic", "oracle", "sparse"):
         if name not in v:
             continue
@@ -366,9 +386,10 @@ def verdict_lines(v: dict) -> list[str]:
         stay = v[name].get("steps_to_stay_at_target")
         if hit is not None:
             reach += f" (stays there from {stay})" if stay is not None else " (does not stay there)"
-        lines.append(f"- `{name}`: seed-averaged success {reach}; mean over all evaluations "
-                     f"{v[name]['mean_success_over_evals']:.2f}, over the last {LATE} "
-                     f"{v[name]['late_mean_success']:.2f}.")
+        means = ("" if v[name]["mean_success_over_evals"] is None else
+                 f"; mean over all evaluations {v[name]['mean_success_over_evals']:.2f}, over the last {LATE} "
+                 f"{v[name]['late_mean_success']:.2f}")
+        lines.append(f"- `{name}`: seed-averaged success {reach}{means}.")
     if "critic_within_dense_budget" in v:
         w = v["critic_within_dense_budget"]
         answer = ("not measurable: dense never reaches the target in this budget" if w is None

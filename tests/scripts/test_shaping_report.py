@@ -393,3 +393,35 @@ def test_a_budget_is_read_only_where_every_seed_has_evaluated(tmp_path, shaping)
     v = json.loads((tmp_path / "out" / "shaping.json").read_text())["verdict"]
     assert v["dense"]["steps_to_target"] is None and v["dense"]["steps_to_stay_at_target"] is None
     assert v["critic"]["steps_to_target"] == 2000 and v["critic_within_dense_budget"] is None
+
+
+def test_means_over_evaluations_compare_the_same_range_while_runs_are_unfinished(tmp_path, shaping):
+    """Critic seed 0 got two evaluations further than everything else. Averaged over its whole curve it would
+    look better than sparse by its later, better evaluations alone; the means and the seed difference are taken
+    over the evaluations every run has (to 2000 steps), and the report says so."""
+    write_runs(tmp_path / "runs", {"critic": {0: [0.1, 0.2, 0.9, 1.0], 1: [0.1, 0.2]},
+                                   "sparse": {0: [0.1, 0.2, 0.2], 1: [0.1, 0.2, 0.3]}})
+    shaping.main(["--rewards", "sparse", "critic", "--seeds", "0", "1", "--runs", str(tmp_path / "runs"),
+                  "--results", str(tmp_path / "out"), "--report-only"])
+    v = json.loads((tmp_path / "out" / "shaping.json").read_text())["verdict"]
+    assert v["compared_to_steps"] == 2000 and v["evaluated_to_steps"] == 4000
+    assert v["critic"]["mean_success_over_evals"] == pytest.approx(0.15)
+    assert v["sparse"]["mean_success_over_evals"] == pytest.approx(0.15)
+    assert v["critic_minus_sparse"] == pytest.approx(0.0) and not v["critic_clearly_beats_sparse"]
+    md = (tmp_path / "out" / "shaping.md").read_text()
+    assert "every seed of every run has, to 2000 env steps" in md
+
+
+def test_runs_without_a_shared_evaluation_are_not_compared(tmp_path, shaping):
+    """Sparse's only evaluations (at 3000 steps) come after the critic's last: nothing to average over alike."""
+    write_runs(tmp_path / "runs", {"critic": {0: [0.5, 0.9], 1: [0.4, 0.8]}})
+    for seed in (0, 1):
+        (tmp_path / "runs" / f"sparse_s{seed}").mkdir()
+        (tmp_path / "runs" / f"sparse_s{seed}" / "eval.csv").write_text(
+            "timesteps,success_rate,mean_reward,episodes,wall_s\n3000,0.1,0.0,10,1.0")
+    shaping.main(["--rewards", "sparse", "critic", "--seeds", "0", "1", "--runs", str(tmp_path / "runs"),
+                  "--results", str(tmp_path / "out"), "--report-only"])
+    v = json.loads((tmp_path / "out" / "shaping.json").read_text())["verdict"]
+    assert v["compared_to_steps"] is None and v["critic"]["mean_success_over_evals"] is None
+    assert "critic_minus_sparse" not in v
+    assert "has, and there are none" in (tmp_path / "out" / "shaping.md").read_text()
