@@ -335,7 +335,17 @@ def verdict(result: dict) -> dict:
                      "late_mean_success": round(float(np.mean(mean[-LATE:])), 3) if mean.size else None}
     if "dense" in runs and "critic" in runs:
         budget, critic = out["dense"]["steps_to_target"], out["critic"]["steps_to_target"]
-        out["critic_within_dense_budget"] = None if budget is None else (critic is not None and critic <= budget)
+        steps, mean = mean_curve(runs["critic"], every_seed=True)
+        evaluated = steps[~np.isnan(mean)]  # the critic's evaluations every seed has
+        if budget is None:
+            out["critic_within_dense_budget"] = None
+        elif critic is not None and critic <= budget:
+            out["critic_within_dense_budget"] = True
+        elif evaluated.size and evaluated.max() >= budget:
+            out["critic_within_dense_budget"] = False
+        else:  # some critic seed has not been evaluated up to dense's budget yet: no answer either way
+            out["critic_within_dense_budget"] = None
+            out["critic_unfinished_at_dense_budget"] = True
     for a, b, _ in COMPARISONS:
         if a in runs and b in runs:
             if not shared:
@@ -392,8 +402,10 @@ def verdict_lines(v: dict) -> list[str]:
         lines.append(f"- `{name}`: seed-averaged success {reach}{means}.")
     if "critic_within_dense_budget" in v:
         w = v["critic_within_dense_budget"]
-        answer = ("not measurable: dense never reaches the target in this budget" if w is None
-                  else "yes" if w else "no")
+        answer = ("yes" if w else "no" if w is not None
+                  else "not known yet: some critic seed has not been evaluated up to dense's budget"
+                  if v.get("critic_unfinished_at_dense_budget")
+                  else "not measurable: dense never reaches the target in this budget")
         lines.append(f"- Critic shaping reaches {pct} within dense's budget: {answer}.")
     for a, b, what in COMPARISONS:
         key = f"{a}_minus_{b}"

@@ -425,3 +425,17 @@ def test_runs_without_a_shared_evaluation_are_not_compared(tmp_path, shaping):
     assert v["compared_to_steps"] is None and v["critic"]["mean_success_over_evals"] is None
     assert "critic_minus_sparse" not in v
     assert "has, and there are none" in (tmp_path / "out" / "shaping.md").read_text()
+
+
+@pytest.mark.parametrize("critic_seed_1, within", [([0.5, 0.6, 0.7], False), ([0.5], None)])
+def test_the_critic_misses_the_budget_only_once_every_seed_got_there(tmp_path, shaping, critic_seed_1, within):
+    """Dense's budget is 2000 steps. A critic whose seed average is below 80% there has missed it; one with a
+    seed not yet evaluated at 2000 steps has not been measured, and gets no answer either way."""
+    write_runs(tmp_path / "runs", {"dense": {s: [0.1, 0.9, 0.9] for s in (0, 1)},
+                                   "critic": {0: [0.5, 0.6, 0.7], 1: critic_seed_1}})
+    shaping.main(["--rewards", "dense", "critic", "--seeds", "0", "1", "--runs", str(tmp_path / "runs"),
+                  "--results", str(tmp_path / "out"), "--report-only"])
+    v = json.loads((tmp_path / "out" / "shaping.json").read_text())["verdict"]
+    assert v["dense"]["steps_to_target"] == 2000 and v["critic_within_dense_budget"] is within
+    md = (tmp_path / "out" / "shaping.md").read_text()
+    assert ("within dense's budget: no." if within is False else "within dense's budget: not known yet") in md
