@@ -330,18 +330,18 @@ def verdict(result: dict) -> dict:
     out["evaluated_to_steps"] = int(max(max(r["steps"]) for r in runs.values())) if runs else None
     for name, r in runs.items():
         mean = mean_curve(r)[1][np.isin(r["steps"], shared)]
+        steps, every = mean_curve(r, every_seed=True)
         out[name] = {"steps_to_target": first_reaching(r), "steps_to_stay_at_target": first_staying(r),
+                     "every_seed_to_steps": int(steps[~np.isnan(every)].max()) if (~np.isnan(every)).any() else 0,
                      "mean_success_over_evals": round(float(np.mean(mean)), 3) if mean.size else None,
                      "late_mean_success": round(float(np.mean(mean[-LATE:])), 3) if mean.size else None}
     if "dense" in runs and "critic" in runs:
         budget, critic = out["dense"]["steps_to_target"], out["critic"]["steps_to_target"]
-        steps, mean = mean_curve(runs["critic"], every_seed=True)
-        evaluated = steps[~np.isnan(mean)]  # the critic's evaluations every seed has
         if budget is None:
             out["critic_within_dense_budget"] = None
         elif critic is not None and critic <= budget:
             out["critic_within_dense_budget"] = True
-        elif evaluated.size and evaluated.max() >= budget:
+        elif out["critic"]["every_seed_to_steps"] >= budget:
             out["critic_within_dense_budget"] = False
         else:  # some critic seed has not been evaluated up to dense's budget yet: no answer either way
             out["critic_within_dense_budget"] = None
@@ -392,7 +392,11 @@ def verdict_lines(v: dict) -> list[str]:
         if name not in v:
             continue
         hit = v[name]["steps_to_target"]
-        reach = f"reaches {pct} at {hit} env steps" if hit is not None else f"never reaches {pct}"
+        upto_all = v[name].get("every_seed_to_steps")  # absent in reports from before
+        unfinished = upto_all is not None and upto_all < v.get("evaluated_to_steps", upto_all)
+        reach = (f"reaches {pct} at {hit} env steps" if hit is not None
+                 else f"has not reached {pct} in the evaluations every seed has (to {upto_all} env steps)"
+                 if unfinished else f"never reaches {pct}")
         stay = v[name].get("steps_to_stay_at_target")
         if hit is not None:
             reach += f" (stays there from {stay})" if stay is not None else " (does not stay there)"

@@ -439,3 +439,5 @@ def test_the_critic_misses_the_budget_only_once_every_seed_got_there(tmp_path, s
     assert v["dense"]["steps_to_target"] == 2000 and v["critic_within_dense_budget"] is within
     md = (tmp_path / "out" / "shaping.md").read_text()
     assert ("within dense's budget: no." if within is False else "within dense's budget: not known yet") in md
+    assert ("`critic`: seed-averaged success never reaches 80%" if within is False else
+            "`critic`: seed-averaged success has not reached 80% in the evaluations every seed has (to 1000") in md
