@@ -330,22 +330,25 @@ def verdict(result: dict) -> dict:
     out["evaluated_to_steps"] = int(max(max(r["steps"]) for r in runs.values())) if runs else None
     for name, r in runs.items():
         mean = mean_curve(r)[1][np.isin(r["steps"], shared)]
-        steps, every = mean_curve(r, every_seed=True)
+        complete = complete_steps(r)
         out[name] = {"steps_to_target": first_reaching(r), "steps_to_stay_at_target": first_staying(r),
-                     "every_seed_to_steps": int(steps[~np.isnan(every)].max()) if (~np.isnan(every)).any() else 0,
+                     "every_seed_to_steps": int(complete[-1]) if complete.size else 0,
                      "mean_success_over_evals": round(float(np.mean(mean)), 3) if mean.size else None,
                      "late_mean_success": round(float(np.mean(mean[-LATE:])), 3) if mean.size else None}
     if "dense" in runs and "critic" in runs:
         budget, critic = out["dense"]["steps_to_target"], out["critic"]["steps_to_target"]
-        if budget is None:
-            out["critic_within_dense_budget"] = None
-        elif critic is not None and critic <= budget:
+        if budget is not None and critic is not None and critic <= budget:
             out["critic_within_dense_budget"] = True
-        elif out["critic"]["every_seed_to_steps"] >= budget:
+        elif budget is not None and out["critic"]["every_seed_to_steps"] >= budget:
             out["critic_within_dense_budget"] = False
-        else:  # some critic seed has not been evaluated up to dense's budget yet: no answer either way
+        else:
             out["critic_within_dense_budget"] = None
-            out["critic_unfinished_at_dense_budget"] = True
+            # no answer either way yet while a seed has not been evaluated far enough: dense's (no budget yet
+            # while runs got further than its seeds) or the critic's (not yet up to dense's budget)
+            pending = ("dense" if budget is None and out["dense"]["every_seed_to_steps"] < out["evaluated_to_steps"]
+                       else "critic" if budget is not None else None)
+            if pending:
+                out["critic_within_dense_budget_pending"] = pending
     for a, b, _ in COMPARISONS:
         if a in runs and b in runs:
             if not shared:
@@ -357,12 +360,17 @@ def verdict(result: dict) -> dict:
     return out
 
 
+def complete_steps(run: dict) -> np.ndarray:
+    """The env steps at which every seed of ``run`` has an evaluation."""
+    steps, mean = mean_curve(run, every_seed=True)
+    return steps[~np.isnan(mean)]
+
+
 def shared_evaluations(runs: dict) -> list:
     """The env steps at which every seed of every run has an evaluation. Means over evaluations are taken over
     these alone: while an experiment is unfinished, a run (or seed) that got further would otherwise be
     averaged over a longer, later and so more successful range than the ones it is compared with."""
-    have = [{t for t, column in zip(r["steps"], success_matrix(r).T) if not np.isnan(column).any()}
-            for r in runs.values()]
+    have = [set(complete_steps(r).tolist()) for r in runs.values()]
     return sorted(set.intersection(*have)) if have else []
 
 
@@ -406,10 +414,12 @@ def verdict_lines(v: dict) -> list[str]:
         lines.append(f"- `{name}`: seed-averaged success {reach}{means}.")
     if "critic_within_dense_budget" in v:
         w = v["critic_within_dense_budget"]
+        pending = v.get("critic_within_dense_budget_pending")
         answer = ("yes" if w else "no" if w is not None
                   else "not known yet: some critic seed has not been evaluated up to dense's budget"
-                  if v.get("critic_unfinished_at_dense_budget")
-                  else "not measurable: dense never reaches the target in this budget")
+                  if pending == "critic" else "not known yet: dense has no budget in the evaluations every "
+                  "seed has, and some dense seed has not been evaluated as far as other runs"
+                  if pending == "dense" else "not measurable: dense never reaches the target in this budget")
         lines.append(f"- Critic shaping reaches {pct} within dense's budget: {answer}.")
     for a, b, what in COMPARISONS:
         key = f"{a}_minus_{b}"

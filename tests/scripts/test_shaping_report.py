@@ -75,6 +75,8 @@ def test_dense_never_reaching_makes_the_budget_unmeasurable(tmp_path, shaping):
                   "--results", str(tmp_path / "out"), "--report-only"])
     v = json.loads((tmp_path / "out" / "shaping.json").read_text())["verdict"]
     assert v["critic"]["steps_to_target"] == 2000 and v["critic_within_dense_budget"] is None
+    assert "critic_within_dense_budget_pending" not in v  # every run finished: unmeasurable, not pending
+    assert "within dense's budget: not measurable" in (tmp_path / "out" / "shaping.md").read_text()
 
 
 def test_a_lucky_evaluation_does_not_stay(tmp_path, shaping):
@@ -393,6 +395,8 @@ def test_a_budget_is_read_only_where_every_seed_has_evaluated(tmp_path, shaping)
     v = json.loads((tmp_path / "out" / "shaping.json").read_text())["verdict"]
     assert v["dense"]["steps_to_target"] is None and v["dense"]["steps_to_stay_at_target"] is None
     assert v["critic"]["steps_to_target"] == 2000 and v["critic_within_dense_budget"] is None
+    assert v["critic_within_dense_budget_pending"] == "dense"
+    assert "within dense's budget: not known yet: dense has no budget" in (tmp_path / "out" / "shaping.md").read_text()
 
 
 def test_means_over_evaluations_compare_the_same_range_while_runs_are_unfinished(tmp_path, shaping):
@@ -437,6 +441,7 @@ def test_the_critic_misses_the_budget_only_once_every_seed_got_there(tmp_path, s
                   "--results", str(tmp_path / "out"), "--report-only"])
     v = json.loads((tmp_path / "out" / "shaping.json").read_text())["verdict"]
     assert v["dense"]["steps_to_target"] == 2000 and v["critic_within_dense_budget"] is within
+    assert v.get("critic_within_dense_budget_pending") == (None if within is False else "critic")
     md = (tmp_path / "out" / "shaping.md").read_text()
     assert ("within dense's budget: no." if within is False else "within dense's budget: not known yet") in md
     assert ("`critic`: seed-averaged success never reaches 80%" if within is False else
