@@ -337,18 +337,20 @@ def verdict(result: dict) -> dict:
                      "late_mean_success": round(float(np.mean(mean[-LATE:])), 3) if mean.size else None}
     if "dense" in runs and "critic" in runs:
         budget, critic = out["dense"]["steps_to_target"], out["critic"]["steps_to_target"]
-        if budget is not None and critic is not None and critic <= budget:
-            out["critic_within_dense_budget"] = True
-        elif budget is not None and out["critic"]["every_seed_to_steps"] >= budget:
-            out["critic_within_dense_budget"] = False
+        # no answer either way ("pending") while a seed has not been evaluated far enough: a dense seed short
+        # of the other runs (no budget yet), or a critic seed short of dense's budget
+        within, pending = None, None
+        if budget is None:
+            pending = "dense" if out["dense"]["every_seed_to_steps"] < out["evaluated_to_steps"] else None
+        elif critic is not None and critic <= budget:
+            within = True
+        elif out["critic"]["every_seed_to_steps"] >= budget:
+            within = False
         else:
-            out["critic_within_dense_budget"] = None
-            # no answer either way yet while a seed has not been evaluated far enough: dense's (no budget yet
-            # while runs got further than its seeds) or the critic's (not yet up to dense's budget)
-            pending = ("dense" if budget is None and out["dense"]["every_seed_to_steps"] < out["evaluated_to_steps"]
-                       else "critic" if budget is not None else None)
-            if pending:
-                out["critic_within_dense_budget_pending"] = pending
+            pending = "critic"
+        out["critic_within_dense_budget"] = within
+        if pending:
+            out["critic_within_dense_budget_pending"] = pending
     for a, b, _ in COMPARISONS:
         if a in runs and b in runs:
             if not shared:
@@ -374,19 +376,25 @@ def shared_evaluations(runs: dict) -> list:
     return sorted(set.intersection(*have)) if have else []
 
 
-def seed_difference(a: dict, b: dict, steps: list | None = None) -> tuple[float, float | None]:
-    """Difference of the per-seed mean success over evaluations (a - b) and its standard error, over the
-    evaluations at ``steps`` (default: all of each run's).
+def seed_difference(a: dict, b: dict, steps: list) -> tuple[float, float | None]:
+    """Difference of the per-seed mean success over the evaluations at ``steps`` (a - b) and its standard
+    error.
 
     Each seed's whole curve is one sample, so evaluation noise and seed-to-seed spread both count; the error
     is Welch's, ``sqrt(var_a / n_a + var_b / n_b)`` with sample variances. None with fewer than 2 seeds a side.
     """
-    per_seed = [np.nanmean(success_matrix(r)[:, np.isin(r["steps"], r["steps"] if steps is None else steps)],
-                           axis=1) for r in (a, b)]
+    per_seed = [np.nanmean(success_matrix(r)[:, np.isin(r["steps"], steps)], axis=1) for r in (a, b)]
     diff = float(per_seed[0].mean() - per_seed[1].mean())
     if min(len(x) for x in per_seed) < 2:
         return diff, None
     return diff, float(np.sqrt(sum(x.var(ddof=1) / len(x) for x in per_seed)))
+
+
+PENDING = {  # why critic-within-dense's-budget has no answer yet, by the run that is not far enough
+    "critic": "not known yet: some critic seed has not been evaluated up to dense's budget",
+    "dense": "not known yet: dense has no budget in the evaluations every seed has, and some dense seed has not "
+             "been evaluated as far as other runs",
+}
 
 
 def verdict_lines(v: dict) -> list[str]:
@@ -414,12 +422,9 @@ def verdict_lines(v: dict) -> list[str]:
         lines.append(f"- `{name}`: seed-averaged success {reach}{means}.")
     if "critic_within_dense_budget" in v:
         w = v["critic_within_dense_budget"]
-        pending = v.get("critic_within_dense_budget_pending")
-        answer = ("yes" if w else "no" if w is not None
-                  else "not known yet: some critic seed has not been evaluated up to dense's budget"
-                  if pending == "critic" else "not known yet: dense has no budget in the evaluations every "
-                  "seed has, and some dense seed has not been evaluated as far as other runs"
-                  if pending == "dense" else "not measurable: dense never reaches the target in this budget")
+        unknown = PENDING.get(v.get("critic_within_dense_budget_pending"),
+                              "not measurable: dense never reaches the target in this budget")
+        answer = unknown if w is None else "yes" if w else "no"
         lines.append(f"- Critic shaping reaches {pct} within dense's budget: {answer}.")
     for a, b, what in COMPARISONS:
         key = f"{a}_minus_{b}"
