@@ -351,6 +351,9 @@ def verdict(result: dict) -> dict:
         out["critic_within_dense_budget"] = within
         if pending:
             out["critic_within_dense_budget_pending"] = pending
+    # while some run got further than others, the differences cover only the start of the budget: they are
+    # reported, but "clearly beats" is answered only once every run has been evaluated as far
+    ragged = out["compared_to_steps"] != out["evaluated_to_steps"]
     for a, b, _ in COMPARISONS:
         if a in runs and b in runs:
             if not shared:
@@ -358,7 +361,7 @@ def verdict(result: dict) -> dict:
             diff, se = seed_difference(runs[a], runs[b], shared)
             out[f"{a}_minus_{b}"] = round(diff, 3)
             out[f"{a}_minus_{b}_se"] = None if se is None else round(se, 3)
-            out[f"{a}_clearly_beats_{b}"] = None if se is None else bool(diff > CLEAR * se)
+            out[f"{a}_clearly_beats_{b}"] = None if se is None or ragged else bool(diff > CLEAR * se)
     return out
 
 
@@ -432,7 +435,9 @@ def verdict_lines(v: dict) -> list[str]:
             continue
         line = f"- {what}, mean success over evaluations: {v[key]:+.2f}"
         if v.get(f"{key}_se") is not None:
-            clear = "yes" if v[f"{a}_clearly_beats_{b}"] else "no"
+            beats = v[f"{a}_clearly_beats_{b}"]
+            clear = ("not known yet: some run has not been evaluated as far as others" if beats is None
+                     else "yes" if beats else "no")
             line += (f" (standard error over seeds {v[f'{key}_se']:.2f}; clearly above {b}, "
                      f"i.e. by more than {CLEAR:g} standard errors: {clear})")
         lines.append(line + ".")
