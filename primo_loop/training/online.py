@@ -12,7 +12,9 @@ How, every ``every`` env steps (:class:`CriticRefresher`):
 
 1. the episodes finished since the last refresh are scored with the current critic first: their error is the
    critic's error on fresh agent states it never trained on (``refresh/fresh_mae``, ``refresh/fresh_bias``);
-2. the critic takes ``grad_steps`` AdamW steps on the stored episodes (half of each batch from the fresh ones);
+2. the critic takes ``grad_steps`` AdamW steps on the stored episodes (half of each batch from the fresh ones;
+   with ``rehearsal_data``, a share of each batch from labelled episodes of the data it was trained on before,
+   so that it keeps reading the stages the agent has not reached yet);
 3. every stored episode is re-scored, and the shaping term of each of its transitions still in the replay buffer
    is recomputed from the new potentials: ``reward += critic_weight * (new_shaping - old_shaping)``. The env's
    reward, weights and any termination penalty stay as they were; only the critic's part changes, so
@@ -28,7 +30,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +64,13 @@ class RefreshConfig:
         min_episodes: a refresh waits until this many episodes are stored [20].
         failure_weight / aux_weight: loss weights, as in :class:`~primo_loop.training.compact.TrainConfig`.
         augment: colour/shift augmentation per episode [True].
+        rehearsal_data: dataset folders (``scripts/collect.py``) mixed into every batch, e.g. the scripted
+            rollouts the critic was first trained on [none]. Fine-tuned on an agent's states alone, the critic
+            forgets the stages that agent has not reached (measured: the embedded critic reads scripted Lift
+            episodes' lifts at 0.997 of the oracle's 1.0, the same critic after 8 refreshes on an agent that
+            never lifted at 0.82). A list, or one string with folders separated by commas.
+        rehearsal_fraction: share of each batch drawn from ``rehearsal_data`` [0.25]; with ``fresh_fraction``
+            at most 1.
         seed: seed of batch sampling and augmentation [0].
     """
 
@@ -78,6 +87,8 @@ class RefreshConfig:
     failure_weight: float = 0.5
     aux_weight: float = 0.5
     augment: bool = True
+    rehearsal_data: list[str] | str = field(default_factory=list)
+    rehearsal_fraction: float = 0.25
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -89,6 +100,12 @@ class RefreshConfig:
             raise ConfigError(f"Expected refresh option `label_fraction` in (0, 1], actually: {self.label_fraction!r}")
         if not 0.0 <= self.fresh_fraction <= 1.0:
             raise ConfigError(f"Expected refresh option `fresh_fraction` in [0, 1], actually: {self.fresh_fraction!r}")
+        if isinstance(self.rehearsal_data, str):
+            self.rehearsal_data = [d.strip() for d in self.rehearsal_data.split(",") if d.strip()]
+        self.rehearsal_data = [str(d) for d in self.rehearsal_data]
+        if self.rehearsal_data and not 0.0 < self.rehearsal_fraction <= 1.0 - self.fresh_fraction:
+            raise ConfigError("Expected refresh option `rehearsal_fraction` in (0, 1 - fresh_fraction] = "
+                              f"(0, {1.0 - self.fresh_fraction:g}], actually: {self.rehearsal_fraction!r}")
 
     @classmethod
     def from_options(cls, **options: Any) -> RefreshConfig:
@@ -145,6 +162,26 @@ class CriticRefresher:
         self._stale_running: set[int] = set()  # episodes that were running during the last refresh
         self._pending: set[int] = set()  # finished episodes to relabel once their last transition is stored
         self._optimizer = None
+        self.rehearsal = self._load_rehearsal()
+
+    def _load_rehearsal(self) -> list:
+        """The labelled episodes of ``config.rehearsal_data`` at the critic's resolution (none without it)."""
+        if not self.config.rehearsal_data:
+            return []
+        from primo_loop.errors import DatasetError
+        from primo_loop.training.compact import load_episodes
+
+        missing = [d for d in self.config.rehearsal_data if not Path(d).is_dir()]
+        if missing:
+            raise DatasetError(f"Rehearsal data folder(s) not found: {', '.join(missing)} (collect them with "
+                               "scripts/collect.py)")
+        episodes, skipped = load_episodes(self.config.rehearsal_data, self.critic.config.image_size)
+        if not episodes:
+            raise DatasetError(f"No usable episodes in the rehearsal data {self.config.rehearsal_data} "
+                               f"({skipped} skipped)")
+        logger.info("critic refresh rehearses %d episodes from %s", len(episodes),
+                    ", ".join(self.config.rehearsal_data))
+        return episodes
 
     # -- recording ----------------------------------------------------------------------------------
     def add_episode(self, env_index: int, episode_id: int, tracker: EpisodeTracker) -> None:
@@ -311,17 +348,22 @@ class CriticRefresher:
         if self._optimizer is None:
             self._optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         pool = [e for e in ids if self.episodes[e].labelled]  # what the labelling budget lets it train on
-        batcher = Batcher(tc, [self.episodes[e].arrays for e in pool])
+        # the rehearsal episodes sit after the agent's in the batcher's list
+        batcher = Batcher(tc, [self.episodes[e].arrays for e in pool] + self.rehearsal)
         pos = {e: k for k, e in enumerate(pool)}
         fresh_idx = np.array([pos[e] for e in fresh if e in pos] or [0])
         rng = np.random.default_rng([cfg.seed, self.refreshes])
         torch.manual_seed(cfg.seed * 100003 + self.refreshes)
         n_fresh = int(round(cfg.batch_episodes * cfg.fresh_fraction)) if any(e in pos for e in fresh) else 0
+        n_old = int(round(cfg.batch_episodes * cfg.rehearsal_fraction)) if self.rehearsal else 0
+        n_fresh = min(n_fresh, cfg.batch_episodes - n_old)
         model.train()
         loss_sum = 0.0
         for _ in range(cfg.grad_steps):
-            pick = np.concatenate([rng.choice(fresh_idx, n_fresh),
-                                   rng.integers(0, len(pool), cfg.batch_episodes - n_fresh)]).astype(int)
+            parts = [rng.choice(fresh_idx, n_fresh), rng.integers(0, len(pool), cfg.batch_episodes - n_fresh - n_old)]
+            if n_old:
+                parts.append(len(pool) + rng.integers(0, len(self.rehearsal), n_old))
+            pick = np.concatenate(parts).astype(int)
             batch = batcher.build(pick.tolist(), rng, train=True)
             loss, _, _, _ = losses(forward_batch(model, batch, tc), batch, tc)
             self._optimizer.zero_grad(set_to_none=True)
@@ -337,7 +379,7 @@ class CriticRefresher:
         changed = self.relabel(ids, rewards, phis)
         self.refreshes += 1
         stats = {"refreshes": self.refreshes, "episodes": len(ids), "fresh_episodes": len(fresh),
-                 "labelled_episodes": len(pool),
+                 "labelled_episodes": len(pool), "rehearsal_episodes": len(self.rehearsal),
                  "fresh_mae": _mean(np.abs(before)), "fresh_bias": _mean(before),
                  "fit_mae": _mean(np.abs(after)), "loss": loss_sum / cfg.grad_steps,
                  "relabelled": changed, "seconds": round(time.time() - t0, 2)}

@@ -234,3 +234,69 @@ def test_a_refresh_log_gains_columns_without_losing_its_rows(tmp_path):
     append_eval_row(path, {"timesteps": 20, "fresh_mae": 0.2, "labelled_episodes": 7}, fields=None)
     assert read_eval(path) == [{"timesteps": 10.0, "fresh_mae": 0.1},
                                {"timesteps": 20.0, "fresh_mae": 0.2, "labelled_episodes": 7.0}]
+
+
+@pytest.fixture(scope="module")
+def earlier_data(tmp_path_factory):
+    """A small labelled dataset of another scene (synthetic rollouts), standing in for the critic's first data."""
+    from primo_loop.data.collect import CollectConfig, collect, plan_episodes
+
+    root = tmp_path_factory.mktemp("earlier")
+    plan = plan_episodes(["SynthLift"], ["SynthBot"], 6, seed=0, failure_rate=0.0)
+    collect(plan, root, CollectConfig(synthetic=True, horizon=40, frame_every=5), workers=0)
+    return root
+
+
+def critic_error_on(critic, episodes) -> float:
+    """The critic's mean absolute progress error on every query of ``episodes`` (in-loop cadence 5)."""
+    from primo_loop.training.compact import Batcher, TrainConfig, evaluate_batches
+
+    tc = TrainConfig(data=["<test>"], frame_every=5, stride_jitter=False, model=critic.config)
+    return evaluate_batches(critic.model, Batcher(tc, episodes), list(range(len(episodes))), tc)["val_mae"] / 100
+
+
+def test_rehearsal_mixes_the_earlier_data_into_every_batch_and_keeps_it_read(tiny_ckpt, earlier_data, monkeypatch):
+    """With rehearsal, each refresh batch holds ``rehearsal_fraction`` of episodes from the earlier data (and the
+    fresh share of the agent's), and the refreshed critic reads that data better than one refreshed on the agent's
+    episodes alone."""
+    import primo_loop.training.compact as compact
+    from primo_loop.training.compact import load_episodes
+
+    picks: list[tuple[int, list[int]]] = []  # (agent episodes in the batcher, the episodes of one batch)
+    init, build = compact.Batcher.__init__, compact.Batcher.build
+
+    def spy_init(self, cfg, episodes):
+        init(self, cfg, episodes)
+        self.n_earlier = sum(e.episode_id.startswith("SynthLift") for e in episodes)
+
+    def spy_build(self, ep_indices, rng, train):
+        if train:
+            picks.append((len(self.episodes) - self.n_earlier, list(ep_indices)))
+        return build(self, ep_indices, rng, train)
+
+    monkeypatch.setattr(compact.Batcher, "__init__", spy_init)
+    monkeypatch.setattr(compact.Batcher, "build", spy_build)
+    base = dict(every=50, grad_steps=60, lr=3e-3, min_episodes=4, batch_episodes=4, augment=False)
+    with_old = RefreshConfig(**base, fresh_fraction=0.25, rehearsal_data=str(earlier_data), rehearsal_fraction=0.5)
+    assert with_old.rehearsal_data == [str(earlier_data)]
+    critic = CompactCritic(tiny_ckpt)
+    _, _, refresher = drive(critic, actions(126, seed=1), with_old)
+    assert refresher.refreshes == 2 and refresher.history[-1]["rehearsal_episodes"] == 6
+    assert len(picks) == 120
+    for n_agent, batch in picks:  # 2 of 4 from the earlier data, the other 2 from the agent's
+        assert sum(i >= n_agent for i in batch) == 2 and max(batch) < n_agent + 6
+    earlier, _ = load_episodes([earlier_data], critic.config.image_size)
+    alone = CompactCritic(tiny_ckpt)
+    drive(alone, actions(126, seed=1), RefreshConfig(**base, fresh_fraction=0.25))
+    assert critic_error_on(critic, earlier) < 0.7 * critic_error_on(alone, earlier)
+
+
+def test_rehearsal_refuses_missing_data_and_a_batch_it_cannot_fill(tiny_ckpt, tmp_path):
+    from primo_loop.errors import DatasetError
+
+    with pytest.raises(DatasetError, match="not found"):
+        CriticRefresher(CompactCritic(tiny_ckpt), TrackerConfig(), RefreshConfig(rehearsal_data=str(tmp_path / "x")),
+                        10, 1)
+    with pytest.raises(ConfigError, match="rehearsal_fraction"):
+        RefreshConfig(rehearsal_data="a,b", fresh_fraction=0.5, rehearsal_fraction=0.75)
+    assert RefreshConfig(rehearsal_data=" a, b ").rehearsal_data == ["a", "b"]
