@@ -11,7 +11,8 @@ labelling queries, as in preference-based RL).
 How, every ``every`` env steps (:class:`CriticRefresher`):
 
 1. the episodes finished since the last refresh are scored with the current critic first: their error is the
-   critic's error on fresh agent states it never trained on (``refresh/fresh_mae``, ``refresh/fresh_bias``);
+   critic's error on fresh agent states it never trained on (``refresh/fresh_mae``, ``refresh/fresh_bias``, and
+   ``refresh/fresh_bias_late`` where the oracle says the task is at least half done);
 2. the critic takes ``grad_steps`` AdamW steps on the stored episodes (half of each batch from the fresh ones;
    with ``rehearsal_data``, a share of each batch from labelled episodes of the data it was trained on before,
    so that it keeps reading the stages the agent has not reached yet);
@@ -42,6 +43,9 @@ from primo_loop.tracker import EpisodeTracker, TrackerConfig, replay_schedule, s
 logger = logging.getLogger(__name__)
 
 STATE_PREFIX = "refresh_state"
+#: ``refresh/fresh_bias_late`` is the fresh error where the oracle says at least this much progress: the task's
+#: second half (on Lift, grasping and lifting), the stages an agent reaches last and a mean over every query hides.
+LATE_PROGRESS = 0.5
 
 
 @dataclass
@@ -316,19 +320,24 @@ class CriticRefresher:
         self.relabelled += n
         return n
 
+    def query_points(self, episode_ids: list[int]) -> list[tuple[int, int, int]]:
+        """``(episode id, env step, current frame's index)`` of every query the loop made in these episodes."""
+        cfg = self.tracker
+        return [(eid, step, cur) for eid in episode_ids for step, cur, _ in replay_schedule(
+            self.episodes[eid].arrays.frame_steps, cfg.critic_every, cfg.frame_every, cfg.clip_len, cfg.window)]
+
     def errors(self, episode_ids: list[int], phis: dict[int, np.ndarray] | None = None) -> np.ndarray:
-        """Critic minus oracle progress at every query of these episodes (0-1 scale). ``phis``: their potentials
-        under the current critic, if already computed."""
+        """Critic minus oracle progress at every query of these episodes (0-1 scale), in :meth:`query_points`'
+        order. ``phis``: their potentials under the current critic, if already computed."""
         if not episode_ids:
             return np.zeros(0)
         phis = self.potentials(episode_ids) if phis is None else phis
-        out = []
-        cfg = self.tracker
-        for eid in episode_ids:
-            a = self.episodes[eid].arrays
-            out += [phis[eid][step] - a.progress[cur] for step, cur, _ in
-                    replay_schedule(a.frame_steps, cfg.critic_every, cfg.frame_every, cfg.clip_len, cfg.window)]
-        return np.asarray(out)
+        return np.asarray([phis[eid][step] - self.episodes[eid].arrays.progress[cur]
+                           for eid, step, cur in self.query_points(episode_ids)])
+
+    def labels(self, episode_ids: list[int]) -> np.ndarray:
+        """The oracle's progress at every query of these episodes, in :meth:`query_points`' order."""
+        return np.asarray([self.episodes[eid].arrays.progress[cur] for eid, _, cur in self.query_points(episode_ids)])
 
     # -- training -----------------------------------------------------------------------------------
     def refresh(self, rewards: np.ndarray) -> dict[str, float]:
@@ -343,6 +352,7 @@ class CriticRefresher:
         ids = list(self.episodes)
         fresh = [e for e in ids if self.episodes[e].fresh]
         before = self.errors(fresh)
+        late = self.labels(fresh) >= LATE_PROGRESS if fresh else np.zeros(0, bool)
         cfg, tc = self.config, self.train_config
         model = self.critic.model
         if self._optimizer is None:
@@ -381,6 +391,7 @@ class CriticRefresher:
         stats = {"refreshes": self.refreshes, "episodes": len(ids), "fresh_episodes": len(fresh),
                  "labelled_episodes": len(pool), "rehearsal_episodes": len(self.rehearsal),
                  "fresh_mae": _mean(np.abs(before)), "fresh_bias": _mean(before),
+                 "fresh_bias_late": _mean(before[late]), "fresh_late_queries": int(late.sum()),
                  "fit_mae": _mean(np.abs(after)), "loss": loss_sum / cfg.grad_steps,
                  "relabelled": changed, "seconds": round(time.time() - t0, 2)}
         self.history.append(stats)

@@ -300,3 +300,20 @@ def test_rehearsal_refuses_missing_data_and_a_batch_it_cannot_fill(tiny_ckpt, tm
     with pytest.raises(ConfigError, match="rehearsal_fraction"):
         RefreshConfig(rehearsal_data="a,b", fresh_fraction=0.5, rehearsal_fraction=0.75)
     assert RefreshConfig(rehearsal_data=" a, b ").rehearsal_data == ["a", "b"]
+
+
+def test_the_fresh_error_is_also_reported_where_the_task_is_at_least_half_done(tiny_ckpt):
+    """A critic that answers 0.2 everywhere: over all fresh queries its bias mixes early states it overrates with
+    late ones it underrates; ``fresh_bias_late`` keeps only the queries where the oracle says 0.5 or more, so it is
+    at most 0.2 - 0.5, and it counts them."""
+    critic = CompactCritic(tiny_ckpt)
+    with torch.no_grad():
+        critic.model.progress_head.weight.zero_()
+        critic.model.progress_head.bias.fill_(float(np.log(0.2 / 0.8)))
+    critic.weights_changed()
+    cfg = RefreshConfig(every=50, grad_steps=1, lr=1e-9, min_episodes=4, batch_episodes=4, augment=False)
+    _, _, refresher = drive(critic, actions(60, seed=1), cfg)
+    first = refresher.history[0]
+    labels = refresher.labels(list(refresher.episodes)[:first["fresh_episodes"]])
+    assert 0 < first["fresh_late_queries"] == int((labels >= 0.5).sum()) < len(labels)
+    assert first["fresh_bias_late"] <= 0.2 - 0.5 + 1e-6 < first["fresh_bias"]
