@@ -9,7 +9,8 @@ One readable path from an :class:`AgentConfig` to a trained agent (:func:`train`
   batch, and a ``VecMonitor`` sits on top so episode statistics include the critic's early terminations.
 * **logs**: TensorBoard under ``OUT/tb`` with ``critic/*`` scalars (:class:`CriticStatsCallback`), and
   ``OUT/eval.csv``: eval success rate (``info["is_success"]``, the task's own success, never the shaped
-  reward) against env steps, from a separate env with no critic.
+  reward) against env steps, from a separate env with no critic; its ``wall_s`` counts the run's seconds across
+  resumes (a resumed run goes on from its last evaluation's, so time lost to a kill after it is not counted).
 * **checkpoints** under ``OUT/checkpoints`` (the SAC replay buffer with the newest ``keep_checkpoints``; every
   checkpoint's policy stays), ``resume=True`` continues from the newest readable one after a kill,
   ``OUT/final_model.zip`` and ``OUT/done.json`` at the end.
@@ -857,7 +858,7 @@ def train(cfg: AgentConfig, critic: Any | None = None) -> dict[str, Any]:
     venv = make_vec_env(cfg, critic)
     eval_env = make_eval_env(cfg) if cfg.eval_every else None
     model = load_latest(cfg, venv) if cfg.resume else None
-    t0 = time.time()
+    t0 = eval_t0 = time.time()
     try:
         if model is None:
             if cfg.resume:
@@ -867,6 +868,8 @@ def train(cfg: AgentConfig, critic: Any | None = None) -> dict[str, Any]:
                                           tensorboard_log=str(out / "tb"), verbose=0, **cfg.hyperparameters())
         else:
             truncate_eval(eval_csv, model.num_timesteps)
+            # wall_s in eval.csv goes on from where the kept rows left it, not from zero at every resume
+            eval_t0 -= max((row.get("wall_s", 0.0) for row in read_eval(eval_csv)), default=0.0)
             if cfg.demo_episodes and model.num_timesteps > 0:  # the buffer already holds the demonstrations
                 venv.env_method("end_warmup")
         start = model.num_timesteps
@@ -886,7 +889,7 @@ def train(cfg: AgentConfig, critic: Any | None = None) -> dict[str, Any]:
             lost = (start > 0 and start % (eval_freq * cfg.workers) == 0
                     and all(row["timesteps"] != start for row in read_eval(eval_csv)))
             callbacks.append(Eval(eval_env, n_eval_episodes=cfg.eval_episodes, eval_freq=eval_freq,
-                                  deterministic=True, callback_after_eval=EvalLog(eval_csv, t0), verbose=0,
+                                  deterministic=True, callback_after_eval=EvalLog(eval_csv, eval_t0), verbose=0,
                                   evaluate_at_start=lost, seed=cfg.seed))  # fires only if learn() runs
         remaining = cfg.steps - start
         t_learn = time.time()

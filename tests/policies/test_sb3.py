@@ -210,18 +210,23 @@ def test_a_resume_to_a_longer_budget_killed_before_its_end_is_not_marked_finishe
 
 def test_resume_redoes_an_evaluation_lost_to_the_kill(tmp_path):
     """A kill after the 200-step checkpoint but before the 200-step evaluation: the resumed run evaluates at
-    200 first, so the curve has no hole; evaluations it has are not repeated."""
-    from policies.sb3 import truncate_eval
+    200 first, so the curve has no hole; evaluations it has are not repeated, and their clock goes on."""
+    from policies.sb3 import append_eval_row, truncate_eval
 
     out = tmp_path / "run"
     train(tiny(tmp_path, steps=200, eval_every=100))
     truncate_eval(out / "eval.csv", 100)  # the evaluation at 200 never got written
+    first = read_eval(out / "eval.csv")[0]
+    (out / "eval.csv").unlink()
+    append_eval_row(out / "eval.csv", {**first, "wall_s": 5000.0})  # as if the first stretch took long
     (out / "done.json").unlink()
     summary = train(tiny(tmp_path, steps=300, eval_every=100, resume=True))
     assert summary["resumed_from"] == 200
     rows = read_eval(out / "eval.csv")
     assert [r["timesteps"] for r in rows] == [100, 200, 300]
     assert all(0.0 <= r["success_rate"] <= 1.0 for r in rows)
+    # wall_s counts on from the kept row's 5000 s, not from zero again
+    assert 5000.0 < rows[1]["wall_s"] <= rows[2]["wall_s"] < 5000.0 + summary["wall_s"] + 1
 
 
 def test_a_resumed_n_step_sac_keeps_its_n_step_returns(tmp_path, recwarn):
