@@ -237,7 +237,7 @@ def _at_least(frames: Any, side: int = 56) -> Any:
     """Upscale frames whose shorter side is below ``side`` (Qwen2.5-VL cannot patch tiny frames)."""
     import numpy as np
 
-    from primo_loop.critics.vlm import _to_uint8
+    from primo_loop.critics.primo import _to_uint8
 
     h, w = frames.shape[-3:-1]
     if min(h, w) >= side:
@@ -267,7 +267,7 @@ def lora_config(opts: VLMTrainOptions) -> Any:
 
 def load_model_for_training(model: str, opts: VLMTrainOptions) -> tuple[Any, Any]:
     """``(processor, model)`` in train mode; the same loader as the critic (adapters merged)."""
-    from primo_loop.critics.vlm import load_vlm
+    from primo_loop.critics.primo import load_vlm
 
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     # Under accelerate/DeepSpeed the trainer places the model; load it on the CPU (or this rank's GPU).
