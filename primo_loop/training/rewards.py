@@ -11,7 +11,8 @@ them, as the release does (R = r_acc + r_fmt, plus the length bonus when it is o
   benchmark reader), with the release's number normalisation (:func:`primo_loop.answers.official_number`), and
   scored by the row's ``problem_type``: ``numerical`` ``clip(1 - |p - t| / 100, 0, 1)``; ``regression``
   ``1 - clip((|p - t| + 1e-9) / (|t| + 1e-9), 0, 1)``; ``multiple choice`` / ``boolean`` case-insensitive exact
-  match; any other type 0. An unreadable prediction scores 0.
+  match. An unreadable prediction scores 0. The release's text scores (``OCR``: 1 - WER, ``free-form``: ROUGE)
+  are not implemented: such rows get None, which TRL skips.
 - **length control** (``--len_control`` in the released run): +0.2 for each completion whose accuracy is above
   0.1 and whose length is 320-512 tokens, provided more than one completion of the call's batch has accuracy
   above 0.1.
@@ -137,6 +138,9 @@ def accuracy_reward(completions: Sequence[Any], solution: Sequence[Any] | None =
     for c, sol, prog, kind in zip(completions, _column(solution, n), _column(progress, n), _column(problem_type, n)):
         text = completion_text(c)
         kind = str(kind or "numerical").strip().lower()
+        if kind not in ("numerical", "regression", "multiple choice", "boolean"):
+            out.append(None)
+            continue
         if kind in ("multiple choice", "boolean"):
             got, want = _FIRST_ANSWER_RE.search(text), _FIRST_ANSWER_RE.search(str(sol or ""))
             out.append(float(bool(got and want and got.group(1).strip().lower() == want.group(1).strip().lower())))
