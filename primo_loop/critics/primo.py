@@ -310,6 +310,7 @@ class VLMCritic:
         eos = [eos] if isinstance(eos, int) else list(eos or [])
         self._eos = set(eos) | {tok.eos_token_id}
         self.stats = {"queries": 0, "unreadable": 0, "output_tokens": 0}
+        self.last_verdicts: list[CriticVerdict] = []
 
     @property
     def device(self) -> Any:
@@ -376,4 +377,5 @@ class VLMCritic:
                 self.stats["queries"] += 1
                 self.stats["unreadable"] += progress is None
                 self.stats["output_tokens"] += n
+        self.last_verdicts = verdicts  # what the model said at the last call (rollout logs keep it)
         return verdicts

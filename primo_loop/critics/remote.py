@@ -240,6 +240,7 @@ class RemoteCritic:
         self.extra_body = dict(extra_body or {})
         self.stats = {"queries": 0, "requests": 0, "retries": 0, "failed": 0, "unreadable": 0}
         self._lock = threading.Lock()
+        self.last_verdicts: list[CriticVerdict] = []
         self.model = model
         if check_server:
             self.model = self._discover_model(model)
@@ -380,4 +381,5 @@ class RemoteCritic:
         with self._lock:
             self.stats["queries"] += len(out)
             self.stats["unreadable"] += sum(v.progress is None for v in out)
+        self.last_verdicts = out  # what the server said at the last call (rollout logs keep it)
         return out
