@@ -143,7 +143,8 @@ def progress_metrics(pred: Sequence[float], target: Sequence[float]) -> dict[str
     """
     p, t = _pair(pred, target)
     return {"n": int(len(p)), "mae": mae(p, t), "rmse": rmse(p, t), "mra_threshold": mra_threshold(p, t),
-            "linear_rel_acc": linear_relative_accuracy(p, t), "acc@5": acc_at(p, t, 5), "acc@10": acc_at(p, t, 10), "abs_acc": absolute_range_accuracy(p, t)}
+            "linear_rel_acc": linear_relative_accuracy(p, t),
+            "acc@5": acc_at(p, t, 5), "acc@10": acc_at(p, t, 10), "abs_acc": absolute_range_accuracy(p, t)}
 
 
 def error_by_bin(pred: Sequence[float], target: Sequence[float], n_bins: int = 5) -> list[dict[str, float]]:

@@ -232,33 +232,21 @@ class _RowReader:
             rec = {k: batch[k][i] for k in batch}
             initial, clip, current = load_record_frames(rec, nframes=self.opts.nframes,
                                                         image_size=self.opts.frame_size)
-            initial, current = (_capped(f, self.opts.max_pixels) for f in (initial, current))
-            clip = _at_least(clip)
+            initial, current = (_sized(f, self.opts.max_pixels) for f in (initial, current))
+            clip = _sized(clip)
             out["prompt"].append(build_messages(rec["problem"], clip=clip, template=self.template,
                                                 instruction=rec.get("instruction"),
                                                 question_type=rec.get("problem_type") or "numerical"))
-            out["images"].append([Image.fromarray(_at_least(initial)), Image.fromarray(_at_least(current))])
+            out["images"].append([Image.fromarray(initial), Image.fromarray(current)])
         return out
 
 
-def _at_least(frames: Any, side: int = 56) -> Any:
-    """Upscale frames whose shorter side is below ``side`` (Qwen2.5-VL cannot patch tiny frames)."""
-    import numpy as np
-
-    from primo_loop.critics.primo import _to_uint8
-
-    h, w = frames.shape[-3:-1]
-    if min(h, w) >= side:
-        return frames
-    s = side / min(h, w)
-    return _to_uint8(np.asarray(frames), (int(round(h * s)), int(round(w * s))))
-
-
-def _capped(frame: Any, max_pixels: int | None) -> Any:
-    """An anchor scaled down to at most ``max_pixels`` (aspect kept), as the release caps its images."""
+def _sized(frames: Any, max_pixels: int | None = None) -> Any:
+    """Frames scaled down to at most ``max_pixels`` each (aspect kept; the release caps its images so) and up
+    to a shorter side of 56 px (Qwen2.5-VL cannot patch tiny frames)."""
     from primo_loop.critics.primo import _fit, _to_uint8
 
-    return _to_uint8(frame, _fit(*frame.shape[:2], max_pixels))
+    return _to_uint8(frames, _fit(*frames.shape[-3:-1], max_pixels))
 
 
 def video_metadata(frames: Sequence[Any], fps: float) -> dict[str, Any]:
