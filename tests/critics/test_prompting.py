@@ -149,3 +149,26 @@ def test_template_validation_and_format_response():
         PromptTemplate(question="no slot")
     assert "{Question}" in QUESTION_TEMPLATE and "{question_type}" in QUESTION_TEMPLATE
     assert format_response(63.4, "<planning>p</planning>") == "<think><planning>p</planning></think><answer>63</answer>"
+
+
+def test_the_evaluator_asks_an_official_record_its_own_question(monkeypatch):
+    """An official record (no `instruction`) reaches the critic once wrapped: its `problem` is the question."""
+    from primo_loop.evaluate import EvalConfig, evaluate
+    from primo_loop.types import CriticVerdict
+
+    for name in ("VIDEO_DATA_ROOT", "PRIMO_DATA_ROOT"):
+        monkeypatch.delenv(name, raising=False)
+    seen: list[str] = []
+
+    class Spy:
+        name = "spy"
+
+        def assess(self, queries):
+            seen.extend(build_messages(query_question(q))[-1]["content"][-1]["text"] for q in queries)
+            return [CriticVerdict(progress=0.5) for _ in queries]
+
+    records = CHECKOUT.parent / "primo" / "records.jsonl"
+    evaluate(Spy(), [records], None, EvalConfig(nframes=4))
+    problem = "Task: lift the red block. How far has the task progressed (0-100)?"
+    assert seen and all(t.count("QUESTION:") == 1 and t.count(problem) == 1 for t in seen)
+    assert all(progress_question(problem) not in t for t in seen)  # not wrapped in our sim question
