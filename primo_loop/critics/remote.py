@@ -104,11 +104,12 @@ def decode_data_url(url: str) -> list[np.ndarray]:
 
 def query_messages(query: CriticQuery, template: PromptTemplate, *, quality: int = 90,
                    video_as: str = "video_url", frame_size: int | tuple[int, int] | None = None,
-                   max_pixels: int | None = None) -> list[dict[str, Any]]:
-    """The OpenAI-format chat for one query: the same prompt as the ``primo`` backend, media as data URLs."""
-    from primo_loop.critics.primo import MAX_PIXELS, normalize_frames
+                   max_pixels: int | None = 401408) -> list[dict[str, Any]]:
+    """The OpenAI-format chat for one query: the same prompt as the ``primo`` backend, media as data URLs
+    (``max_pixels`` caps the anchors as there; None: no cap)."""
+    from primo_loop.critics.primo import normalize_frames
 
-    initial, clip, current = normalize_frames(query, frame_size, MAX_PIXELS if max_pixels is None else max_pixels)
+    initial, clip, current = normalize_frames(query, frame_size, max_pixels)
     messages = build_messages(query_question(query), instruction=query.instruction, template=template)
     user = messages[-1]
     parts: list[dict[str, Any]] = []
@@ -327,7 +328,7 @@ class RemoteCritic:
         body: dict[str, Any] = {
             "model": self.model,
             "messages": query_messages(query, self.template, quality=self.jpeg_quality, video_as=self.video_as,
-                                       frame_size=self.frame_size, max_pixels=self.max_pixels or 0),
+                                       frame_size=self.frame_size, max_pixels=self.max_pixels),
             "max_tokens": self.max_tokens,
             "temperature": self.temperature,
         }

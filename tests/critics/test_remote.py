@@ -233,3 +233,18 @@ def test_serve_critic_on_a_port_in_use_says_so_in_one_line():
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert f"127.0.0.1:{port}" in lines[0] and "--port" in lines[0]
+
+
+def test_payload_follows_the_release_settings_and_profiles():
+    critic = RemoteCritic("http://127.0.0.1:9/v1", check_server=False)
+    body = critic.payload(_query(10))
+    assert (body["max_tokens"], body["temperature"], body["top_p"]) == (4096, 0.1, 0.001)
+    assert [m["role"] for m in body["messages"]] == ["system", "user"]
+    rl = RemoteCritic("http://127.0.0.1:9/v1", check_server=False, prompt_profile="primo-rl",
+                      answer_parsing="official")
+    msgs = rl.payload(_query(10))["messages"]
+    assert [m["role"] for m in msgs] == ["user"] and msgs[0]["content"][-1]["text"].startswith("With the first")
+    big = CriticQuery(instruction="lift", initial=np.zeros((1000, 1000, 3), np.uint8),
+                      clip=np.zeros((2, 64, 64, 3), np.uint8), current=np.zeros((64, 64, 3), np.uint8))
+    anchor = decode_data_url(query_messages(big, DEFAULT_TEMPLATE)[-1]["content"][0]["image_url"]["url"])[0]
+    assert anchor.shape[0] * anchor.shape[1] <= 401408 and anchor.shape[0] == anchor.shape[1]
