@@ -82,7 +82,7 @@ def random_init(device: str, dtype: str, attn: str | None, arch: dict = QWEN25_V
         Qwen2VLVideoProcessor,
     )
 
-    from primo_loop.critics.vlm import resolve_device_dtype
+    from primo_loop.critics.primo import resolve_device_dtype
     from primo_loop.testing.tiny_vlm import VISION_TOKENS, build_tiny_vlm
 
     dev, dt = resolve_device_dtype(device, dtype)
@@ -130,7 +130,7 @@ def _sync():
 def run(args: argparse.Namespace) -> dict:
     import torch
 
-    from primo_loop.critics.vlm import VLMCritic
+    from primo_loop.critics.primo import VLMCritic
 
     tiny = args.arch == "tiny"
     batch_sizes = args.batch_sizes or ([1, 2, 4, 8] if tiny else [1, 4, 8, 16])

@@ -222,7 +222,7 @@ def score_records(critic: Any, path: str | os.PathLike, cfg: EvalConfig, progres
                 continue
             instruction = r.get("instruction") or r.get("problem") or ""
             queries.append(CriticQuery(instruction=instruction, initial=initial, clip=clip, current=current,
-                                       step=int(r.get("step", 0)),
+                                       step=int(r.get("step", 0)), question=r.get("problem") or None,
                                        privileged={"progress": r["progress"] / 100.0,
                                                    "failed": bool(r.get("failed", False))}))
             pending.append((res, len(res.steps)))
@@ -413,14 +413,18 @@ def report_markdown(report: dict[str, Any]) -> str:
     if td.get("tasks"):
         lines.append(f"Training domain: tasks {', '.join(td['tasks'])}; robots {', '.join(td['robots'] or [])}.")
     lines += ["", "Progress on the 0-100 scale. VOC on successful episodes (up to the first full-progress query); "
-              "failure-detection delay in queries after the failure event.", "",
-              "| split | episodes | queries | MAE | RMSE | MRA | Acc@5 | Acc@10 | MAE (succ.) | VOC (succ.) | "
+              "failure-detection delay in queries after the failure event. MRA thr. = threshold mean relative "
+              "accuracy, mean over 0.50..0.95 of |p-t|/|t| < 1-thr (the baselines' harnesses); lin. acc. = linear "
+              "relative accuracy, 1 - min(1, |p-t|/|t|) (the paper's PRIMO R1 numbers).", "",
+              "| split | episodes | queries | MAE | RMSE | MRA thr. | lin. acc. | Acc@5 | Acc@10 | MAE (succ.) | "
+              "VOC (succ.) | "
               "fail P | fail R | fail F1 | median delay | unreadable | latency ms | out tokens |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, s in report["splits"].items():
         p, ps, fd = s["progress"], s["progress_successful"], s["failure_detection"] or {}
         lines.append(f"| {name} | {s['episodes']} | {s['queries']} | {_fmt(p['mae'])} | {_fmt(p['rmse'])} | "
-                     f"{_fmt(p['mra'], 3)} | {_fmt(p['acc@5'], 3)} | {_fmt(p['acc@10'], 3)} | {_fmt(ps['mae'])} | "
+                     f"{_fmt(p['mra_threshold'], 3)} | {_fmt(p['linear_rel_acc'], 3)} | {_fmt(p['acc@5'], 3)} | "
+                     f"{_fmt(p['acc@10'], 3)} | {_fmt(ps['mae'])} | "
                      f"{_fmt(s['voc_successful'], 3)} | {_fmt(fd.get('precision'), 3)} | {_fmt(fd.get('recall'), 3)} | "
                      f"{_fmt(fd.get('f1'), 3)} | {_fmt(fd.get('median_delay'), 1)} | "
                      f"{_fmt(s['unreadable_rate'], 3)} | {_fmt(s['latency_ms'], 2)} | "

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-MRA_THRESHOLDS = tuple(np.round(np.arange(0.50, 0.951, 0.05), 2).tolist())
+MRA_THRESHOLDS = tuple(float(np.float32(0.5 + 0.05 * i)) for i in range(10))
+"""0.50, 0.55, ..., 0.95 as the baselines' harnesses make them: float32 steps of 0.05 (not rounded decimals)."""
 
 
 def _pair(pred: Sequence[float], target: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -52,20 +53,37 @@ def acc_at(pred: Sequence[float], target: Sequence[float], k: float) -> float:
     return float(np.mean(np.abs(p - t) <= k)) if len(p) else math.nan
 
 
-def mra(pred: Sequence[float], target: Sequence[float]) -> float:
-    """Mean relative accuracy: mean over thresholds 0.50, 0.55, ..., 0.95 of ``|p - t| / |t| < 1 - thr``.
+def mra_threshold(pred: Sequence[float], target: Sequence[float]) -> float:
+    """Threshold mean relative accuracy (the baselines' harnesses): the mean over thresholds 0.50, 0.55, ...,
+    0.95 of ``|p - t| / (|t| + 1e-8) < 1 - thr``.
 
-    Relative error is undefined at ``t == 0``; those pairs are left out (nan if nothing is left).
+    Computed in float32 as the release's harness does, so every integer (p, t) pair gives its value; at
+    ``t == 0`` a prediction scores 1 if it is 0, else 0.
 
-    >>> mra([50, 100], [50, 80])  # exact: 1.0; 25 % off: passes thresholds 0.50..0.70 (5 of 10)
-    0.75
+    >>> mra_threshold([50, 100, 0, 5], [50, 80, 0, 0])  # exact: 1; 25 % off: 5 of 10; t=0: 1 if p=0 else 0
+    0.625
     """
     p, t = _pair(pred, target)
-    keep = t != 0
-    if not keep.any():
+    if not len(p):
         return math.nan
-    rel = np.abs(p[keep] - t[keep]) / np.abs(t[keep])
-    return float(np.mean([np.mean(rel < 1 - thr) for thr in MRA_THRESHOLDS]))
+    p32, t32 = p.astype(np.float32), t.astype(np.float32)
+    rel = np.abs(p32 - t32) / (np.abs(t32) + np.float32(1e-8))
+    ths = np.asarray(MRA_THRESHOLDS, dtype=np.float32)
+    return float(np.mean(rel[:, None] < (np.float32(1) - ths)[None, :]))
+
+
+def linear_relative_accuracy(pred: Sequence[float], target: Sequence[float]) -> float:
+    """Linear relative accuracy (the paper's PRIMO R1 numbers, the ``regression`` accuracy): the mean of
+    ``1 - clip((|p - t| + 1e-9) / (|t| + 1e-9), 0, 1)``; at ``t == 0`` it is 0 (as in the release).
+
+    >>> round(linear_relative_accuracy([50, 100, 0], [50, 80, 0]), 6)  # 1, 0.75, 0
+    0.583333
+    """
+    p, t = _pair(pred, target)
+    if not len(p):
+        return math.nan
+    rel = np.clip((np.abs(p - t) + 1e-9) / (np.abs(t) + 1e-9), 0.0, 1.0)
+    return float(np.mean(1.0 - rel))
 
 
 def absolute_range_accuracy(pred: Sequence[float], target: Sequence[float]) -> float:
@@ -117,13 +135,15 @@ def voc(pred_over_time: Sequence[float]) -> float:
 
 
 def progress_metrics(pred: Sequence[float], target: Sequence[float]) -> dict[str, float]:
-    """MAE, RMSE, MRA, Acc@5, Acc@10 and absolute-range accuracy of 0-100 progress predictions.
+    """MAE, RMSE, the two relative accuracies (``mra_threshold``, ``linear_rel_acc``), Acc@5, Acc@10 and
+    absolute-range accuracy (``abs_acc``) of 0-100 progress predictions.
 
     >>> progress_metrics([10, 50], [10, 60])["mae"]
     5.0
     """
     p, t = _pair(pred, target)
-    return {"n": int(len(p)), "mae": mae(p, t), "rmse": rmse(p, t), "mra": mra(p, t),
+    return {"n": int(len(p)), "mae": mae(p, t), "rmse": rmse(p, t), "mra_threshold": mra_threshold(p, t),
+            "linear_rel_acc": linear_relative_accuracy(p, t),
             "acc@5": acc_at(p, t, 5), "acc@10": acc_at(p, t, 10), "abs_acc": absolute_range_accuracy(p, t)}
 
 

@@ -1,141 +1,255 @@
-"""The structured temporal prompt, answer parsing and the PRIMO rewards (shared by vlm, remote and training).
+"""The structured temporal prompt and its named profiles (shared by the primo and remote critics and training).
 
-The prompt follows PRIMO R1's structure (notes/primo_reference.md §2) in our own words:
+A user turn is ordered [initial image, video clip, current image, question], as PRIMO R1 reads it. The question
+text follows the release's layout (notes/primo_reference.md §6b), in two **profiles**:
 
-- a **system prompt** that casts the model as a specialist in reasoning about embodied procedures and fixes the
-  output format: ``<think>`` holding ``<planning>``, ``<observation>`` and ``<reasoning>`` in that order, then
-  ``<answer>`` holding only a number from 0 to 100;
-- a **user turn** ordered [initial image, video clip, current image, question]; the question wraps the record's
-  ``problem`` text (instruction + progress question) in QUESTION / QUESTION TYPE sections and asks for the three
-  reasoning sections.
+- ``primo-sft`` (default; the release's SFT and evaluation layout): a system prompt, then the question template
+  with the record's question in its ``{Question}`` slot and the type on its own line under ``QUESTION TYPE:``,
+  then a per-type hint appended after the template;
+- ``primo-rl`` (the release's GRPO layout): no system message, and the question prefixed with one sentence
+  saying what the initial image, the video and the final image are.
 
-A user template file can replace our wording (to match a checkpoint's training prompt exactly), see
-:class:`PromptTemplate`.
-
-Answers are read by :func:`parse_response`, which is deliberately forgiving (missing tags, ``%``, ``about 40``,
-``~40``, ranges, fractions) and returns ``None`` for anything it cannot read with confidence.
+The wording is ours unless the user supplies theirs with ``prompt_file=PATH`` (see :func:`load_prompt_file`):
+their checkout's prompt module (parsed with :mod:`ast`, never executed) or a text / JSON / YAML file. A record's
+question (its ``problem``) is wrapped exactly once, the same way in training and in evaluation.
 """
 from __future__ import annotations
 
+import ast
 import json
+import logging
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from primo_loop.errors import ConfigError
+from primo_loop.errors import ConfigError, check_choice
 
-# ------------------------------------------------------------------------------------------------ the prompt
+logger = logging.getLogger(__name__)
+
+# --------------------------------------------------------------------------------------------- our wording
 
 SYSTEM_PROMPT = (
-    "You are an expert at understanding embodied procedures: you watch a robot work and judge, from what you "
-    "see, how far it has come toward finishing its task.\n"
-    "Always reason before you answer, in this exact format:\n"
-    "<think><planning>...</planning><observation>...</observation><reasoning>...</reasoning></think>"
-    "<answer>...</answer>\n"
-    "Inside <answer> write only the final answer, with no words and no units."
+    "You are an expert at understanding embodied procedures: you watch an agent work and judge, from what you "
+    "see, how far it has come toward finishing its task. Reason before you answer: put your thinking inside "
+    "<think> </think> and the final answer inside <answer> </answer>. The <think> block holds three sections in "
+    "this order: <planning>, <observation> and <reasoning>. The <answer> block holds only what the question type "
+    "asks for, with no comment."
 )
 
 QUESTION_TEMPLATE = (
-    "QUESTION:\n{question}\n\n"
-    "QUESTION TYPE: {question_type}\n\n"
-    "Look closely at the initial image, the video and the current image, then think step by step inside "
-    "<think> </think>, in three parts:\n"
-    "<planning>: the goal, the initial state, what success looks like, and the steps that lead to it.</planning>\n"
-    "<observation>: what happens over time: the robot's actions, how the objects move or change, and any sign "
-    "of a slip, a drop or a miss.</observation>\n"
-    "<reasoning>: question yourself as you go: match what you observed to the planned steps, check which steps "
-    "are really done, and correct yourself if something does not fit.</reasoning>\n"
-    "Then give your final answer inside <answer> </answer>.\n"
-    "{answer_hint}"
+    "QUESTION:\n{Question}\n\n"
+    "QUESTION TYPE:\n{question_type}\n\n"
+    "Look closely at the visual input and work out where the task stands.\n\n"
+    "Think step by step inside <think> </think>, in three sections, then answer inside <answer> </answer>:\n\n"
+    "<think>\n"
+    "<planning>\nThe goal, the initial state, what success looks like, and the steps that lead to it.\n</planning>\n"
+    "<observation>\nWhat happens over time: the agent's actions, how the objects move or change, and any sign of "
+    "a slip, a drop or a miss.\n</observation>\n"
+    "<reasoning>\nQuestion yourself as you go: match what you observed to the planned steps, check which steps "
+    "are really done, and correct yourself if something does not fit.\n</reasoning>\n"
+    "</think>\n"
+    "<answer>\n[the final answer, in the `{question_type}` format, with nothing else]\n</answer>"
 )
 
-ANSWER_HINTS = {
-    "numerical": "Write only a number from 0 to 100 inside the answer tags, for example <answer>40</answer>.",
-    "regression": "Write only a number from 0 to 100 inside the answer tags, for example <answer>40</answer>.",
+TYPE_HINTS = {
+    "numerical": " Write only the number (for example 40 or 62.5) inside the <answer> </answer> tags.",
+    "regression": " Write only the number (for example 40 or 62.5) inside the <answer> </answer> tags.",
+    "multiple choice": " Write only the letter of one option inside the <answer> </answer> tags.",
+    "boolean": " Write only Yes or No inside the <answer> </answer> tags.",
 }
 
-TEMPLATE_FIELDS = ("question", "instruction", "question_type", "answer_hint")
+RL_PREFIX = ("With the first image as the initial state, the video as the attempt so far and the last image as "
+             "the current state, ")
+
+PROFILES = ("primo-sft", "primo-rl")
+DEFAULT_PROFILE = "primo-sft"
+SLOTS = ("Question", "question", "instruction", "question_type", "answer_hint")
 
 
 @dataclass(frozen=True)
 class PromptTemplate:
-    """The system prompt and the question template.
+    """A prompt profile's wording: system prompt, question template, per-type hints and the question prefix.
 
-    The question template may use the fields ``{question}`` (the record's ``problem`` text: instruction plus
-    progress question), ``{instruction}``, ``{question_type}`` and ``{answer_hint}``; they are replaced
-    literally, so other braces in a user's file need no escaping.
+    The question template may use the slots ``{Question}`` (alias ``{question}``: the record's ``problem``
+    text), ``{instruction}``, ``{question_type}`` and ``{answer_hint}`` (where the type hint goes; without this
+    slot the hint is appended after the template, as the release does). Slots are replaced literally; with
+    ``format_braces`` (templates read from Python modules, which the release fills with ``str.format``) doubled
+    braces are then undoubled.
 
     Attributes:
         system: the system prompt; None or "" sends no system message.
         question: the question template.
+        type_hints: hint text by ``problem_type``.
+        prefix: text put before the filled template (the RL layout's sentence).
+        name: the profile name (for logs and run summaries).
+        source: where the wording came from ("ours" or a file path).
+        format_braces: undouble ``{{`` / ``}}`` after filling the slots.
     """
 
     system: str | None = SYSTEM_PROMPT
     question: str = QUESTION_TEMPLATE
+    type_hints: Mapping[str, str] = field(default_factory=lambda: dict(TYPE_HINTS))
+    prefix: str = ""
+    name: str = DEFAULT_PROFILE
+    source: str = "ours"
+    format_braces: bool = False
 
     def __post_init__(self) -> None:
-        if "{question}" not in self.question and "{instruction}" not in self.question:
-            raise ConfigError("Expected the question template to contain `{question}` or `{instruction}`, "
-                              f"actually: {self.question[:80]!r}...")
-
-    @classmethod
-    def load(cls, path: str | Path) -> PromptTemplate:
-        """Read a template file.
-
-        - ``.json`` / ``.yaml`` / ``.yml``: a mapping with ``question`` (alias ``user``) and optionally ``system``
-          (``null`` or ``""`` for no system message; absent keeps ours).
-        - any other suffix: the whole file is the question template; our system prompt is kept.
-
-        Raises:
-            ConfigError: the file is missing, unreadable, or lacks the question template.
-        """
-        p = Path(path).expanduser()
-        if not p.is_file():
-            raise ConfigError(f"Prompt template file not found: {p}")
-        text = p.read_text()
-        if p.suffix.lower() not in (".json", ".yaml", ".yml"):
-            return cls(system=SYSTEM_PROMPT, question=text)
-        try:
-            if p.suffix.lower() == ".json":
-                data = json.loads(text)
-            else:
-                import yaml
-
-                data = yaml.safe_load(text)
-        except Exception as exc:  # noqa: BLE001 - json/yaml raise their own types
-            raise ConfigError(f"Could not read prompt template {p}: {exc}") from exc
-        if not isinstance(data, Mapping) or not (data.get("question") or data.get("user")):
-            raise ConfigError(f"Expected {p} to hold a mapping with a `question` template (and optionally "
-                              f"`system`), actually: {type(data).__name__}")
-        return cls(system=data.get("system", SYSTEM_PROMPT), question=data.get("question") or data["user"])
+        if not any("{" + s + "}" in self.question for s in ("Question", "question", "instruction")):
+            raise ConfigError("Expected the question template to contain `{Question}`, `{question}` or "
+                              f"`{{instruction}}`, actually: {self.question[:80]!r}... Add the slot where the "
+                              "record's question goes.")
 
     def render_question(self, question: str, instruction: str | None = None,
                         question_type: str = "numerical") -> str:
-        """Fill the question template.
+        """The full question text: prefix + filled template + type hint.
 
-        >>> PromptTemplate(question="Q: {question} ({question_type})").render_question("how far?")
+        >>> PromptTemplate(question="Q: {Question} ({question_type})", type_hints={}).render_question("how far?")
         'Q: how far? (numerical)'
         """
-        values = {"question": question, "instruction": instruction or question, "question_type": question_type,
-                  "answer_hint": ANSWER_HINTS.get(question_type, "")}
+        hint = self.type_hints.get(question_type, "")
+        values = {"Question": question, "question": question, "instruction": instruction or question,
+                  "question_type": question_type, "answer_hint": hint.strip()}
         out = self.question
-        for k in TEMPLATE_FIELDS:
+        for k in SLOTS:
             out = out.replace("{" + k + "}", values[k])
+        if self.format_braces:
+            out = out.replace("{{", "{").replace("}}", "}")
+        return self.prefix + out + ("" if "{answer_hint}" in self.question else hint)
+
+
+def _strings_in_module(path: Path) -> dict[str, Any]:
+    """String and str->str dict literals assigned to names anywhere in a Python file (parsed, never run)."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    except (SyntaxError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"Could not parse the prompt module {path}: {exc}") from exc
+    found: dict[str, Any] = {}
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Assign):
+            continue
+        try:
+            value = ast.literal_eval(node.value)
+        except ValueError:
+            continue
+        ok = isinstance(value, str) or (isinstance(value, dict) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()))
+        if not ok:
+            continue
+        for target in node.targets:
+            if isinstance(target, ast.Name):
+                found.setdefault(target.id, value)
+    return found
+
+
+# Names a release checkout uses (facts: src/primo_prompts.py; the RL sentence lives in the GRPO script).
+_MODULE_KEYS = {"system": ("SYSTEM_PROMPT",), "question": ("QUESTION_TEMPLATE",), "type_hints": ("TYPE_TEMPLATE",),
+                "rl_prefix": ("RL_PREFIX", "prompt_prefix")}
+CHECKOUT_FILES = ("src/primo_prompts.py", "src/r1-v/src/open_r1/grpo_interleave.py")
+
+
+def load_prompt_file(path: str | Path) -> dict[str, Any]:
+    """Read prompt wording from a user's file; returns the keys found among ``system``, ``question``,
+    ``type_hints``, ``rl_prefix`` (plus ``format_braces``).
+
+    - a **folder**: a release checkout; ``src/primo_prompts.py`` gives the system prompt, template and type hints,
+      ``src/r1-v/src/open_r1/grpo_interleave.py`` the RL sentence;
+    - a **.py** file: parsed with :mod:`ast` (never executed); ``SYSTEM_PROMPT``, ``QUESTION_TEMPLATE``,
+      ``TYPE_TEMPLATE`` and ``RL_PREFIX`` (or ``prompt_prefix``) are read where assigned as literals;
+    - a **.json / .yaml / .yml** file: a mapping with ``question`` (alias ``user``) and optionally ``system``
+      (null for none), ``type_hints`` and ``rl_prefix``;
+    - any other file: the whole text is the question template.
+
+    Raises:
+        ConfigError: the path is missing or unreadable, or holds no question template.
+    """
+    p = Path(path).expanduser()
+    if p.is_dir():
+        prompts = p / CHECKOUT_FILES[0]
+        if not prompts.is_file():
+            raise ConfigError(f"Expected {p} to be a PRIMO-R1 checkout holding {CHECKOUT_FILES[0]}, actually: not "
+                              "found. Pass the prompt module itself (prompt_file=.../primo_prompts.py).")
+        out = _from_module(prompts, required=True)
+        rl_script = p / CHECKOUT_FILES[1]
+        if "rl_prefix" not in out and rl_script.is_file():
+            found = _from_module(rl_script, required=False)
+            if "rl_prefix" in found:
+                out["rl_prefix"] = found["rl_prefix"]
         return out
+    if not p.is_file():
+        raise ConfigError(f"Prompt file not found: {p}. Pass prompt_file= a .py prompt module, a release checkout "
+                          "folder, or a .txt/.json/.yaml file.")
+    suffix = p.suffix.lower()
+    if suffix == ".py":
+        return _from_module(p, required=True)
+    text = p.read_text(encoding="utf-8")
+    if suffix not in (".json", ".yaml", ".yml"):
+        return {"question": text}
+    try:
+        if suffix == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as exc:  # noqa: BLE001 - json/yaml raise their own types
+        raise ConfigError(f"Could not read the prompt file {p}: {exc}") from exc
+    if not isinstance(data, Mapping) or not (data.get("question") or data.get("user")):
+        raise ConfigError(f"Expected {p} to hold a mapping with a `question` template (and optionally `system`, "
+                          f"`type_hints`, `rl_prefix`), actually: {type(data).__name__} without one")
+    out = {"question": data.get("question") or data["user"]}
+    for key in ("system", "type_hints", "rl_prefix"):
+        if key in data:
+            out[key] = data[key]
+    return out
+
+
+def _from_module(path: Path, required: bool) -> dict[str, Any]:
+    names = _strings_in_module(path)
+    out: dict[str, Any] = {}
+    for key, candidates in _MODULE_KEYS.items():
+        for name in candidates:
+            value = names.get(name)
+            if isinstance(value, dict if key == "type_hints" else str):
+                out[key] = value
+                break
+    if required and "question" not in out:
+        raise ConfigError(f"Expected {path} to assign QUESTION_TEMPLATE a string literal, actually: not found "
+                          f"(names with string values: {sorted(names)[:12]})")
+    if out:
+        out["format_braces"] = True
+    return out
+
+
+def resolve_template(template: PromptTemplate | str | Path | None = None,
+                     profile: str = DEFAULT_PROFILE) -> PromptTemplate:
+    """The prompt for a profile, with the wording of ``template`` (a :class:`PromptTemplate` is used as is; a
+    path is read with :func:`load_prompt_file`; None gives our wording).
+
+    >>> resolve_template(profile="primo-rl").system is None
+    True
+    """
+    if isinstance(template, PromptTemplate):
+        return template
+    profile = check_choice("prompt_profile", str(profile), PROFILES)
+    words: dict[str, Any] = load_prompt_file(template) if template not in (None, "") else {}
+    system = words.get("system", SYSTEM_PROMPT)
+    prefix = ""
+    if profile == "primo-rl":
+        system = None
+        prefix = words.get("rl_prefix", RL_PREFIX)
+        if template not in (None, "") and "rl_prefix" not in words:
+            logger.warning("prompt file %s has no RL prefix sentence (RL_PREFIX or prompt_prefix); using ours",
+                           template)
+    return PromptTemplate(system=system, question=words.get("question", QUESTION_TEMPLATE),
+                          type_hints=dict(words.get("type_hints", TYPE_HINTS)), prefix=prefix, name=profile,
+                          source=str(template) if template not in (None, "") else "ours",
+                          format_braces=bool(words.get("format_braces", False)))
 
 
 DEFAULT_TEMPLATE = PromptTemplate()
-
-
-def resolve_template(template: PromptTemplate | str | Path | None) -> PromptTemplate:
-    """A template from a :class:`PromptTemplate`, a file path, or None (ours)."""
-    if template is None:
-        return DEFAULT_TEMPLATE
-    if isinstance(template, PromptTemplate):
-        return template
-    return PromptTemplate.load(template)
 
 
 def progress_question(instruction: str) -> str:
@@ -173,16 +287,16 @@ def build_messages(question: str, *, initial: Any = None, clip: Any = None, curr
     even a None one, into a vision placeholder.
 
     Args:
-        question: the ``problem`` text (instruction + progress question).
+        question: the record's ``problem`` text (instruction + progress question), wrapped here exactly once.
         initial: the initial-state image.
         clip: the video clip.
         current: the current-state image.
-        template: prompt wording (default ours).
+        template: the prompt profile's wording (default ``primo-sft`` in our words).
         instruction: the bare instruction, for templates that use ``{instruction}``.
-        question_type: PRIMO's ``problem_type`` (``numerical`` for progress).
+        question_type: PRIMO's ``problem_type``.
 
     Returns:
-        ``[system message (unless the template has none), user message]`` with list-of-parts contents.
+        ``[system message (unless the profile has none), user message]`` with list-of-parts contents.
 
     >>> [p["type"] for p in build_messages("how far?")[1]["content"]]
     ['image', 'video', 'image', 'text']
@@ -202,6 +316,12 @@ def build_messages(question: str, *, initial: Any = None, clip: Any = None, curr
     return messages
 
 
+def query_question(query: Any) -> str:
+    """The question a critic query asks: a benchmark record's own ``problem`` when the query carries one,
+    else the progress question written from its instruction (so a record is never wrapped twice)."""
+    return getattr(query, "question", None) or progress_question(query.instruction)
+
+
 def format_response(progress: float, reasoning: str | None = None) -> str:
     """A response in PRIMO's output format (progress on the 0-100 scale).
 
@@ -211,241 +331,6 @@ def format_response(progress: float, reasoning: str | None = None) -> str:
     return f"<think>{reasoning or ''}</think><answer>{int(round(float(progress)))}</answer>"
 
 
-# -------------------------------------------------------------------------------------------- answer parsing
-
-MAX_OVERSHOOT = 200.0
-"""Readings in (100, MAX_OVERSHOOT] are clamped to 100 (a model overshooting); above it they are unreadable
-(a number that large is not a progress estimate but a step count, a year or an id)."""
-
-_NUM = r"[-+]?\d+(?:\.\d+)?|[-+]?\.\d+"
-_ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.S | re.I)
-_ANSWER_OPEN_RE = re.compile(r"<answer>(.*)$", re.S | re.I)
-_THINK_RE = re.compile(r"<think>(.*?)</think>", re.S | re.I)
-_RANGE_RE = re.compile(rf"({_NUM})\s*(%?)\s*(?:-|–|—|to|~)\s*({_NUM})\s*(%?)", re.I)
-_FRACTION_RE = re.compile(rf"({_NUM})\s*(?:/|out of)\s*({_NUM})", re.I)
-_NUMBER_RE = re.compile(rf"({_NUM})\s*(%|percent\b|per cent\b)?", re.I)
-_PROGRESS_RE = re.compile(rf"(?:progress|completion|completed|complete|answer)\D{{0,40}}?({_NUM})\s*(%?)", re.I)
-_PERCENT_RE = re.compile(rf"({_NUM})\s*(?:%|percent\b)", re.I)
-_WORDS = (
-    (re.compile(r"\b(not (yet )?started|no progress|nothing done)\b", re.I), 0.0),
-    (re.compile(r"\b(half ?way|half done|halfway done)\b", re.I), 50.0),
-    (re.compile(r"(?<!not )(?<!yet )\b(fully (completed?|done)|completed?|finished|done|succeeded|success(ful)?)\b",
-                re.I), 100.0),
-)
-_FORMAT_RE = re.compile(
-    r"^\s*<think>\s*<planning>.*?</planning>\s*<observation>.*?</observation>\s*<reasoning>.*?</reasoning>\s*"
-    r"</think>\s*<answer>.*?</answer>\s*$", re.S)
-
-
-@dataclass(frozen=True)
-class ParsedAnswer:
-    """What :func:`parse_response` read from a model's text.
-
-    Attributes:
-        progress: progress on the 0-100 scale, or None if unreadable.
-        reasoning: the ``<think>`` content (or the text before the answer), or None.
-        answer: the text span the number was read from, or None.
-        tagged: True if the number came from inside ``<answer>`` tags.
-    """
-
-    progress: float | None
-    reasoning: str | None = None
-    answer: str | None = None
-    tagged: bool = False
-
-
-def _to_float(s: str) -> float:
-    return float(s)
-
-
-def _scale(value: float, percent: bool, literal: str) -> float | None:
-    """One number on the 0-100 scale: decimals in [0, 1] without % are fractions ("0.4" -> 40)."""
-    if not percent and "." in literal and 0.0 <= value <= 1.0:
-        value *= 100.0
-    return _bound(value)
-
-
-def _bound(value: float) -> float | None:
-    if value != value or value > MAX_OVERSHOOT:  # NaN or absurdly large
-        return None
-    return min(100.0, max(0.0, value))
-
-
-def read_number(text: str) -> float | None:
-    """Read one progress value (0-100) from a short answer text, or None.
-
-    Rules, in order: a range ("40-50", "40 to 50") gives its midpoint; a fraction ("3/4", "2 out of 5",
-    "40/100") its percentage; otherwise the first number, where ``%`` marks a percentage and a decimal in
-    [0, 1] without ``%`` is read as a fraction of 1 ("0.4" -> 40; the integers "0" and "1" stay 0 and 1).
-    Negative values clamp to 0, values in (100, 200] clamp to 100, larger ones are unreadable. With no number,
-    a few words are understood ("complete" -> 100, "halfway" -> 50, "not started" -> 0).
-
-    >>> [read_number(s) for s in ["40", "40%", "~40", "about 40", "40-50", "0.4", "3/4", "105", "abc"]]
-    [40.0, 40.0, 40.0, 40.0, 45.0, 40.0, 75.0, 100.0, None]
-    """
-    t = text.strip().replace("≈", " ").replace("\u2212", "-")
-    m = _RANGE_RE.search(t)
-    if m and not m.group(3).startswith(("-", "+")):
-        a, b = _to_float(m.group(1)), _to_float(m.group(3))
-        pct = bool(m.group(2) or m.group(4))
-        sa, sb = _scale(a, pct, m.group(1)), _scale(b, pct, m.group(3))
-        if sa is not None and sb is not None and a >= 0:
-            return (sa + sb) / 2.0
-    m = _FRACTION_RE.search(t)
-    if m:
-        num, den = _to_float(m.group(1)), _to_float(m.group(2))
-        if den > 0:
-            return _bound(num if den == 100 else 100.0 * num / den)
-    m = _NUMBER_RE.search(t)
-    if m:
-        return _scale(_to_float(m.group(1)), bool(m.group(2)), m.group(1))
-    for pattern, value in _WORDS:
-        if pattern.search(t):
-            return value
-    return None
-
-
-def parse_response(text: str | None) -> ParsedAnswer:
-    """Read progress (0-100) and reasoning from a model's response.
-
-    - With ``<answer>...</answer>``: the last answer block is read with :func:`read_number`.
-    - With ``<answer>`` opened but not closed (a cut-off response): what follows it is read.
-    - Without answer tags: the text after ``</think>`` (or all of it if there is no think block) is searched
-      for "progress ... N", then "N%", and a short reply (up to 6 words, e.g. "about 40") is read whole. A
-      ``<think>`` block that never closed (the token budget ran out) is unreadable.
-
-    >>> parse_response("<think>two of three steps done</think><answer>67</answer>").progress
-    67.0
-    >>> parse_response("The progress is about 40%.").progress
-    40.0
-    >>> parse_response("<think>the gripper is still moving").progress is None
-    True
-    """
-    if not text:
-        return ParsedAnswer(None)
-    think = _THINK_RE.search(text)
-    reasoning = think.group(1).strip() if think else None
-    answers = _ANSWER_RE.findall(text)
-    if answers:
-        body = answers[-1].strip()
-        if reasoning is None:
-            reasoning = text[: text.lower().find("<answer>")].strip() or None
-        return ParsedAnswer(read_number(body), reasoning, body, tagged=True)
-    opened = _ANSWER_OPEN_RE.search(text)
-    if opened:
-        body = opened.group(1).strip()
-        if reasoning is None:
-            reasoning = text[: opened.start()].strip() or None
-        return ParsedAnswer(read_number(body) if body else None, reasoning, body or None, tagged=True)
-    lower = text.lower()
-    if "<think>" in lower and "</think>" not in lower:
-        return ParsedAnswer(None, text[lower.find("<think>") + len("<think>"):].strip() or None)
-    tail = text[think.end():] if think else text
-    tail = tail.strip()
-    if not tail:
-        return ParsedAnswer(None, reasoning)
-    for pattern in (_PROGRESS_RE, _PERCENT_RE):
-        hits = list(pattern.finditer(tail))
-        if hits:
-            span = tail[hits[-1].start(1): hits[-1].start(1) + 24]  # the number and what follows ("40-50%")
-            return ParsedAnswer(read_number(span), reasoning, span.strip())
-    if len(tail.split()) <= 6:
-        return ParsedAnswer(read_number(tail), reasoning, tail)
-    return ParsedAnswer(None, reasoning or tail)
-
-
-def parse_progress(text: str | None) -> float | None:
-    """Progress on the 0-100 scale from a response, or None (see :func:`parse_response`).
-
-    >>> parse_progress("<answer>~37.5%</answer>")
-    37.5
-    """
-    return parse_response(text).progress
-
-
-# -------------------------------------------------------------------------------------------- PRIMO rewards
-
-def completion_text(completion: Any) -> str:
-    """The text of a TRL completion: a string, or a conversational list of messages."""
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, Mapping):
-        completion = [completion]
-    parts: list[str] = []
-    for msg in completion or []:
-        content = msg.get("content") if isinstance(msg, Mapping) else msg
-        if isinstance(content, str):
-            parts.append(content)
-        elif isinstance(content, Sequence):
-            parts.extend(p.get("text", "") for p in content if isinstance(p, Mapping) and p.get("type") == "text")
-    return "".join(parts)
-
-
-def has_primo_format(text: str) -> bool:
-    """True iff the whole text is ``<think>`` with planning, observation, reasoning in order, then ``<answer>``.
-
-    >>> has_primo_format("<think><planning>a</planning><observation>b</observation>"
-    ...                  "<reasoning>c</reasoning></think> <answer>40</answer>")
-    True
-    >>> has_primo_format("<think>a</think><answer>40</answer>")
-    False
-    """
-    return bool(_FORMAT_RE.match(text))
-
-
-def format_reward(completions: Sequence[Any], **kwargs: Any) -> list[float]:
-    """PRIMO's format reward: 1.0 iff the completion has the full tag structure, else 0.0.
-
-    A plain callable in TRL's reward-function signature ``(prompts, completions, **columns)``.
-
-    >>> format_reward(["<think><planning>a</planning><observation>b</observation><reasoning>c</reasoning>"
-    ...                "</think><answer>1</answer>", "<answer>1</answer>"])
-    [1.0, 0.0]
-    """
-    return [1.0 if has_primo_format(completion_text(c)) else 0.0 for c in completions]
-
-
-def target_progress(solution: Any = None, progress: Any = None) -> float | None:
-    """The ground-truth progress (0-100) of a row: ``progress`` when present, else the ``solution`` answer."""
-    if progress is not None:
-        try:
-            value = float(progress)
-            if value == value:
-                return value
-        except (TypeError, ValueError):
-            pass
-    if solution is not None:
-        return parse_response(str(solution)).progress
-    return None
-
-
-def accuracy_reward(completions: Sequence[Any], solution: Sequence[Any] | None = None,
-                    progress: Sequence[Any] | None = None, **kwargs: Any) -> list[float | None]:
-    """PRIMO's accuracy reward for numerical answers: ``max(0, 1 - |y_hat - y| / 100)``.
-
-    ``y_hat`` is read only from inside ``<answer>`` tags (as PRIMO's grader does): an untagged or unreadable
-    answer scores 0. ``y`` comes from the ``progress`` column (unrounded, sim exports) or else the ``solution``
-    column (``<answer>NN</answer>``); a row with neither gets None (TRL skips it for this reward).
-
-    >>> accuracy_reward(["<answer>40</answer>", "<answer>90</answer>", "40"], solution=["<answer>50</answer>"] * 3)
-    [0.9, 0.6, 0.0]
-    """
-    n = len(completions)
-    sols = list(solution) if solution is not None else [None] * n
-    progs = list(progress) if progress is not None else [None] * n
-    out: list[float | None] = []
-    for c, sol, prog in zip(completions, sols, progs):
-        y = target_progress(sol, prog)
-        if y is None:
-            out.append(None)
-            continue
-        parsed = parse_response(completion_text(c))
-        if not parsed.tagged or parsed.progress is None:
-            out.append(0.0)
-            continue
-        out.append(round(max(0.0, 1.0 - abs(parsed.progress - y) / 100.0), 6))
-    return out
-
-
-PRIMO_REWARDS = (format_reward, accuracy_reward)
-"""The reward functions PRIMO R1's GRPO stage sums: format + accuracy."""
+__all__ = ["PromptTemplate", "resolve_template", "load_prompt_file", "build_messages", "format_response",
+           "progress_question", "extract_instruction", "query_question", "PROFILES", "DEFAULT_PROFILE",
+           "DEFAULT_TEMPLATE"]

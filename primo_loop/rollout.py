@@ -59,7 +59,7 @@ def run_episode(env: CriticInTheLoop, policy: Policy, seed: int | None = None, s
     obs, info = env.reset(seed=seed)
     policy.reset()
     rec = EpisodeRecord()
-    rec.rows.append(_row(0, info, None, None, False, False))
+    rec.rows.append(_row(0, info, None, None, False, False, _said(env, info)))
     t0 = time.perf_counter()
     success_at, held, step, terminated, truncated = None, 0, 0, False, False
     ended_by = None
@@ -67,7 +67,7 @@ def run_episode(env: CriticInTheLoop, policy: Policy, seed: int | None = None, s
         action = policy.act(obs)
         obs, reward, terminated, truncated, info = env.step(action)
         step += 1
-        rec.rows.append(_row(step, info, info.get("env/reward"), reward, terminated, truncated))
+        rec.rows.append(_row(step, info, info.get("env/reward"), reward, terminated, truncated, _said(env, info)))
         if on_step:
             on_step(step)
         held = held + 1 if info.get("is_success") else 0
@@ -108,7 +108,15 @@ def run_episode(env: CriticInTheLoop, policy: Policy, seed: int | None = None, s
     return rec
 
 
-def _row(step: int, info: dict[str, Any], env_reward: Any, shaped: Any, terminated: bool, truncated: bool) -> dict:
+def _said(env: CriticInTheLoop, info: dict[str, Any]) -> Any:
+    """The verdict of this step's query when the critic keeps what its model said (VLM critics' ``last_verdicts``,
+    one per call in a single env), else None."""
+    last = getattr(env.critic, "last_verdicts", None)
+    return last[0] if info.get("critic/queried") and last and len(last) == 1 else None
+
+
+def _row(step: int, info: dict[str, Any], env_reward: Any, shaped: Any, terminated: bool, truncated: bool,
+         said: Any = None) -> dict:
     return {
         "step": step,
         "env_reward": _f(env_reward),
@@ -124,6 +132,8 @@ def _row(step: int, info: dict[str, Any], env_reward: Any, shaped: Any, terminat
         "terminated": bool(terminated),
         "truncated": bool(truncated),
         "reason": info.get("critic/terminated_reason"),
+        "critic_raw": getattr(said, "raw", None),  # a VLM critic's answer text and reasoning at its query
+        "critic_reasoning": getattr(said, "reasoning", None),
     }
 
 

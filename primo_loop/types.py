@@ -32,6 +32,8 @@ class CriticQuery:
         current: the latest frame, uint8 [H, W, 3].
         step: the env step at which the query is made.
         privileged: simulator state for the oracle critic only (other critics must ignore it).
+        question: a benchmark record's own question text (its ``problem``); prompt-building critics ask it
+            as is instead of writing a question from ``instruction``, so a record is wrapped exactly once.
     """
 
     instruction: str
@@ -40,6 +42,7 @@ class CriticQuery:
     current: Frame
     step: int = 0
     privileged: Mapping[str, Any] | None = field(default=None, compare=False)
+    question: str | None = None
 
     def __post_init__(self) -> None:
         _check_frames("initial", self.initial, 3)

@@ -137,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
             mae = summary["critic_vs_oracle_mae"]
             print(f"episode {ep}: success={summary['success']} steps={summary['steps']} "
                   f"ended_by={summary['ended_by']} critic-vs-oracle MAE="
-                  f"{'n/a' if mae is None else f'{mae:.1f}'} ({summary['steps_per_s']:.1f} steps/s)")
+                  f"{'n/a' if mae is None else f'{mae:.1f}'} unreadable={summary['critic_unreadable']}/"
+                  f"{summary['critic_queries']} ({summary['steps_per_s']:.1f} steps/s)")
     finally:
         run_summary = {
             "env": task, "robot": robot, "policy": policy_name, "inject_failure": failure, "critic": critic_name,

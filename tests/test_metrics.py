@@ -19,12 +19,40 @@ def test_progress_errors_by_hand():
     assert M.absolute_range_accuracy(pred, target) == pytest.approx((0.9 + 1 + 0.95 + 0.7) / 4)
 
 
-def test_mra_by_hand():
+def test_relative_accuracies_by_hand():
     # rel errors: 1.0 (t=10), 0 (t=20), 0.1 (t=50), 30/70=0.4286 (t=70)
     # thresholds 0.50..0.95 need rel < 0.50, 0.45, ..., 0.05:
-    # rel 1.0 passes 0; rel 0 passes 10; rel 0.1 passes thr<0.9 -> 8; rel 0.4286 passes thr<0.5714 -> 2
-    assert M.mra([0, 20, 55, 100], [10, 20, 50, 70]) == pytest.approx((0 + 10 + 8 + 2) / 40)
-    assert math.isnan(M.mra([5], [0]))  # undefined at target 0
+    # rel 1.0 passes 0; rel 0 passes 10; rel 0.4286 passes thr<0.5714 -> 2; rel 0.1 passes 9, not 8: in float32
+    # (the release's arithmetic) 1 - 0.9 is 0.10000002 > 0.1, so the 0.90 threshold passes too
+    pred, target = [0, 20, 55, 100], [10, 20, 50, 70]
+    assert M.mra_threshold(pred, target) == pytest.approx((0 + 10 + 9 + 2) / 40)
+    assert M.linear_relative_accuracy(pred, target) == pytest.approx((0 + 1 + 0.9 + (1 - 30 / 70)) / 4)
+    # t = 0 as the release: threshold MRA 1 for p = 0 (else 0), linear accuracy 0 either way
+    assert M.mra_threshold([0, 5], [0, 0]) == pytest.approx(0.5)
+    assert M.linear_relative_accuracy([0, 5], [0, 0]) == pytest.approx(0.0)
+    assert math.isnan(M.mra_threshold([], [])) and math.isnan(M.linear_relative_accuracy([], []))
+    report = M.progress_metrics(pred, target)
+    assert "mra" not in report and report["mra_threshold"] == M.mra_threshold(pred, target)
+    assert report["linear_rel_acc"] == M.linear_relative_accuracy(pred, target)
+
+
+def _release_mra(p: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """The baselines' threshold MRA per pair, reimplemented from its formula with torch in float32: relative
+    error |p - t| / (|t| + 1e-8), thresholds from torch.arange(0.5, 0.95 + 0.025, 0.05) in float32."""
+    torch = pytest.importorskip("torch")
+    pt, tt = torch.tensor(p, dtype=torch.float32), torch.tensor(t, dtype=torch.float32)
+    rel = torch.abs(pt - tt) / (torch.abs(tt) + 1e-8)
+    ths = torch.arange(0.5, 0.95 + 0.05 / 2, 0.05, dtype=torch.float32)
+    return (rel[:, None] < (1 - ths)[None, :]).float().mean(1).double().numpy()
+
+
+def test_mra_threshold_equals_the_release_on_every_integer_pair():
+    p, t = (g.ravel().astype(np.float64) for g in np.meshgrid(np.arange(101), np.arange(101)))
+    want = _release_mra(p, t)
+    got = np.array([M.mra_threshold([a], [b]) for a, b in zip(p, t)])
+    assert len(got) == 10201
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)  # float32 means; a flipped threshold is 0.1
+    assert M.mra_threshold(p, t) == pytest.approx(float(want.mean()), abs=1e-6)
 
 
 def test_spearman_and_voc():

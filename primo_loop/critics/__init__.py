@@ -15,7 +15,7 @@ from primo_loop.errors import check_choice
 _REGISTRY: dict[str, str] = {
     "oracle": "primo_loop.critics.oracle:OracleCritic",
     "compact": "primo_loop.critics.compact:CompactCritic",
-    "primo": "primo_loop.critics.vlm:VLMCritic",
+    "primo": "primo_loop.critics.primo:VLMCritic",
     "remote": "primo_loop.critics.remote:RemoteCritic",
 }
 

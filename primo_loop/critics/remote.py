@@ -10,6 +10,12 @@ One GPU server scores for many simulation workers. Each query is one chat reques
   with ``--media-io-kwargs '{"video": {"fps": 2}}'``, see docs/vlm.md). ``video_as="images"`` sends the frames as
   separate ``image_url`` parts instead, for servers without video input.
 
+**Failure probability over the wire.** A chat-completions answer has no place for it, so our server
+(:mod:`primo_loop.critics.serving`) adds one documented extra field to its response, beside ``choices``:
+``"primo_loop": {"failure_prob": <float in [0, 1] or null>}``. The client puts it into the verdict; a server
+that does not send the field (vLLM, SGLang: a model that gives only progress) leaves ``failure_prob`` None by
+design, and a value outside [0, 1] is dropped with a warning.
+
 A batch is sent as concurrent requests (a thread pool of ``max_concurrency``). Connection errors, time-outs,
 429 and 5xx answers are retried ``max_retries`` times with exponential backoff; after that the query becomes a
 ``progress=None`` verdict that is counted in :attr:`RemoteCritic.stats` (or, with ``on_error="raise"``, a
@@ -38,14 +44,17 @@ from typing import Any
 
 import numpy as np
 
-from primo_loop.errors import ConfigError, CriticUnavailableError
-from primo_loop.prompting import PromptTemplate, build_messages, parse_response, progress_question, resolve_template
+from primo_loop.answers import ANSWER_MODES, read_answer
+from primo_loop.errors import ConfigError, CriticUnavailableError, check_choice
+from primo_loop.prompting import DEFAULT_PROFILE, PromptTemplate, build_messages, query_question, resolve_template
 from primo_loop.types import CriticQuery, CriticVerdict
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_URL = "http://127.0.0.1:8000/v1"
 DEFAULT_API_KEY_ENV = "PRIMO_CRITIC_API_KEY"
+EXTRA_FIELD = "primo_loop"
+"""The response's extra field: ``{"failure_prob": float | None}`` (see the module docstring)."""
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 FATAL_STATUS = frozenset({401, 403, 404})
 HOW_TO_SERVE = ("start a server, e.g. `vllm serve LeonOverload/PRIMO-R1-7B --limit-mm-per-prompt "
@@ -94,14 +103,14 @@ def decode_data_url(url: str) -> list[np.ndarray]:
 
 
 def query_messages(query: CriticQuery, template: PromptTemplate, *, quality: int = 90,
-                   video_as: str = "video_url", frame_size: int | tuple[int, int] | None = None
-                   ) -> list[dict[str, Any]]:
-    """The OpenAI-format chat for one query: the same prompt as the ``primo`` backend, media as data URLs."""
-    from primo_loop.critics.vlm import normalize_frames
+                   video_as: str = "video_url", frame_size: int | tuple[int, int] | None = None,
+                   max_pixels: int | None = 401408) -> list[dict[str, Any]]:
+    """The OpenAI-format chat for one query: the same prompt as the ``primo`` backend, media as data URLs
+    (``max_pixels`` caps the anchors as there; None: no cap)."""
+    from primo_loop.critics.primo import normalize_frames
 
-    initial, clip, current = normalize_frames(query, frame_size)
-    messages = build_messages(progress_question(query.instruction), instruction=query.instruction,
-                              template=template)
+    initial, clip, current = normalize_frames(query, frame_size, max_pixels)
+    messages = build_messages(query_question(query), instruction=query.instruction, template=template)
     user = messages[-1]
     parts: list[dict[str, Any]] = []
     media = iter([("image", initial), ("video", clip), ("image", current)])
@@ -143,6 +152,22 @@ def normalize_base_url(url: str) -> str:
     return url if url.endswith("/v1") else url + "/v1"
 
 
+def _failure_prob(response: Any) -> float | None:
+    """The failure probability of our server's extra field, or None (absent, null or out of [0, 1])."""
+    extra = response.get(EXTRA_FIELD) if isinstance(response, dict) else None
+    value = extra.get("failure_prob") if isinstance(extra, dict) else None
+    if value is None:
+        return None
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:
+        logger.warning("server sent failure_prob %r outside [0, 1]; ignored", extra.get("failure_prob"))
+        return None
+    return value
+
+
 class RemoteCritic:
     """Progress from an OpenAI-compatible chat-completions server.
 
@@ -157,15 +182,19 @@ class RemoteCritic:
             ``max_backoff_s``.
         max_backoff_s: the longest wait between retries.
         max_concurrency: the most requests in flight at once (a batch is sent as concurrent requests).
-        max_tokens: token budget of one answer.
-        temperature: sampling temperature (0 = greedy).
-        top_p: nucleus mass sent with the request (None sends none).
+        max_tokens: token budget of one answer (default 4096, the release's).
+        temperature: sampling temperature (default 0.1, the release's; 0 = greedy).
+        top_p: nucleus mass sent with the request (default 0.001, the release's; None sends none).
         on_error: ``"none"`` (default): a query whose request fails after retries gets a ``progress=None``
             verdict and is counted in ``stats["failed"]``; ``"raise"``: raise CriticUnavailableError.
         video_as: ``"video_url"`` (default, vLLM's frame-list form) or ``"images"`` (clip frames as images).
         jpeg_quality: JPEG quality of the frames sent.
-        frame_size: resize every frame to this side (int) or (H, W) before encoding; default keeps the clip's.
-        prompt_template: a template file replacing our prompt wording (see :mod:`primo_loop.prompting`).
+        frame_size: resize every frame to this side (int) or (H, W) before encoding; default keeps each frame's.
+        max_pixels: the most pixels of an anchor image (default 401408, the release's).
+        prompt_profile: ``primo-sft`` (default) or ``primo-rl`` (see :mod:`primo_loop.prompting`).
+        prompt_file: the prompt wording file or release checkout (default ours); ``prompt_template`` is an
+            older name for it.
+        answer_parsing: ``lenient`` (default) or ``official`` (see :mod:`primo_loop.answers`).
         check_server: ask ``/v1/models`` at construction, so an unreachable server fails at once with a clear
             error (and the model name is discovered).
         extra_body: extra JSON fields for every request (e.g. ``{"mm_processor_kwargs": {"fps": 2}}``).
@@ -180,12 +209,13 @@ class RemoteCritic:
     def __init__(self, base_url: str = DEFAULT_URL, model: str | None = None, *,
                  api_key_env: str = DEFAULT_API_KEY_ENV, timeout_s: float = 120.0, max_retries: int = 3,
                  backoff_s: float = 0.5, max_backoff_s: float = 8.0, max_concurrency: int = 8,
-                 max_tokens: int = 1024, temperature: float = 0.0, top_p: float | None = None,
+                 max_tokens: int = 4096, temperature: float = 0.1, top_p: float | None = 0.001,
                  on_error: str = "none", video_as: str = "video_url", jpeg_quality: int = 90,
-                 frame_size: int | tuple[int, int] | str | None = None,
-                 prompt_template: str | Path | PromptTemplate | None = None, check_server: bool = True,
-                 extra_body: dict[str, Any] | None = None):
-        from primo_loop.critics.vlm import _frame_size_option, _int_option
+                 frame_size: int | tuple[int, int] | str | None = None, max_pixels: int | None = 401408,
+                 prompt_profile: str = DEFAULT_PROFILE, prompt_file: str | Path | PromptTemplate | None = None,
+                 prompt_template: str | Path | PromptTemplate | None = None, answer_parsing: str = "lenient",
+                 check_server: bool = True, extra_body: dict[str, Any] | None = None):
+        from primo_loop.critics.primo import _frame_size_option, _int_option
 
         self.base_url = normalize_base_url(str(base_url))
         self.api_key_env = api_key_env
@@ -205,15 +235,18 @@ class RemoteCritic:
             raise ConfigError(f"Expected `video_as` to be 'video_url' or 'images', actually: {video_as!r}")
         self.on_error, self.video_as = on_error, video_as
         self.frame_size = _frame_size_option(frame_size)
-        self.template = resolve_template(prompt_template)
+        self.max_pixels = None if max_pixels in (None, "", "none") else _int_option("max_pixels", max_pixels, 784)
+        self.template = resolve_template(prompt_file if prompt_file is not None else prompt_template, prompt_profile)
+        self.answer_parsing = check_choice("answer_parsing", str(answer_parsing), ANSWER_MODES)
         self.extra_body = dict(extra_body or {})
         self.stats = {"queries": 0, "requests": 0, "retries": 0, "failed": 0, "unreadable": 0}
         self._lock = threading.Lock()
+        self.last_verdicts: list[CriticVerdict] = []
         self.model = model
         if check_server:
             self.model = self._discover_model(model)
         if self.model is None:
-            from primo_loop.critics.vlm import DEFAULT_MODEL
+            from primo_loop.critics.primo import DEFAULT_MODEL
 
             self.model = DEFAULT_MODEL
 
@@ -295,7 +328,7 @@ class RemoteCritic:
         body: dict[str, Any] = {
             "model": self.model,
             "messages": query_messages(query, self.template, quality=self.jpeg_quality, video_as=self.video_as,
-                                       frame_size=self.frame_size),
+                                       frame_size=self.frame_size, max_pixels=self.max_pixels),
             "max_tokens": self.max_tokens,
             "temperature": self.temperature,
         }
@@ -322,9 +355,11 @@ class RemoteCritic:
         if isinstance(content, list):  # some servers answer with content parts
             content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
         tokens = (response.get("usage") or {}).get("completion_tokens")
-        parsed = parse_response(content)
-        progress = None if parsed.progress is None else parsed.progress / 100.0
-        return CriticVerdict(progress=progress, reasoning=parsed.reasoning,
+        from primo_loop.critics.primo import verdict_progress
+
+        parsed = read_answer(content, self.answer_parsing)
+        return CriticVerdict(progress=verdict_progress(parsed.progress), failure_prob=_failure_prob(response),
+                             reasoning=parsed.reasoning,
                              raw=content if content is not None else json.dumps(response)[:500],
                              output_tokens=int(tokens) if tokens is not None else None)
 
@@ -347,4 +382,5 @@ class RemoteCritic:
         with self._lock:
             self.stats["queries"] += len(out)
             self.stats["unreadable"] += sum(v.progress is None for v in out)
+        self.last_verdicts = out  # what the server said at the last call (rollout logs keep it)
         return out

@@ -4,7 +4,9 @@ For tests and small setups: ``scripts/serve_critic.py`` wraps a critic built by 
 :class:`CriticServer` on loopback, so ``--critic remote`` can be exercised without vLLM. The server decodes the
 frames back from the request (``image_url`` anchors and a ``video_url`` ``video/jpeg`` frame list, or frames sent
 as images), recovers the instruction from the question, asks the critic, and answers in PRIMO's format
-``<think>...</think><answer>NN</answer>`` (a generative critic's own text is passed through unchanged).
+``<think>...</think><answer>NN</answer>`` (a generative critic's own text is passed through unchanged). The
+verdict's failure probability travels in the response's extra field ``"primo_loop": {"failure_prob": ...}``
+(null when the critic gives none), which the ``remote`` client reads back.
 
 Concurrent requests are gathered into one ``assess`` call (up to ``max_batch``, waiting at most ``batch_wait_s``
 for company), so a VLM critic batches across simulation workers. :class:`Faults` injects HTTP errors and delays
@@ -25,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from primo_loop.critics.base import Critic
-from primo_loop.errors import ConfigError
+from primo_loop.critics.remote import EXTRA_FIELD
+from primo_loop.errors import ConfigError, CriticUnavailableError
 from primo_loop.prompting import extract_instruction, format_response
 from primo_loop.types import CriticQuery, CriticVerdict
 
@@ -59,7 +62,7 @@ def query_from_messages(messages: list[Mapping[str, Any]]) -> CriticQuery:
         ConfigError: no user message, no frames, or undecodable media (the server answers 400).
     """
     from primo_loop.critics.remote import decode_data_url
-    from primo_loop.critics.vlm import _to_uint8
+    from primo_loop.critics.primo import _to_uint8
 
     users = [m for m in messages if m.get("role") == "user"]
     if not users:
@@ -227,7 +230,14 @@ class CriticServer:
                 status, body = server._chat(raw)
                 self._send(status, body)
 
-        self._httpd = ThreadingHTTPServer((host, int(port)), Handler)
+        try:
+            self._httpd = ThreadingHTTPServer((host, int(port)), Handler)
+        except OSError as exc:
+            self._batcher.close()
+            raise CriticUnavailableError(
+                f"Cannot serve on {host}:{port}: {exc.strerror or exc}. Expected a free port; another process "
+                f"(perhaps an earlier serve_critic.py) holds it: stop it, or pick another with --port "
+                f"(0 picks a free one).") from None
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -268,6 +278,7 @@ class CriticServer:
             "model": request.get("model") or self.model_name,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": 0, "completion_tokens": int(tokens), "total_tokens": int(tokens)},
+            EXTRA_FIELD: {"failure_prob": None if verdict.failure_prob is None else float(verdict.failure_prob)},
         }
 
     def start(self) -> CriticServer:

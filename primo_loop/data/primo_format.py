@@ -9,11 +9,20 @@ A PRIMO record (notes/primo_reference.md §5) is one progress question about one
      "path": "media/Lift-Panda-s000012/t0040.mp4", "solution": "<answer>37</answer>"}
 
 The official benchmark names the video ``path``, ``video`` or ``video_path``; relative paths resolve against
-a data root (argument, else the ``PRIMO_DATA_ROOT`` environment variable, else the records file's folder).
-The anchor images are re-derived as the clip's first and last frames, as the official harness does.
+a data root: the argument, else ``$VIDEO_DATA_ROOT`` (the release's variable), else
+``$PRIMO_DATA_ROOT``, else the records file's folder; a path not found there is looked up under the root's
+``primo-video/`` folder (the release's media layout). Paths are normalised as the release's loader does:
+backslashes become ``/``, a leading ``./`` is dropped, and ``/videos/...`` or ``/images/...`` are relative to
+the root. A file holds a JSON list, a
+dict holding the list (under ``results``, ``data``, ``annotations``, ``train`` or ``items``, or its only list
+value), or JSONL. The anchor images are re-derived as the clip's first and last frames, as the official
+evaluation harness does.
 
-Our exported records add simulator extras: ``instruction``, ``task``, ``robot``, ``canonical_steps``,
-``events`` (seen up to the step), ``progress`` (0-100, unrounded), ``episode_id``, ``step``, ``failed``.
+Our exports carry what the release's SFT and GRPO loaders require (records without them are skipped there):
+``init_frame_path`` and ``current_frame_path`` (JPEGs of the first and last frame), ``process`` with
+``planning``, ``observation`` and ``reasoning`` (written from privileged sim events), and ``select: true``; plus
+simulator extras: ``instruction``, ``task``, ``robot``, ``canonical_steps``, ``events`` (seen up to the step),
+``progress`` (0-100, unrounded), ``episode_id``, ``step``, ``failed``.
 """
 from __future__ import annotations
 
@@ -27,15 +36,17 @@ from typing import Any
 
 import numpy as np
 
+from primo_loop.answers import solution_value
 from primo_loop.data.video import read_video, resize_frames, write_text_atomic, write_video
 from primo_loop.errors import ConfigError, DatasetError
 
 logger = logging.getLogger(__name__)
 
-DATA_ROOT_ENV = "PRIMO_DATA_ROOT"
+DATA_ROOT_ENVS = ("VIDEO_DATA_ROOT", "PRIMO_DATA_ROOT")
+MEDIA_SUBDIR = "primo-video"
 MEDIA_KEYS = ("path", "video", "video_path")
-_ANSWER_RE = re.compile(r"<answer>\s*(.*?)\s*</answer>", re.S | re.I)
-_NUMBER_RE = re.compile(r"[-+]?\d+(?:\.\d+)?")
+LIST_KEYS = ("results", "data", "annotations", "train", "items")
+_SECTION_RE = re.compile(r"<(planning|observation|reasoning)>(.*?)</\1>", re.S)
 
 
 def progress_question(instruction: str) -> str:
@@ -58,23 +69,6 @@ def solution_text(progress_0_100: float) -> str:
     return f"<answer>{int(round(float(progress_0_100)))}</answer>"
 
 
-def parse_solution(text: str | None) -> float | None:
-    """The number inside ``<answer>...</answer>`` (or the first number of a bare answer), else None.
-
-    >>> parse_solution("<think>..</think><answer>42</answer>"), parse_solution("<answer>~37.5%</answer>")
-    (42.0, 37.5)
-    >>> parse_solution("no idea") is None
-    True
-    """
-    if text is None:
-        return None
-    text = str(text)
-    m = _ANSWER_RE.search(text)
-    body = m.group(1) if m else text
-    n = _NUMBER_RE.search(body)
-    return float(n.group(0)) if n else None
-
-
 # ----------------------------------------------------------------------------------------------- import
 
 def load_records(path: str | os.PathLike, data_root: str | os.PathLike | None = None) -> list[dict[str, Any]]:
@@ -85,9 +79,10 @@ def load_records(path: str | os.PathLike, data_root: str | os.PathLike | None = 
     ``solution``, else None).
 
     Args:
-        path: a ``.json`` file holding a list of records, or a ``.jsonl`` file with one record per line.
-        data_root: folder that relative media paths resolve against; default ``$PRIMO_DATA_ROOT``, else the
-            records file's folder.
+        path: a ``.json`` file holding a list of records (or a dict holding the list), or a ``.jsonl`` file
+            with one record per line.
+        data_root: folder that relative media paths resolve against; default ``$VIDEO_DATA_ROOT``, then
+            ``$PRIMO_DATA_ROOT``, else the records file's folder.
 
     Raises:
         DatasetError: the file is missing, empty, or not valid JSON/JSONL (the message names file and line).
@@ -100,9 +95,9 @@ def load_records(path: str | os.PathLike, data_root: str | os.PathLike | None = 
         raise DatasetError(f"PRIMO records file is empty: {path}")
     records: list[Any]
     stripped = text.lstrip()
-    if stripped.startswith("["):
+    if stripped.startswith(("[", "{")) and (path.suffix.lower() == ".json" or stripped.startswith("[")):
         try:
-            records = json.loads(text)
+            records = _record_list(json.loads(text), path)
         except json.JSONDecodeError as exc:
             raise DatasetError(f"{path}: not a valid JSON list of records ({exc})") from exc
     else:
@@ -123,7 +118,7 @@ def load_records(path: str | os.PathLike, data_root: str | os.PathLike | None = 
         media = next((rec[k] for k in MEDIA_KEYS if rec.get(k)), None)
         rec["media_path"] = str(_resolve(media, root)) if media else None
         if rec.get("progress") is None:
-            rec["progress"] = parse_solution(rec.get("solution"))
+            rec["progress"] = solution_value(rec.get("solution"))
         else:
             rec["progress"] = float(rec["progress"])
         out.append(rec)
@@ -165,25 +160,59 @@ def load_record_frames(record: dict[str, Any], data_root: str | os.PathLike | No
     return clip[0].copy(), clip, clip[-1].copy()
 
 
+def _record_list(data: Any, path: Path) -> list[Any]:
+    """The records of a loaded JSON file: a list, or a dict holding one (as the release's loader accepts)."""
+    if isinstance(data, list):
+        return data
+    if isinstance(data, dict):
+        for key in LIST_KEYS:
+            if isinstance(data.get(key), list):
+                return data[key]
+        lists = [v for v in data.values() if isinstance(v, list)]
+        if len(lists) == 1:
+            return lists[0]
+    raise DatasetError(f"{path}: expected a JSON list of records or a dict holding one (under one of "
+                       f"{', '.join(LIST_KEYS)}), actually: {type(data).__name__}"
+                       + (f" with keys {sorted(data)[:8]}" if isinstance(data, dict) else ""))
+
+
 def _data_root(records_file: Path | None, data_root: str | os.PathLike | None) -> Path:
     if data_root is not None:
         return Path(data_root)
-    env = os.environ.get(DATA_ROOT_ENV)
-    if env:
-        return Path(env)
+    for name in DATA_ROOT_ENVS:
+        if os.environ.get(name):
+            return Path(os.environ[name])
     return records_file.parent if records_file is not None else Path.cwd()
 
 
+def normalize_media_path(media: str) -> str:
+    """A record's media path as the release's loader reads it.
+
+    >>> [normalize_media_path(p) for p in ["./a/b.mp4", "a\\\\b.mp4", "/videos/x.mp4", "/data/x.mp4"]]
+    ['a/b.mp4', 'a/b.mp4', 'videos/x.mp4', '/data/x.mp4']
+    """
+    p = str(media).replace("\\", "/")
+    if p.startswith("./"):
+        p = p[2:]
+    if p.startswith(("/videos/", "/images/")):
+        p = p.lstrip("/")
+    return p
+
+
 def _resolve(media: str, root: Path) -> Path:
-    p = Path(media).expanduser()
-    return p if p.is_absolute() else (root / p).resolve()
+    p = Path(normalize_media_path(media)).expanduser()
+    if p.is_absolute():
+        return p
+    direct = (root / p).resolve()
+    under = (root / MEDIA_SUBDIR / p).resolve()
+    return under if not direct.exists() and under.exists() else direct
 
 
 # ----------------------------------------------------------------------------------------------- export
 
 def export_primo(dataset_dir: str | os.PathLike, out_jsonl: str | os.PathLike, *, per_episode: int = 8,
                  fps: float = 10.0, include_start: bool = False, episode_ids: Iterable[str] | None = None,
-                 progress_bar: bool = False) -> int:
+                 progress_bar: bool = False, problem_type: str = "numerical") -> int:
     """Export a dataset folder as PRIMO records: one clip video and one question per sampled step.
 
     Steps are sampled uniformly over each episode's kept frames; each record's video holds every kept frame
@@ -198,6 +227,8 @@ def export_primo(dataset_dir: str | os.PathLike, out_jsonl: str | os.PathLike, *
         include_start: also export the reset frame alone (progress 0).
         episode_ids: restrict to these episodes.
         progress_bar: show a tqdm bar.
+        problem_type: the records' ``problem_type``, which picks the release's accuracy reward: ``numerical``
+            (``1 - |p - t| / 100``, the paper's Eq. 2) or ``regression`` (``1 - |p - t| / |t|``).
 
     Returns:
         The number of records written.
@@ -221,7 +252,7 @@ def export_primo(dataset_dir: str | os.PathLike, out_jsonl: str | os.PathLike, *
         if ep is None:
             continue
         for rec in episode_records(ep, out_dir=out_dir, per_episode=per_episode, fps=fps,
-                                   include_start=include_start):
+                                   include_start=include_start, problem_type=problem_type):
             lines.append(json.dumps(rec))
     if not lines:
         raise DatasetError(f"No records to export from {dataset_dir}")
@@ -230,9 +261,13 @@ def export_primo(dataset_dir: str | os.PathLike, out_jsonl: str | os.PathLike, *
     return len(lines)
 
 
-def episode_records(ep: Any, out_dir: Path, per_episode: int = 8, fps: float = 10.0,
-                    include_start: bool = False) -> list[dict[str, Any]]:
-    """The PRIMO records of one :class:`~primo_loop.data.dataset.Episode`, writing their videos."""
+def episode_records(ep: Any, out_dir: Path, per_episode: int = 8, fps: float = 10.0, include_start: bool = False,
+                    problem_type: str = "numerical") -> list[dict[str, Any]]:
+    """The PRIMO records of one :class:`~primo_loop.data.dataset.Episode`, writing their videos and anchors."""
+    from primo_loop.training.reasoning import write_reasoning
+
+    if problem_type not in ("numerical", "regression"):
+        raise ConfigError(f"Expected `problem_type` 'numerical' or 'regression', actually: {problem_type!r}")
     n = len(ep.frames)
     first = 0 if include_start else min(1, n - 1)
     ks = sorted(set(np.floor(np.linspace(first, n - 1, per_episode) + 0.5).astype(int).tolist()))
@@ -242,23 +277,49 @@ def episode_records(ep: Any, out_dir: Path, per_episode: int = 8, fps: float = 1
         step = int(ep.frame_steps[k])
         rel = Path("media") / ep.episode_id / f"t{step:04d}.mp4"
         write_video(out_dir / rel, ep.frames[: k + 1], fps=fps)
+        anchors = {}
+        for key, frame in (("init_frame_path", ep.frames[0]), ("current_frame_path", ep.frames[k])):
+            jpg = rel.with_name(f"{rel.stem}_{key.split('_')[0]}.jpg")
+            _write_jpeg(out_dir / jpg, frame)
+            anchors[key] = jpg.as_posix()
         progress = 100.0 * float(ep.table["progress"][step])
+        events = [e["event"] for e in meta.get("events", []) if e["step"] <= step]
+        failed = bool(ep.table["failed"][step])
+        process = write_reasoning(meta["instruction"], meta.get("canonical_steps") or [], events, progress,
+                                  failed=failed, key=f"{ep.episode_id}/t{step:04d}")
+        sections = dict(_SECTION_RE.findall(process))
         out.append({
             "problem_id": f"{ep.episode_id}/t{step:04d}",
             "problem": progress_question(meta["instruction"]),
-            "problem_type": "numerical",
+            "problem_type": problem_type,
             "data_type": "video",
             "options": [],
             "path": rel.as_posix(),
+            **anchors,
             "solution": solution_text(progress),
+            "process": process,
+            "planning": sections.get("planning", ""),
+            "observation": sections.get("observation", ""),
+            "reasoning": sections.get("reasoning", ""),
+            "select": True,
             "instruction": meta["instruction"],
             "task": meta.get("task"),
             "robot": meta.get("robot"),
             "canonical_steps": list(meta.get("canonical_steps") or []),
-            "events": [e["event"] for e in meta.get("events", []) if e["step"] <= step],
+            "events": events,
             "progress": round(progress, 3),
-            "failed": bool(ep.table["failed"][step]),
+            "failed": failed,
             "episode_id": ep.episode_id,
             "step": step,
         })
     return out
+
+
+def _write_jpeg(path: Path, frame: np.ndarray) -> None:
+    """One anchor frame as a JPEG (quality 95, as the release extracts its anchors), written atomically."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    Image.fromarray(np.ascontiguousarray(frame)).save(tmp, format="JPEG", quality=95)
+    os.replace(tmp, path)

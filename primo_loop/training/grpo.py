@@ -37,9 +37,10 @@ GRPO_DEFAULTS: dict[str, Any] = {
     # PRIMO's RL stage: plain GRPO, G = 8, beta = 0.04, lr 1e-6 cosine, weight decay 0.01, max_grad_norm 5.
     "num_generations": 8, "beta": 0.04, "learning_rate": 1e-6, "weight_decay": 0.01, "max_grad_norm": 5.0,
     "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1, "num_train_epochs": 1,
-    "max_completion_length": 768, "temperature": 1.0, "loss_type": "grpo", "scale_rewards": "group",
+    "max_completion_length": 4096, "temperature": 1.0, "loss_type": "grpo", "scale_rewards": "group",
     "save_steps": 100,
 }
+# max_completion_length 4096 is the paper's (Table 10); the release's launcher passed 768. Set it in the config.
 GRPO_LORA_LR = 2e-5
 
 
@@ -177,8 +178,9 @@ def build_trainer(model: str, data: str, out: str | Path, *, lora: bool = False,
         config: :class:`~primo_loop.training.vlm_common.VLMTrainOptions` and ``GRPOConfig`` fields.
         max_steps: stop after this many steps.
         data_root: folder relative video paths resolve against.
-        reward_funcs: reward functions in TRL's signature; default PRIMO's
-            (:func:`~primo_loop.prompting.format_reward`, :func:`~primo_loop.prompting.accuracy_reward`, summed).
+        reward_funcs: reward functions in TRL's signature; default PRIMO's, summed
+            (:data:`~primo_loop.training.rewards.PRIMO_REWARDS`: accuracy by ``problem_type`` + format; with the
+            ``len_control`` option also the length-control bonus).
 
     Returns:
         ``(trainer, run)``: the trainer and the :class:`~primo_loop.training.vlm_common.PreparedRun`.
@@ -188,12 +190,13 @@ def build_trainer(model: str, data: str, out: str | Path, *, lora: bool = False,
     install()
     from trl import GRPOConfig
 
-    from primo_loop.prompting import PRIMO_REWARDS
+    from primo_loop.training.rewards import PRIMO_REWARDS, PRIMO_REWARDS_LEN_CONTROL
     from primo_loop.training.vlm_common import lora_config, prepare_run, records_dataset
 
     run = prepare_run(model, data, out, config, GRPOConfig, GRPO_DEFAULTS, GRPO_LORA_LR, lora=lora,
                       data_root=data_root, max_steps=max_steps)
     processor, opts, records, kwargs = run.processor, run.opts, run.records, run.trl_kwargs
+    opts.prompt_profile = opts.prompt_profile or "primo-rl"  # the release's RL layout unless told otherwise
     tok = processor.tokenizer
     suppress = [i for i in (tok.convert_tokens_to_ids(t) for t in VISION_TOKENS) if i != tok.unk_token_id]
     gen = dict(kwargs.get("generation_kwargs") or {})
@@ -201,7 +204,8 @@ def build_trainer(model: str, data: str, out: str | Path, *, lora: bool = False,
     kwargs["generation_kwargs"] = gen
     args = GRPOConfig(output_dir=str(run.out), **kwargs)
     trainer_cls = make_video_grpo_trainer_class()
-    trainer = trainer_cls(model=run.model, reward_funcs=list(reward_funcs or PRIMO_REWARDS), args=args,
+    trainer = trainer_cls(model=run.model, reward_funcs=list(reward_funcs or (
+                              PRIMO_REWARDS_LEN_CONTROL if opts.len_control else PRIMO_REWARDS)), args=args,
                           train_dataset=records_dataset(records, opts), processing_class=processor,
                           peft_config=lora_config(opts) if lora else None, video_fps=opts.fps)
     return trainer, run

@@ -15,7 +15,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from primo_loop.prompting import format_response, target_progress
+from primo_loop.prompting import format_response
+from primo_loop.training.rewards import target_progress
 
 _OPENERS_PLAN = (
     "The goal is to {instruction}.",

@@ -95,6 +95,7 @@ def train(model: str, data: str, out: str | Path, *, lora: bool = False, config:
     kwargs = run.trl_kwargs
     kwargs["dataset_kwargs"] = {**(kwargs.get("dataset_kwargs") or {}), "skip_prepare_dataset": True}
     args = SFTConfig(output_dir=str(run.out), **kwargs)
+    run.opts.prompt_profile = run.opts.prompt_profile or "primo-sft"  # the release's SFT layout
     dataset = records_dataset(run.records, run.opts, with_target=True)
     trainer = SFTTrainer(model=run.model, args=args, train_dataset=dataset, processing_class=run.processor,
                          data_collator=VideoSFTCollator(run.processor, fps=run.opts.fps, max_length=args.max_length),

@@ -39,13 +39,17 @@ class VLMTrainOptions:
     """Our training options (the rest of a YAML config goes to the TRL config).
 
     Attributes:
-        data_root: folder that relative video paths resolve against (default ``$PRIMO_DATA_ROOT``, else the
-            JSONL's folder).
-        nframes: frames in each clip (PRIMO trains with up to 16).
+        data_root: folder that relative media paths resolve against (default ``$VIDEO_DATA_ROOT``, then
+            ``$PRIMO_DATA_ROOT``, else the JSONL's folder).
+        nframes: frames in each clip (default 16, as the release trains).
         frame_size: resize frames to this square side (None keeps the video's size).
+        max_pixels: the most pixels of an anchor image (default 401408, the release's RL cap; None: no cap).
         fps: frame rate the clip is presented at (Qwen's temporal positions; must match inference, default 2).
-        prompt_template: a prompt template file (see :mod:`primo_loop.prompting`); the critic must then be built
-            with the same ``prompt_template``.
+        prompt_profile: ``primo-sft`` or ``primo-rl`` (default: the stage's own, as the release trains: SFT
+            with the system prompt, GRPO without it and with the RL prefix); see :mod:`primo_loop.prompting`.
+        prompt_file: the prompt wording (a release checkout, its prompt module, or a text/JSON/YAML file;
+            default ours); the critic must then be built with the same ``prompt_file``.
+        len_control: (GRPO) add the release's length-control bonus to the rewards (its released run had it on).
         limit: use only the first N records (smoke runs).
         lora_r: LoRA rank.
         lora_alpha: LoRA scaling numerator.
@@ -57,10 +61,13 @@ class VLMTrainOptions:
     """
 
     data_root: str | None = None
-    nframes: int = 8
+    nframes: int = 16
     frame_size: int | None = None
+    max_pixels: int | None = 401408
     fps: float = 2.0
-    prompt_template: str | None = None
+    prompt_profile: str | None = None
+    prompt_file: str | None = None
+    len_control: bool = False
     limit: int | None = None
     lora_r: int = 16
     lora_alpha: int = 32
@@ -208,10 +215,10 @@ class _RowReader:
     """The dataset transform: record fields -> prompt messages + images (+ video inside the prompt)."""
 
     def __init__(self, opts: VLMTrainOptions):
-        from primo_loop.prompting import resolve_template
+        from primo_loop.prompting import DEFAULT_PROFILE, resolve_template
 
         self.opts = opts
-        self.template = resolve_template(opts.prompt_template)
+        self.template = resolve_template(opts.prompt_file, opts.prompt_profile or DEFAULT_PROFILE)
 
     def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
         from PIL import Image
@@ -225,25 +232,21 @@ class _RowReader:
             rec = {k: batch[k][i] for k in batch}
             initial, clip, current = load_record_frames(rec, nframes=self.opts.nframes,
                                                         image_size=self.opts.frame_size)
-            clip = _at_least(clip)
+            initial, current = (_sized(f, self.opts.max_pixels) for f in (initial, current))
+            clip = _sized(clip)
             out["prompt"].append(build_messages(rec["problem"], clip=clip, template=self.template,
                                                 instruction=rec.get("instruction"),
                                                 question_type=rec.get("problem_type") or "numerical"))
-            out["images"].append([Image.fromarray(_at_least(initial)), Image.fromarray(_at_least(current))])
+            out["images"].append([Image.fromarray(initial), Image.fromarray(current)])
         return out
 
 
-def _at_least(frames: Any, side: int = 56) -> Any:
-    """Upscale frames whose shorter side is below ``side`` (Qwen2.5-VL cannot patch tiny frames)."""
-    import numpy as np
+def _sized(frames: Any, max_pixels: int | None = None) -> Any:
+    """Frames scaled down to at most ``max_pixels`` each (aspect kept; the release caps its images so) and up
+    to a shorter side of 56 px (Qwen2.5-VL cannot patch tiny frames)."""
+    from primo_loop.critics.primo import _fit, _to_uint8
 
-    from primo_loop.critics.vlm import _to_uint8
-
-    h, w = frames.shape[-3:-1]
-    if min(h, w) >= side:
-        return frames
-    s = side / min(h, w)
-    return _to_uint8(np.asarray(frames), (int(round(h * s)), int(round(w * s))))
+    return _to_uint8(frames, _fit(*frames.shape[-3:-1], max_pixels))
 
 
 def video_metadata(frames: Sequence[Any], fps: float) -> dict[str, Any]:
@@ -267,7 +270,7 @@ def lora_config(opts: VLMTrainOptions) -> Any:
 
 def load_model_for_training(model: str, opts: VLMTrainOptions) -> tuple[Any, Any]:
     """``(processor, model)`` in train mode; the same loader as the critic (adapters merged)."""
-    from primo_loop.critics.vlm import load_vlm
+    from primo_loop.critics.primo import load_vlm
 
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     # Under accelerate/DeepSpeed the trainer places the model; load it on the CPU (or this rank's GPU).

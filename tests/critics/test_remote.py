@@ -144,3 +144,107 @@ def test_serve_critic_script_with_tiny_vlm(tiny_vlm):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+class DropCritic:
+    """Reads the frames only: progress from the red level of the current frame, a drop from the green level."""
+
+    name = "drop"
+
+    def assess(self, queries):
+        return [CriticVerdict(progress=round(float(q.current[..., 0].mean()) / 255.0, 2),
+                              failure_prob=1.0 if q.current[..., 1].mean() > 128 else 0.0) for q in queries]
+
+
+def _drop_env():
+    """A fake env whose object is dropped at step 30: the scene shows it (green), progress does not fall."""
+    from primo_loop.testing.fakes import ProgressEnv
+
+    env = ProgressEnv(horizon=80)
+
+    def render() -> np.ndarray:
+        frame = np.zeros((64, 64, 3), np.uint8)
+        frame[..., 0] = int(np.clip(env.x, 0, 1) * 200)
+        frame[..., 1] = 255 if env.t >= 30 else 0
+        return frame
+
+    return env, render
+
+
+def _run_until_end(critic) -> tuple[str | None, list[float | None]]:
+    from primo_loop.wrappers import CriticInTheLoop
+
+    env, render = _drop_env()
+    w = CriticInTheLoop(env, critic=critic, critic_every=5, failure_patience=2, render_fn=render)
+    w.reset(seed=0)
+    fps = []
+    for _ in range(80):
+        _, _, term, trunc, info = w.step(np.array([0.2], np.float32))
+        if info["critic/queried"]:
+            fps.append(info["critic/failure_prob"])
+        if term or trunc:
+            return (info.get("critic/terminated_reason") if term else "truncated"), fps
+    return None, fps
+
+
+def test_failure_prob_crosses_the_wire():
+    with CriticServer(DropCritic()) as server:
+        critic = RemoteCritic(server.url, check_server=False)
+        dropped = np.zeros((64, 64, 3), np.uint8)
+        dropped[..., 1] = 255
+        q = CriticQuery(instruction="lift", initial=dropped, clip=dropped[None], current=dropped)
+        (v,) = critic.assess([q])
+        assert v.failure_prob == 1.0
+        (v,) = critic.assess([_query(128)])
+        assert v.failure_prob == 0.0
+    with CriticServer(BrightnessCritic()) as server:  # a critic that gives only progress: empty by design
+        (v,) = RemoteCritic(server.url, check_server=False).assess([_query(128)])
+        assert v.failure_prob is None and v.progress is not None
+
+
+def test_drop_ends_the_episode_for_the_same_reason_in_process_and_remote():
+    local_reason, local_fps = _run_until_end(DropCritic())
+    with CriticServer(DropCritic()) as server:
+        remote_reason, remote_fps = _run_until_end(RemoteCritic(server.url, check_server=False))
+    assert local_reason == "failure"
+    assert remote_reason == local_reason and remote_fps == local_fps
+    assert 1.0 in remote_fps and None not in remote_fps
+
+
+def test_bad_failure_prob_from_a_server_is_dropped(caplog):
+    from primo_loop.critics.remote import _failure_prob
+
+    assert _failure_prob({"primo_loop": {"failure_prob": 0.25}}) == 0.25
+    assert _failure_prob({"choices": []}) is None and _failure_prob({"primo_loop": {"failure_prob": None}}) is None
+    with caplog.at_level("WARNING"):
+        assert _failure_prob({"primo_loop": {"failure_prob": 7}}) is None
+    assert "outside [0, 1]" in caplog.text
+
+
+def test_serve_critic_on_a_port_in_use_says_so_in_one_line():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "serve_critic.py"), "--critic", "oracle",
+                               "--host", "127.0.0.1", "--port", str(port)], capture_output=True, text=True,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
+    assert proc.returncode != 0
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"127.0.0.1:{port}" in lines[0] and "--port" in lines[0]
+
+
+def test_payload_follows_the_release_settings_and_profiles():
+    critic = RemoteCritic("http://127.0.0.1:9/v1", check_server=False)
+    body = critic.payload(_query(10))
+    assert (body["max_tokens"], body["temperature"], body["top_p"]) == (4096, 0.1, 0.001)
+    assert [m["role"] for m in body["messages"]] == ["system", "user"]
+    rl = RemoteCritic("http://127.0.0.1:9/v1", check_server=False, prompt_profile="primo-rl",
+                      answer_parsing="official")
+    msgs = rl.payload(_query(10))["messages"]
+    assert [m["role"] for m in msgs] == ["user"] and msgs[0]["content"][-1]["text"].startswith("With the first")
+    big = CriticQuery(instruction="lift", initial=np.zeros((1000, 1000, 3), np.uint8),
+                      clip=np.zeros((2, 64, 64, 3), np.uint8), current=np.zeros((64, 64, 3), np.uint8))
+    anchor = decode_data_url(query_messages(big, DEFAULT_TEMPLATE)[-1]["content"][0]["image_url"]["url"])[0]
+    assert anchor.shape[0] * anchor.shape[1] <= 401408 and anchor.shape[0] == anchor.shape[1]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from primo_loop.critics import make_critic
-from primo_loop.prompting import accuracy_reward, completion_text, format_reward
+from primo_loop.training.rewards import accuracy_reward, completion_text, format_reward
 from primo_loop.types import CriticQuery
 
 FAST = {"num_generations": 4, "per_device_train_batch_size": 4, "max_completion_length": 16,

@@ -1,8 +1,9 @@
 """SFT targets written from privileged sim events."""
 from __future__ import annotations
 
-from primo_loop.prompting import format_reward, parse_response
+from primo_loop.answers import read_lenient as parse_response
 from primo_loop.training.reasoning import sft_target, write_reasoning
+from primo_loop.training.rewards import format_reward
 
 STEPS = ["reach the block", "grasp it", "lift it"]
 

@@ -33,7 +33,7 @@ def _config(tmp_path, **extra):
 
 
 def test_collator_masks_everything_but_the_response(tiny_vlm, primo_records):
-    from primo_loop.critics.vlm import load_vlm
+    from primo_loop.critics.primo import load_vlm
     from primo_loop.training.sft import VideoSFTCollator
     from primo_loop.training.vlm_common import VLMTrainOptions, load_training_records, records_dataset
 

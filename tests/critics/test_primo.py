@@ -91,3 +91,67 @@ def test_unreachable_hub_model_names_the_fix(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(CriticUnavailableError, match="hf download|remote"):
         make_critic("primo", model="nobody-here/not-a-model-xyz")
+
+
+def test_release_defaults():
+    from primo_loop.critics.primo import MAX_NEW_TOKENS, MAX_PIXELS, VLMCritic
+
+    critic = VLMCritic.__new__(VLMCritic)
+    critic._configure()
+    assert (critic.max_new_tokens, critic.temperature, critic.top_p) == (4096, 0.1, 0.001) == (
+        MAX_NEW_TOKENS, 0.1, 0.001)
+    assert critic.max_pixels == MAX_PIXELS == 401408 and critic.answer_parsing == "lenient"
+    assert critic.template.name == "primo-sft" and critic.template.system
+    rl = VLMCritic.__new__(VLMCritic)
+    rl._configure(prompt_profile="primo-rl", answer_parsing="official")
+    assert rl.template.system is None and rl.answer_parsing == "official"
+
+
+def test_anchors_keep_their_resolution_capped_by_max_pixels():
+    from primo_loop.critics.primo import normalize_frames
+
+    rng = np.random.default_rng(0)
+    q = CriticQuery(instruction="lift", initial=rng.integers(0, 256, (960, 1280, 3), dtype=np.uint8),
+                    clip=rng.integers(0, 256, (4, 64, 64, 3), dtype=np.uint8),
+                    current=rng.integers(0, 256, (120, 160, 3), dtype=np.uint8))
+    initial, clip, current = normalize_frames(q)
+    assert clip.shape == (4, 64, 64, 3) and current.shape == (120, 160, 3)  # no longer shrunk to the clip's size
+    h, w = initial.shape[:2]
+    assert 400000 < h * w <= 401408 and abs(w / h - 4 / 3) < 0.01  # capped, aspect kept
+    assert normalize_frames(q, max_pixels=None)[0].shape == (960, 1280, 3)
+    assert normalize_frames(q, frame_size=56)[0].shape == (56, 56, 3)
+
+
+def test_official_answer_parsing_reaches_the_verdict(tiny_vlm, monkeypatch):
+    critic = make_critic("primo", model=str(tiny_vlm), max_new_tokens=4, answer_parsing="official")
+    monkeypatch.setattr(critic, "generate", lambda qs: (["<answer>40</answer>", "<answer>0.4</answer>",
+                                                         "<answer>about 40</answer>", "<answer>250</answer>"],
+                                                        [3, 3, 3, 3]))
+    got = [v.progress for v in critic.assess([_query(i) for i in range(4)])]
+    # the release's reading: 0.4 stays 0.4 (on 0-100), words are unreadable, 250 is outside the verdict's range
+    assert got == [pytest.approx(0.4), pytest.approx(0.004), None, None]
+
+
+def test_rollout_log_keeps_what_the_model_said(critic, tmp_path):
+    from primo_loop.rollout import run_episode, write_episode
+    from primo_loop.testing.fakes import ProgressEnv
+    from primo_loop.wrappers import CriticInTheLoop
+
+    class Forward:
+        def reset(self):
+            pass
+
+        def act(self, obs):
+            return np.array([0.3], np.float32)
+
+    env = CriticInTheLoop(ProgressEnv(horizon=10, size=64), critic=critic, critic_every=5)
+    rec = run_episode(env, Forward(), seed=0)
+    queried = [r for r in rec.rows if r["queried"]]
+    assert len(queried) == 2 and all(isinstance(r["critic_raw"], str) and r["critic_raw"] for r in queried)
+    assert all(r["critic_raw"] is None and r["critic_reasoning"] is None for r in rec.rows if not r["queried"])
+    assert rec.summary["critic_unreadable"] == sum(r["critic_progress"] is None for r in queried)
+    log = write_episode(rec, tmp_path, 0)["log"]
+    import json
+
+    rows = [json.loads(x) for x in log.read_text().splitlines()]
+    assert [r["critic_raw"] for r in rows] == [r["critic_raw"] for r in rec.rows]

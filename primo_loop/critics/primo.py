@@ -1,9 +1,12 @@
 """The ``primo`` critic: a Qwen2.5-VL-family checkpoint (PRIMO-R1-7B by default) run with transformers.
 
 One query becomes one chat: [system prompt], then a user turn [initial image, video clip, current image,
-question] (see :mod:`primo_loop.prompting`). Queries are batched with left padding and decoded greedily (PRIMO's
-evaluation uses temperature 0.01-0.1 with top_p 0.001, i.e. practically greedy); the answer is parsed into
-progress in [0, 1], with the reasoning kept in the verdict.
+question] (see :mod:`primo_loop.prompting` for the ``primo-sft`` and ``primo-rl`` profiles). Queries are batched
+with left padding and decoded with the release's evaluation settings by default (temperature 0.1, top_p 0.001,
+which keeps only the most likely token, so it decodes as greedy does; up to 4096 new tokens). The anchors keep
+their own resolution, capped at ``max_pixels``. The answer is read into progress in [0, 1] by the lenient loop
+reader, or by the release's benchmark reader with ``answer_parsing="official"`` (:mod:`primo_loop.answers`); the
+reasoning and raw text stay in the verdict.
 
 >>> critic = make_critic("primo", model="LeonOverload/PRIMO-R1-7B")          # doctest: +SKIP
 >>> critic = make_critic("primo", model="runs/sft/final", max_new_tokens=256)  # doctest: +SKIP
@@ -18,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from primo_loop.errors import ConfigError, CriticUnavailableError
-from primo_loop.prompting import PromptTemplate, build_messages, parse_response, progress_question, resolve_template
+from primo_loop.answers import ANSWER_MODES, read_answer
+from primo_loop.errors import ConfigError, CriticUnavailableError, check_choice
+from primo_loop.prompting import DEFAULT_PROFILE, PromptTemplate, build_messages, query_question, resolve_template
 from primo_loop.types import CriticQuery, CriticVerdict
 
 logger = logging.getLogger(__name__)
@@ -27,6 +31,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODEL = "LeonOverload/PRIMO-R1-7B"
 VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>")
 MIN_SIDE = 56  # Qwen2.5-VL rounds sides to multiples of 28 and refuses sides below 28
+MAX_PIXELS = 401408  # the release's image pixel cap (RL stage); anchors above it are scaled down
+MAX_NEW_TOKENS = 4096  # the release's evaluation budget
+TEMPERATURE, TOP_P = 0.1, 0.001  # the release's evaluation sampling (top_p 0.001 keeps the top token only)
 
 
 def resolve_device_dtype(device: str = "auto", dtype: str = "auto") -> tuple[Any, Any]:
@@ -142,23 +149,34 @@ def _to_uint8(arr: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return one(arr) if arr.ndim == 3 else np.stack([one(f) for f in arr])
 
 
-def normalize_frames(query: CriticQuery, frame_size: int | tuple[int, int] | None = None
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The query's frames at one common size: ``frame_size`` if given, else the clip's.
-
-    Anchors that differ from the clip's size are resized to it (PRIMO's anchors are the clip's own first and last
-    frames), and sides below 56 px are scaled up (Qwen2.5-VL cannot patch smaller frames).
-    """
-    if frame_size is None:
-        h, w = query.clip.shape[1:3]
-    elif isinstance(frame_size, int):
-        h = w = frame_size
-    else:
-        h, w = frame_size
+def _fit(h: int, w: int, max_pixels: int | None) -> tuple[int, int]:
+    """(H, W) scaled down to at most ``max_pixels`` (aspect kept) and up to a shorter side of 56 px."""
+    if max_pixels and h * w > max_pixels:
+        s = (max_pixels / (h * w)) ** 0.5
+        h, w = max(1, int(h * s)), max(1, int(w * s))
     if min(h, w) < MIN_SIDE:
         s = MIN_SIDE / min(h, w)
         h, w = int(round(h * s)), int(round(w * s))
-    return (_to_uint8(query.initial, (h, w)), _to_uint8(query.clip, (h, w)), _to_uint8(query.current, (h, w)))
+    return h, w
+
+
+def normalize_frames(query: CriticQuery, frame_size: int | tuple[int, int] | None = None,
+                     max_pixels: int | None = MAX_PIXELS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The query's frames as the model gets them.
+
+    With ``frame_size``, every frame is resized to it. Without, the clip keeps its size and the anchors keep
+    theirs (the release gives the model its anchors at the video's full resolution), capped at ``max_pixels``
+    each (aspect kept). Sides below 56 px are scaled up (Qwen2.5-VL cannot patch smaller frames).
+    """
+    if frame_size is not None:
+        size = (frame_size, frame_size) if isinstance(frame_size, int) else tuple(frame_size)
+        clip_hw = initial_hw = current_hw = _fit(*size, None)
+    else:
+        clip_hw = _fit(*query.clip.shape[1:3], None)
+        initial_hw = _fit(*query.initial.shape[:2], max_pixels)
+        current_hw = _fit(*query.current.shape[:2], max_pixels)
+    return (_to_uint8(query.initial, initial_hw), _to_uint8(query.clip, clip_hw),
+            _to_uint8(query.current, current_hw))
 
 
 def _int_option(name: str, value: Any, minimum: int) -> int:
@@ -183,6 +201,18 @@ def _frame_size_option(value: Any) -> int | tuple[int, int] | None:
     return _int_option("frame_size", h, 1), _int_option("frame_size", w, 1)
 
 
+def verdict_progress(value: float | None) -> float | None:
+    """A reader's 0-100 value as a verdict's progress in [0, 1]; None when unread or outside 0-100 (only the
+    official reader leaves values unbounded).
+
+    >>> verdict_progress(40.0), verdict_progress(250.0), verdict_progress(None)
+    (0.4, None, None)
+    """
+    if value is None or not 0.0 <= value <= 100.0:
+        return None
+    return value / 100.0
+
+
 class VLMCritic:
     """PRIMO R1 (or any Qwen2.5-VL-family checkpoint) as a progress critic.
 
@@ -190,15 +220,22 @@ class VLMCritic:
         model: hub id or local folder (a full checkpoint, or a LoRA adapter folder whose base is reachable).
         device: ``auto`` (CUDA if available, else CPU), or a torch device string.
         dtype: ``auto`` (bf16 on CUDA, fp32 on CPU), ``bf16``, ``fp16`` or ``fp32``.
-        max_new_tokens: token budget of one answer. PRIMO reasons at length; an answer cut off inside
-            ``<think>`` is unreadable (``progress=None``), so lower budgets trade readability for speed.
+        max_new_tokens: token budget of one answer (default 4096, the release's). PRIMO reasons at length; an
+            answer cut off inside ``<think>`` is unreadable (``progress=None``), so lower budgets (the sim loop
+            may use 256-1024) trade readability for speed.
         batch_size: queries per ``generate`` call (a larger ``assess`` batch is split).
-        temperature: 0 (default) decodes greedily; > 0 samples with ``top_p``.
-        top_p: nucleus mass when sampling.
+        temperature: 0.1 by default (the release's); 0 decodes greedily; > 0 samples with ``top_p``.
+        top_p: nucleus mass when sampling (default 0.001, the release's: only the top token survives).
         fps: the frame rate the clip is presented at (Qwen's video time positions; PRIMO/Qwen sample videos at 2).
-        frame_size: resize every frame to this side (int) or (H, W); default keeps the clip's size.
-        prompt_template: a template file (see :class:`primo_loop.prompting.PromptTemplate`) to replace our
-            wording, e.g. to match a checkpoint's training prompt exactly.
+        frame_size: resize every frame to this side (int) or (H, W); default keeps each frame's own size.
+        max_pixels: the most pixels of an anchor image (default 401408, the release's); larger anchors are
+            scaled down, aspect kept. Ignored with ``frame_size``.
+        prompt_profile: ``primo-sft`` (default: system prompt; the release's SFT/eval layout) or ``primo-rl``
+            (no system message, the RL prefix sentence), see :mod:`primo_loop.prompting`.
+        prompt_file: the wording: a release checkout folder, its prompt module (parsed, never executed), or a
+            text/JSON/YAML file; default ours. ``prompt_template`` is an older name for it.
+        answer_parsing: ``lenient`` (default, the loop's reader) or ``official`` (the release's benchmark
+            reader; a value outside 0-100 then gives ``progress=None``), see :mod:`primo_loop.answers`.
         attn_implementation: passed to ``from_pretrained`` (e.g. ``flash_attention_2``, ``sdpa``).
         revision: hub revision.
         trust_remote_code: passed to ``from_pretrained``.
@@ -212,12 +249,17 @@ class VLMCritic:
     name = "primo"
 
     def __init__(self, model: str = DEFAULT_MODEL, *, device: str = "auto", dtype: str = "auto",
-                 max_new_tokens: int = 1024, batch_size: int = 8, temperature: float = 0.0, top_p: float = 1.0,
-                 fps: float = 2.0, frame_size: int | tuple[int, int] | str | None = None,
-                 prompt_template: str | Path | PromptTemplate | None = None, attn_implementation: str | None = None,
-                 revision: str | None = None, trust_remote_code: bool = False, seed: int = 0):
+                 max_new_tokens: int = MAX_NEW_TOKENS, batch_size: int = 8, temperature: float = TEMPERATURE,
+                 top_p: float = TOP_P, fps: float = 2.0, frame_size: int | tuple[int, int] | str | None = None,
+                 max_pixels: int | None = MAX_PIXELS, prompt_profile: str = DEFAULT_PROFILE,
+                 prompt_file: str | Path | PromptTemplate | None = None,
+                 prompt_template: str | Path | PromptTemplate | None = None, answer_parsing: str = "lenient",
+                 attn_implementation: str | None = None, revision: str | None = None,
+                 trust_remote_code: bool = False, seed: int = 0):
         self._configure(max_new_tokens=max_new_tokens, batch_size=batch_size, temperature=temperature, top_p=top_p,
-                        fps=fps, frame_size=frame_size, prompt_template=prompt_template, seed=seed)
+                        fps=fps, frame_size=frame_size, max_pixels=max_pixels, prompt_profile=prompt_profile,
+                        prompt_file=prompt_file if prompt_file is not None else prompt_template,
+                        answer_parsing=answer_parsing, seed=seed)
         self.model_name = str(model)
         processor, net = load_vlm(self.model_name, device=device, dtype=dtype,
                                   attn_implementation=attn_implementation, revision=revision,
@@ -241,9 +283,11 @@ class VLMCritic:
         critic._attach(processor, model)
         return critic
 
-    def _configure(self, *, max_new_tokens: int = 1024, batch_size: int = 8, temperature: float = 0.0,
-                   top_p: float = 1.0, fps: float = 2.0, frame_size: int | tuple[int, int] | str | None = None,
-                   prompt_template: str | Path | PromptTemplate | None = None, seed: int = 0) -> None:
+    def _configure(self, *, max_new_tokens: int = MAX_NEW_TOKENS, batch_size: int = 8,
+                   temperature: float = TEMPERATURE, top_p: float = TOP_P, fps: float = 2.0,
+                   frame_size: int | tuple[int, int] | str | None = None, max_pixels: int | None = MAX_PIXELS,
+                   prompt_profile: str = DEFAULT_PROFILE, prompt_file: str | Path | PromptTemplate | None = None,
+                   answer_parsing: str = "lenient", seed: int = 0) -> None:
         self.max_new_tokens = _int_option("max_new_tokens", max_new_tokens, 1)
         self.batch_size = _int_option("batch_size", batch_size, 1)
         self.temperature, self.top_p, self.fps = float(temperature), float(top_p), float(fps)
@@ -251,7 +295,9 @@ class VLMCritic:
             raise ConfigError(f"Expected temperature >= 0, 0 < top_p <= 1 and fps > 0, actually: "
                               f"{temperature}, {top_p}, {fps}")
         self.frame_size = _frame_size_option(frame_size)
-        self.template = resolve_template(prompt_template)
+        self.max_pixels = None if max_pixels in (None, "", "none") else _int_option("max_pixels", max_pixels, 784)
+        self.template = resolve_template(prompt_file, prompt_profile)
+        self.answer_parsing = check_choice("answer_parsing", str(answer_parsing), ANSWER_MODES)
         self.seed = int(seed)
         self.min_new_tokens = 0  # benchmarks force a fixed answer length with this
 
@@ -264,6 +310,7 @@ class VLMCritic:
         eos = [eos] if isinstance(eos, int) else list(eos or [])
         self._eos = set(eos) | {tok.eos_token_id}
         self.stats = {"queries": 0, "unreadable": 0, "output_tokens": 0}
+        self.last_verdicts: list[CriticVerdict] = []
 
     @property
     def device(self) -> Any:
@@ -271,8 +318,7 @@ class VLMCritic:
 
     def messages(self, query: CriticQuery) -> list[dict[str, Any]]:
         """The chat for one query, with placeholder media parts (the frames go to the processor separately)."""
-        return build_messages(progress_question(query.instruction), instruction=query.instruction,
-                              template=self.template)
+        return build_messages(query_question(query), instruction=query.instruction, template=self.template)
 
     def prepare(self, queries: Sequence[CriticQuery]) -> Any:
         """Processor inputs (left-padded tensors on the model's device) for a batch of queries."""
@@ -280,7 +326,7 @@ class VLMCritic:
 
         texts, images, videos, metas = [], [], [], []
         for q in queries:
-            initial, clip, current = normalize_frames(q, self.frame_size)
+            initial, clip, current = normalize_frames(q, self.frame_size, self.max_pixels)
             texts.append(self.processor.apply_chat_template(self.messages(q), tokenize=False,
                                                             add_generation_prompt=True))
             images.append([Image.fromarray(initial), Image.fromarray(current)])
@@ -324,11 +370,12 @@ class VLMCritic:
             texts, counts = self.generate(chunk)
             dt = (time.perf_counter() - t0) / len(chunk)
             for text, n in zip(texts, counts):
-                parsed = parse_response(text)
-                progress = None if parsed.progress is None else parsed.progress / 100.0
+                parsed = read_answer(text, self.answer_parsing)
+                progress = verdict_progress(parsed.progress)
                 verdicts.append(CriticVerdict(progress=progress, reasoning=parsed.reasoning, raw=text,
                                               latency_s=dt, output_tokens=n))
                 self.stats["queries"] += 1
                 self.stats["unreadable"] += progress is None
                 self.stats["output_tokens"] += n
+        self.last_verdicts = verdicts  # what the model said at the last call (rollout logs keep it)
         return verdicts
