@@ -41,8 +41,8 @@ def test_synthetic_end_to_end(tmp_path):
     assert "| MAE (0-100) |" in text and "fine-tuning = training from scratch" in text
 
 
-def test_the_report_says_how_the_critic_was_tuned(load_script):
-    report_markdown = load_script("benchmarks/sim2real.py").report_markdown
+def test_the_report_says_how_the_critic_was_tuned():
+    from benchmarks.sim2real import report_markdown
 
     split = {"episodes": 4, "progress": {"mae": 10.0}}
     result = {"config": {"task": "Lift", "robot": "GR1ArmsOnly", "train_episodes": 3, "eval_episodes": 4,
