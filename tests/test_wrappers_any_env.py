@@ -248,3 +248,11 @@ def test_a_wrong_number_of_verdicts_is_an_output_error():
 
     with pytest.raises(CriticOutputError, match="'short' returned 0 verdicts for 1 queries"):
         CriticInTheLoop(ProgressEnv(), Short()).reset(seed=0)
+
+
+def test_config_and_tracker_options_are_one_route_each():
+    from primo_loop.tracker import TrackerConfig
+
+    with pytest.raises(ConfigError, match=r"either `config` or tracker options, actually both \(options: "
+                                          r"\['critic_every'\]\)"):
+        CriticInTheLoop(ProgressEnv(), OracleCritic(), config=TrackerConfig(), critic_every=5)
