@@ -199,6 +199,17 @@ def test_counts_out_of_range_are_refused(load_script, tmp_path):
     assert "--episodes >= 1" in res.stderr and not (tmp_path / "d").exists()
 
 
+def test_policy_specs_are_checked_before_anything_is_built(load_script, tmp_path):
+    main = load_script("scripts/collect.py").main
+    with pytest.raises(ConfigError, match="--policy random injects no failures: pass --failure-rate 0"):
+        main(["--env", "Lift", "--policy", "random", "--out", str(tmp_path / "a")])
+    with pytest.raises(UnknownNameError, match="Did you mean 'scripted'"):
+        main(["--env", "Lift", "--policy", "scriptd", "--failure-rate", "0", "--out", str(tmp_path / "b")])
+    with pytest.raises(ConfigError, match="policy='scripted' in the synthetic scene"):
+        CollectConfig(synthetic=True, policy="random")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
 def test_unknown_failure_modes_list_the_valid_ones(load_script, tmp_path):
     main = load_script("scripts/collect.py").main
     with pytest.raises(UnknownNameError, match=r"Unknown failure mode 'dorp'; valid: close_early, drop, freeze, "
