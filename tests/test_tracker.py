@@ -252,3 +252,20 @@ def test_evaluation_replays_the_window(tmp_path):
     assert any(a != b for (_, _, a), (_, _, b) in zip(schedule, unwindowed))  # the window changes the clips
     assert not all(np.array_equal(ep.frames[a], ep.frames[b])
                    for (_, _, ca), (_, _, cb) in zip(schedule, unwindowed) for a, b in zip(ca, cb))
+
+
+def test_every_tracker_option_has_a_docstring():
+    """Each TrackerConfig field is followed by its own docstring (the command line's help is generated from them)."""
+    import ast
+    import inspect
+
+    import primo_loop.tracker as module
+
+    cls = next(n for n in ast.parse(inspect.getsource(module)).body
+               if isinstance(n, ast.ClassDef) and n.name == "TrackerConfig")
+    docs = {}
+    for field, after in zip(cls.body, cls.body[1:]):
+        if isinstance(field, ast.AnnAssign) and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant):
+            docs[field.target.id] = after.value.value
+    assert set(docs) == set(TrackerConfig.__dataclass_fields__)
+    assert all(len(text.split()) >= 3 for text in docs.values())

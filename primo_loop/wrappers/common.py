@@ -51,12 +51,14 @@ def check_verdict(critic: Critic, verdict: Any) -> CriticVerdict:
     A progress of None or NaN is an unreadable answer (allowed: the tracker holds its potential); a number
     outside [0, 1] is a critic on another scale (e.g. 0-100), which is refused rather than clamped.
 
-    >>> check_verdict(None, CriticVerdict(progress=0.4)).progress
+    >>> class Mine:
+    ...     name = "mine"
+    >>> check_verdict(Mine(), CriticVerdict(progress=0.4)).progress
     0.4
-    >>> check_verdict(None, CriticVerdict(progress=40.0))
+    >>> check_verdict(Mine(), CriticVerdict(progress=40.0))
     Traceback (most recent call last):
     ...
-    primo_loop.errors.CriticOutputError: Critic 'NoneType' answered progress=40.0; expected a value on the 0-1 scale (or None when unreadable): verdicts are on 0-1, so divide a 0-100 answer by 100 in the critic
+    primo_loop.errors.CriticOutputError: Critic 'mine' answered progress=40.0; expected a value on the 0-1 scale (or None when unreadable): verdicts are on 0-1, so divide a 0-100 answer by 100 in the critic
     """
     name = critic_name(critic)
     if not isinstance(verdict, CriticVerdict):
