@@ -1,6 +1,8 @@
 """Policies: scripted waypoint policies with failure injection, and a random baseline.
 
 ``make_policy(name, env, **kw)`` builds one by name: ``"scripted"`` (:class:`ScriptedPolicy`) or ``"random"``.
+Scripts take a policy *spec* (a name or a trained agent's run folder) through :mod:`policies.specs`
+(``check_policy_spec``, ``resolve_policy``), the one resolver of specs.
 """
 from __future__ import annotations
 

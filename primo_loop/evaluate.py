@@ -46,6 +46,7 @@ class EvalConfig:
         critic_every: query every N env steps (and at step 0), as the tracker's default.
         frame_every: keep a frame every M steps for the clip [None = critic_every].
         clip_len: frames per clip, anchors included.
+        window: sample the clip from the last ``window`` kept frames only, as the tracker's option [None = all].
         batch_size: queries per ``assess`` call.
         failure_threshold: failure probability at which a query counts as a failure alarm.
         failure_patience: consecutive alarms before a failure is declared.
@@ -60,6 +61,7 @@ class EvalConfig:
     critic_every: int = 10
     frame_every: int | None = None
     clip_len: int = 8
+    window: int | None = None
     batch_size: int = 16
     failure_threshold: float = 0.5
     failure_patience: int = 1
@@ -120,7 +122,7 @@ def _episode_queries(ep: Any, cfg: EvalConfig) -> tuple[list[CriticQuery], list[
 
     queries, steps, target, failed = [], [], [], []
     instruction = ep.meta["instruction"]
-    for s, k, clip in replay_schedule(ep.frame_steps, cfg.critic_every, cfg.frame_every, cfg.clip_len):
+    for s, k, clip in replay_schedule(ep.frame_steps, cfg.critic_every, cfg.frame_every, cfg.clip_len, cfg.window):
         p = float(ep.table["progress"][s])
         f = bool(ep.table["failed"][s])
         queries.append(CriticQuery(instruction=instruction, initial=ep.frames[0], clip=ep.frames[clip],

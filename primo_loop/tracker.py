@@ -52,6 +52,8 @@ def sample_clip_indices(n_frames: int, clip_len: int, window: int | None = None)
     """
     if n_frames < 1 or clip_len < 1:
         raise ConfigError(f"Expected n_frames >= 1 and clip_len >= 1, actually: {n_frames}, {clip_len}")
+    if window is not None and window < 1:
+        raise ConfigError(f"Expected `window` >= 1 or None, actually: {window!r}")
     start = 0 if window is None else max(0, n_frames - window)
     if clip_len == 1:
         return [n_frames - 1]
@@ -126,42 +128,41 @@ def regression_streak(streak: int, progress: float, running_max: float, delta: f
 
 @dataclass
 class TrackerConfig:
-    """Options of the critic in the loop (defaults in brackets).
-
-    Attributes:
-        critic_every: query the critic every N env steps, and at step 0 for the baseline [10].
-        frame_every: keep a frame for the clip every M steps [None = critic_every]; frames are rendered
-            only on these steps and on query steps.
-        clip_len: frames per clip sent to the critic, anchors included [8].
-        window: sample the clip from the last ``window`` kept frames only [None = since reset].
-        shaping: "delta" (potential-based, default), "progress" (phi itself) or "none".
-        gamma: discount of the potential-based term; match the agent's gamma [0.99].
-        env_weight: weight of the env's own reward [1.0].
-        critic_weight: weight of the critic's shaping term [1.0].
-        terminate: end episodes early on the critic's signals [True].
-        failure_threshold: failure probability that counts as a failure signal [0.5].
-        failure_patience: consecutive failure signals that end the episode [2].
-        regression_delta: drop below the running maximum of progress that counts as regression [0.3].
-        regression_patience: consecutive regression signals that end the episode [2].
-        min_peak: regression is only judged once progress has peaked at least this high [0.3].
-        termination_penalty: added to the reward of the step the critic ends [0.0].
-    """
+    """Options of the critic in the loop; each field's docstring below is its help text."""
 
     critic_every: int = 10
+    """Query the critic every N env steps, and at step 0 for the baseline."""
     frame_every: int | None = None
+    """Keep a frame for the clip every M steps (None: critic_every); frames are rendered only on these steps
+    and on query steps."""
     clip_len: int = 8
+    """Frames per clip sent to the critic, the initial and current anchors included."""
     window: int | None = None
+    """Sample the clip from the last `window` kept frames only (None: from all frames since reset); the
+    initial frame stays the query's initial anchor."""
     shaping: str = "delta"
+    """The critic's reward term: delta (potential-based, gamma * phi_next - phi), progress (phi itself) or
+    none."""
     gamma: float = 0.99
+    """Discount of the potential-based term; match the agent's gamma."""
     env_weight: float = 1.0
+    """Weight of the env's own reward."""
     critic_weight: float = 1.0
+    """Weight of the critic's shaping term."""
     terminate: bool = True
+    """End episodes early on the critic's failure and regression signals."""
     failure_threshold: float = 0.5
+    """Failure probability that counts as a failure signal."""
     failure_patience: int = 2
+    """Consecutive failure signals that end the episode."""
     regression_delta: float = 0.3
+    """Drop of progress below its running maximum that counts as a regression signal."""
     regression_patience: int = 2
+    """Consecutive regression signals that end the episode."""
     min_peak: float = 0.3
+    """Regression is judged only once progress has peaked at least this high."""
     termination_penalty: float = 0.0
+    """Added once, to the reward of the step on which the critic ends the episode."""
 
     def __post_init__(self) -> None:
         self.shaping = check_choice("shaping mode", self.shaping, SHAPING_MODES)
@@ -330,7 +331,8 @@ class EpisodeTracker:
             self.stats.unreadable += 1  # an unreadable answer changes nothing: phi is held
             return
         cfg = self.config
-        self.progress = min(1.0, max(0.0, float(verdict.progress)))
+        # On the 0-1 scale: the wrappers' critic caller refuses other verdicts (never a silent clamp).
+        self.progress = float(verdict.progress)
         self.failure_prob = verdict.failure_prob
         self.phi = self.progress
         if self.step == 0:  # the baseline: no rule applies yet

@@ -31,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=10, help="episodes per task and robot")
     p.add_argument("--seed", type=int, default=0, help="episode seeds are SEED .. SEED+episodes-1")
     p.add_argument("--failure-rate", type=float, default=0.5, help="share of episodes with an injected failure")
-    p.add_argument("--failure-modes", nargs="+", default=None, help="restrict the injected failure modes")
+    p.add_argument("--failure-modes", nargs="+", default=None,
+                   help="restrict the injected failure modes (default: all the task supports)")
     p.add_argument("--noise", type=float, default=0.1, help="action noise std is drawn from [0, NOISE] per episode")
     p.add_argument("--workers", type=int, default=1, help="worker processes (0: in this process)")
     p.add_argument("--out", help="dataset folder")
@@ -56,8 +57,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main() -> int:
-    args = build_parser().parse_args()
+def check_counts(args: argparse.Namespace) -> None:
+    """One line for a count out of range (before anything is built)."""
+    from primo_loop.errors import ConfigError
+
+    for flag, value, low in (("--episodes", args.episodes, 1), ("--workers", args.workers, 0)):
+        if value < low:
+            raise ConfigError(f"Expected {flag} >= {low}, actually: {value}"
+                              + (" (0: collect in this process)" if flag == "--workers" else ""))
+
+
+def check_failure_modes(asked: list[str] | None, valid: set[str]) -> list[str] | None:
+    """``--failure-modes`` checked against the modes of the tasks asked for (unknown: the valid ones, the closest)."""
+    from primo_loop.errors import check_choice
+
+    return None if asked is None else [check_choice("failure mode", m, sorted(valid)) for m in asked]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     from primo_loop.errors import ConfigError
 
     if args.stats:
@@ -67,8 +85,11 @@ def main() -> int:
         return 0
     if not args.out:
         raise ConfigError("Expected --out DIR (or --stats DIR)")
+    check_counts(args)
+    from policies.specs import check_policy_spec, collect_env, collect_policy, failure_modes, load_trained
     from primo_loop.data.collect import CollectConfig, collect, plan_episodes
 
+    spec = None if args.synthetic else check_policy_spec(args.policy, args.policy_steps)
     cfg = CollectConfig(image_size=args.image_size, render_size=args.render_size, frame_every=args.frame_every,
                         horizon=args.horizon,
                         post_success_steps=None if args.post_success_steps < 0 else args.post_success_steps,
@@ -76,18 +97,18 @@ def main() -> int:
                         camera=args.camera, policy=args.policy, policy_steps=args.policy_steps,
                         synthetic=args.synthetic,
                         step_delay=args.step_delay)
-    if args.policy != "scripted" and args.failure_rate > 0:
+    if spec is not None and not spec.injects_failures and args.failure_rate > 0:
         raise ConfigError(f"--policy {args.policy} injects no failures: pass --failure-rate 0")
-    if cfg.trained_policy:  # an unfinished run, a missing checkpoint, another task: one error now, not per episode
-        from policies.sb3 import TrainedPolicy
-
-        trained = TrainedPolicy(args.policy, args.policy_steps)
+    if spec is not None and spec.kind == "trained":  # an unfinished run, another task: one error now, not per episode
+        trained = load_trained(spec)
         for task in args.env:
             for robot in args.robot:
                 trained.check_task(task, robot)
     if args.synthetic:
+        modes = check_failure_modes(args.failure_modes, {"drop"})
         plan = plan_episodes(args.env, args.robot, args.episodes, args.seed, args.failure_rate, args.noise,
-                             args.failure_modes, modes_for_task=lambda task: ["drop"])
+                             modes, modes_for_task=lambda task: ["drop"])
+        factories = {}
     else:
         import envs
         from primo_loop.errors import UnsupportedError
@@ -97,10 +118,12 @@ def main() -> int:
                 if robot not in envs.supported_robots(task):
                     raise UnsupportedError(f"Robot {robot!r} cannot do task {task!r}; supported: "
                                            f"{', '.join(envs.supported_robots(task))}")
+        modes = check_failure_modes(args.failure_modes, {m for task in args.env for m in failure_modes(task)})
         plan = plan_episodes(args.env, args.robot, args.episodes, args.seed, args.failure_rate, args.noise,
-                             args.failure_modes)
+                             modes, modes_for_task=failure_modes)
+        factories = {"make_env": collect_env, "make_policy": collect_policy}
     writable_dir(args.out)
-    summary = collect(plan, args.out, cfg, workers=args.workers, progress_bar=not args.no_progress)
+    summary = collect(plan, args.out, cfg, workers=args.workers, progress_bar=not args.no_progress, **factories)
     print(json.dumps(summary, indent=1))
     return 1 if summary["errors"] else 0
 

@@ -7,7 +7,8 @@
 Collects scripted humanoid episodes (nominal and injected failures), scores the compact critic on held-out
 ones zero-shot, trains it again with the humanoid episodes mixed into ``--base-data`` (the trainer has no warm
 start, so "fine-tuning" is training on the mixed data), and scores that. Re-running resumes every stage.
-Real videos are scored with ``scripts/eval_critic.py --videos DIR``.
+Real videos are scored with ``scripts/eval_critic.py --videos DIR``. The experiment itself is
+``benchmarks/sim2real.py``.
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from primo_loop.sim2real import Sim2RealConfig, run_sim2real
+    from benchmarks.sim2real import Sim2RealConfig, run_sim2real
 
     cfg = Sim2RealConfig(out=args.out, base_data=args.base_data, checkpoint=args.checkpoint, task=args.env,
                          robot=args.robot, train_episodes=args.train_episodes, eval_episodes=args.eval_episodes,

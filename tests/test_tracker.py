@@ -188,3 +188,84 @@ def test_rearm_continues_the_episode_with_fresh_streaks():
             tr.apply(CriticVerdict(0.3))
         assert not tr.finish_step(0.0).terminated
     assert tr.frame_steps[-1] == 50 and tr.stats.terminations == 1
+
+
+# ------------------------------------------------------------------- rules a planted bug must not pass
+
+def test_min_peak_gates_regression():
+    """A drop counts as regression only once progress has peaked at ``min_peak``: here the drop (0.25) is larger
+    than ``regression_delta`` (0.2), so only the gate keeps the episode going."""
+    v = {5: CriticVerdict(0.25), 10: CriticVerdict(0.0), 15: CriticVerdict(0.0)}
+    gated = run(EpisodeTracker(TrackerConfig(critic_every=5, regression_delta=0.2, min_peak=0.3)), v, 30)
+    assert len(gated) == 30 and not any(r.terminated for r in gated)
+    lower = run(EpisodeTracker(TrackerConfig(critic_every=5, regression_delta=0.2, min_peak=0.2)), v, 30)
+    assert len(lower) == 15 and lower[-1].reason == "regression"
+
+
+def test_termination_penalty_is_paid_once_on_the_ending_step():
+    v = {10: CriticVerdict(0.5, failure_prob=0.9), 20: CriticVerdict(0.5, failure_prob=0.9)}
+    tr = EpisodeTracker(TrackerConfig(critic_every=10, failure_patience=2, shaping="none", termination_penalty=-5.0))
+    results = run(tr, v, 100)
+    assert [r.reward for r in results] == [0.0] * 19 + [-5.0]
+    assert [r.terminated for r in results] == [False] * 19 + [True]
+
+
+def test_window_samples_the_clip_from_the_last_frames_only():
+    tr = EpisodeTracker(TrackerConfig(critic_every=10, frame_every=1, clip_len=3, window=4))
+    queries = []
+    tr.reset("x", frame(0))
+    tr.apply(CriticVerdict(0.0))
+    for t in range(1, 11):
+        tr.advance()
+        if tr.needs_frame:
+            tr.add_frame(frame(t))
+        if (q := tr.make_query()) is not None:
+            queries.append(q)
+            tr.apply(CriticVerdict(0.1))
+        tr.finish_step(0.0)
+    q = queries[-1]
+    assert [int(f[0, 0, 0]) for f in q.clip] == [7, 9, 10]  # the last 4 kept frames: steps 7..10
+    assert int(q.initial[0, 0, 0]) == 0 and int(q.current[0, 0, 0]) == 10  # the anchors stay
+    with pytest.raises(ConfigError, match="window"):
+        sample_clip_indices(5, 3, window=0)
+
+
+def test_evaluation_replays_the_window(tmp_path):
+    """The evaluator builds the clips the tracker would, window included."""
+    from primo_loop.data.dataset import EpisodeDataset
+    from primo_loop.data.synthetic import make_dataset
+    from primo_loop.evaluate import EvalConfig, evaluate
+    from primo_loop.testing.fakes import ScriptedCritic
+    from primo_loop.tracker import replay_schedule
+
+    make_dataset(tmp_path / "ds", n_episodes=1, failure_rate=0.0)
+    ep = next(iter(EpisodeDataset(tmp_path / "ds")))
+    critic = ScriptedCritic(lambda q: CriticVerdict(progress=0.5))
+    evaluate(critic, [tmp_path / "ds"], None, EvalConfig(critic_every=10, frame_every=5, clip_len=3, window=2,
+                                                         split_by="none"))
+    queries = [q for batch in critic.calls for q in batch]
+    schedule = replay_schedule(ep.frame_steps, 10, 5, 3, window=2)
+    assert [q.step for q in queries] == [s for s, _, _ in schedule]
+    for q, (_, _, clip) in zip(queries, schedule):
+        np.testing.assert_array_equal(q.clip, ep.frames[clip])
+    unwindowed = replay_schedule(ep.frame_steps, 10, 5, 3)
+    assert any(a != b for (_, _, a), (_, _, b) in zip(schedule, unwindowed))  # the window changes the clips
+    assert not all(np.array_equal(ep.frames[a], ep.frames[b])
+                   for (_, _, ca), (_, _, cb) in zip(schedule, unwindowed) for a, b in zip(ca, cb))
+
+
+def test_every_tracker_option_has_a_docstring():
+    """Each TrackerConfig field is followed by its own docstring (the command line's help is generated from them)."""
+    import ast
+    import inspect
+
+    import primo_loop.tracker as module
+
+    cls = next(n for n in ast.parse(inspect.getsource(module)).body
+               if isinstance(n, ast.ClassDef) and n.name == "TrackerConfig")
+    docs = {}
+    for field, after in zip(cls.body, cls.body[1:]):
+        if isinstance(field, ast.AnnAssign) and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant):
+            docs[field.target.id] = after.value.value
+    assert set(docs) == set(TrackerConfig.__dataclass_fields__)
+    assert all(len(text.split()) >= 3 for text in docs.values())

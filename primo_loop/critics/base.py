@@ -1,7 +1,16 @@
-"""The critic protocol: one method, batched, same order, never raising for one bad answer."""
+"""The critic protocol: one method, batched, same order, never raising for one bad answer.
+
+What a caller may rely on beyond ``assess`` is declared by the backend as class attributes, never guessed
+from its name; :func:`capabilities` reads them with the defaults a critic without them gets:
+
+- ``needs_frames`` [True]: the critic looks at the frames (the oracle does not: it reads privileged state).
+- ``needs_privileged`` [False]: the critic reads ``CriticQuery.privileged`` and cannot answer without it.
+- ``refreshable`` [False]: the critic can be fine-tuned in place while an agent trains (online refresh).
+"""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from primo_loop.types import CriticQuery, CriticVerdict
@@ -13,7 +22,8 @@ class Critic(Protocol):
 
     ``assess`` returns one verdict per query in the same order. An answer that cannot be read is a
     verdict with ``progress=None``; misconfiguration (missing checkpoint, unreachable server after
-    retries) raises a :class:`primo_loop.errors.PrimoError` subclass.
+    retries) raises a :class:`primo_loop.errors.PrimoError` subclass. Progress and failure probability
+    are on the 0-1 scale.
     """
 
     name: str
@@ -21,8 +31,39 @@ class Critic(Protocol):
     def assess(self, queries: Sequence[CriticQuery]) -> list[CriticVerdict]: ...
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a critic declares about itself (see the module docstring)."""
+
+    needs_frames: bool = True
+    needs_privileged: bool = False
+    refreshable: bool = False
+
+
+def capabilities(critic: object) -> Capabilities:
+    """The capabilities ``critic`` (an instance or a class) declares, defaults for those it does not.
+
+    >>> class Plain:
+    ...     def assess(self, queries): return []
+    >>> capabilities(Plain())
+    Capabilities(needs_frames=True, needs_privileged=False, refreshable=False)
+    >>> class Labeller(Plain):
+    ...     needs_frames, needs_privileged = False, True
+    >>> capabilities(Labeller).needs_privileged
+    True
+    """
+    defaults = Capabilities()
+    return Capabilities(**{name: bool(getattr(critic, name, getattr(defaults, name)))
+                           for name in Capabilities.__dataclass_fields__})
+
+
+def critic_name(critic: object) -> str:
+    """The name a critic goes by in messages: its ``name`` attribute, else its class name."""
+    return str(getattr(critic, "name", None) or type(critic).__name__)
+
+
 def clamp01(x: float) -> float:
-    """Clamp to [0, 1].
+    """Clamp to [0, 1] (for a backend's own arithmetic, e.g. noise added to a label; never for a verdict).
 
     >>> clamp01(1.7), clamp01(-0.2), clamp01(0.4)
     (1.0, 0.0, 0.4)

@@ -317,6 +317,7 @@ class CompactCritic:
     """
 
     name = "compact"
+    refreshable = True  # primo_loop.training.online fine-tunes it in place while an agent trains
 
     def __init__(self, checkpoint: str | os.PathLike | None = None, device: str = "cpu",
                  threads: int | None = None, **expect: Any):

@@ -24,6 +24,8 @@ class OracleCritic:
     """
 
     name = "oracle"
+    needs_frames = False  # it reads privileged state only: callers may skip rendering for it
+    needs_privileged = True
 
     def __init__(self, noise_std: float = 0.0, seed: int = 0):
         noise_std = float(noise_std)

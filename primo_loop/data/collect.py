@@ -1,7 +1,15 @@
 """Collection of labelled episodes from scripted sim rollouts, in parallel worker processes.
 
-    plan = plan_episodes(["Lift"], ["Panda"], episodes=200, seed=0, failure_rate=0.5, noise=0.1)
-    collect(plan, "data/lift", CollectConfig(), workers=2)
+    from policies.specs import collect_env, collect_policy, failure_modes
+
+    plan = plan_episodes(["Lift"], ["Panda"], episodes=200, seed=0, failure_rate=0.5, noise=0.1,
+                         modes_for_task=failure_modes)
+    collect(plan, "data/lift", CollectConfig(), make_env=collect_env, make_policy=collect_policy, workers=2)
+
+The library knows no simulator and no policy: collection is handed an env factory ``(task, robot, cfg) -> env``
+and a policy factory ``(env, episode_spec, cfg) -> policy`` (module-level functions, so worker processes can
+unpickle them); ``policies.specs`` has the robosuite ones. With ``CollectConfig(synthetic=True)`` the drawn
+synthetic scene and its policy are the defaults.
 
 Every episode has a deterministic id (``<task>-<robot>-s<seed>``) and spec (failure mode, action noise) drawn
 from the collection seed, and is written atomically (:func:`primo_loop.data.dataset.write_episode`). A run that
@@ -10,8 +18,7 @@ nothing is lost or duplicated. A worker that dies mid-run breaks only its pool: 
 and carries on with what is left.
 
 Cost model: a robosuite frame costs ~60 ms on a CPU against ~10 ms for a control step, so frames are rendered
-only every ``frame_every`` steps, and an episode stops ``post_success_steps`` after success or
-``post_failure_steps`` after the failure event (the critic has seen what matters by then).
+only every ``frame_every`` steps, and an episode stops soon after success or the failure event.
 """
 from __future__ import annotations
 
@@ -70,7 +77,7 @@ class CollectConfig:
         policy: "scripted" (waypoints with failure injection), "random" (uniform random actions, e.g. for
             task/robot pairs without a scripted policy), or a run folder of ``scripts/train_agent.py`` (the
             trained agent, with each episode's action noise; the states an RL agent visits, labelled from
-            privileged state like every other episode).
+            privileged state like every other episode). Resolved by the policy factory; recorded in the meta.
         policy_steps: with a run folder: the checkpoint at this many env steps (default: the final model).
         synthetic: roll out the drawn synthetic scene instead of robosuite (tests and smoke runs).
         step_delay: synthetic only: seconds of sleep per step.
@@ -92,21 +99,31 @@ class CollectConfig:
         for name in ("image_size", "render_size", "frame_every", "horizon"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"Expected `{name}` >= 1, actually: {getattr(self, name)}")
-        if self.trained_policy:
-            if self.synthetic:
-                raise ConfigError("A trained agent acts in robosuite, not in the synthetic scene")
-            if not (Path(self.policy) / "config.json").is_file():
-                raise ConfigError(f"Expected `policy` 'scripted', 'random' or a run folder of "
-                                  f"scripts/train_agent.py (with config.json), actually: {self.policy!r}")
-        elif self.policy_steps is not None:
-            raise ConfigError("`policy_steps` needs `policy` to be a training run folder")
+        if self.synthetic and self.policy != "scripted":
+            raise ConfigError(f"Expected policy='scripted' in the synthetic scene, actually: {self.policy!r}")
 
     @property
-    def trained_policy(self) -> bool:
-        """Whether ``policy`` names a training run folder."""
-        from policies import POLICIES
+    def policy_label(self) -> str:
+        """The policy as recorded in each episode's meta."""
+        return "synthetic" if self.synthetic else self.policy
 
-        return self.policy not in POLICIES
+
+#: ``(task, robot, cfg) -> env``: the env a worker records from (built once per worker and task/robot pair).
+EnvFactory = Callable[[str, str, CollectConfig], Any]
+#: ``(env, episode_spec, cfg) -> policy``: the policy of one episode, reset for it.
+PolicyFactory = Callable[[Any, "EpisodeSpec", CollectConfig], Any]
+
+
+def _factories(cfg: CollectConfig, make_env: EnvFactory | None,
+               make_policy: PolicyFactory | None) -> tuple[EnvFactory, PolicyFactory]:
+    if cfg.synthetic:
+        from primo_loop.data.synthetic import synthetic_env, synthetic_policy
+
+        return make_env or synthetic_env, make_policy or synthetic_policy
+    if make_env is None or make_policy is None:
+        raise ConfigError(f"Expected `make_env` and `make_policy` factories, actually: {make_env!r}, {make_policy!r}; "
+                          "pass policies.specs.collect_env and .collect_policy, or CollectConfig(synthetic=True)")
+    return make_env, make_policy
 
 
 def episode_id(task: str, robot: str, seed: int) -> str:
@@ -136,8 +153,11 @@ def plan_episodes(tasks: Sequence[str], robots: Sequence[str], episodes: int, se
     for task in tasks:
         if failure_rate == 0:
             modes: list[str] = []
+        elif modes_for_task is None:
+            raise ConfigError(f"Expected `modes_for_task` (task -> its failure modes) with failure_rate="
+                              f"{failure_rate}, actually: None; pass policies.specs.failure_modes for robosuite tasks")
         else:
-            modes = list(modes_for_task(task) if modes_for_task else _task_modes(task))
+            modes = list(modes_for_task(task))
         if failure_modes is not None:
             modes = [m for m in modes if m in failure_modes]
         if failure_rate > 0 and not modes:
@@ -153,76 +173,36 @@ def plan_episodes(tasks: Sequence[str], robots: Sequence[str], episodes: int, se
     return out
 
 
-def _task_modes(task: str) -> Sequence[str]:
-    import envs
-
-    return envs.task_spec(task).failure_modes
-
-
 # ------------------------------------------------------------------------------------------------ workers
 
 _ENVS: dict[tuple[str, str], Any] = {}
-_CFG: CollectConfig | None = None
+_WORKER: tuple[CollectConfig, EnvFactory, PolicyFactory] | None = None
 
 
-def _worker_init(cfg: CollectConfig) -> None:
-    global _CFG
-    _CFG = cfg
+def _worker_init(cfg: CollectConfig, make_env: EnvFactory, make_policy: PolicyFactory) -> None:
+    global _WORKER
+    _WORKER = (cfg, make_env, make_policy)
 
 
-def _get_env(task: str, robot: str, cfg: CollectConfig):
+def _get_env(task: str, robot: str, cfg: CollectConfig, make_env: EnvFactory):
     key = (task, robot)
     if key not in _ENVS:
-        if cfg.synthetic:
-            from primo_loop.data.synthetic import SyntheticEnv
-
-            _ENVS[key] = SyntheticEnv(task, robot, image_size=cfg.render_size, horizon=cfg.horizon,
-                                      step_delay=cfg.step_delay)
-        else:
-            import envs
-
-            _ENVS[key] = envs.make_env(task, robot, camera=cfg.camera, image_size=cfg.render_size,
-                                       horizon=cfg.horizon, obs_mode="state", hard_reset=False)
+        _ENVS[key] = make_env(task, robot, cfg)
     return _ENVS[key]
 
 
-_TRAINED: dict[tuple[str, int | None], Any] = {}
-
-
-def _trained_policy(spec: EpisodeSpec, cfg: CollectConfig):
-    """The run folder's agent (loaded once per worker), reseeded and with the episode's action noise."""
-    key = (cfg.policy, cfg.policy_steps)
-    if key not in _TRAINED:
-        from policies.sb3 import TrainedPolicy
-
-        _TRAINED[key] = TrainedPolicy(cfg.policy, cfg.policy_steps)
-    agent = _TRAINED[key]
-    agent.check_task(spec.task, spec.robot)
-    agent.noise = spec.noise
-    agent.reset(seed=spec.seed)
-    return agent
-
-
-def _make_policy(env: Any, spec: EpisodeSpec, cfg: CollectConfig):
-    if cfg.trained_policy:
-        return _trained_policy(spec, cfg)
-    if cfg.synthetic:
-        from primo_loop.data.synthetic import SyntheticPolicy
-
-        return SyntheticPolicy(env, failure=spec.failure, seed=spec.seed, noise=spec.noise)
-    from policies import make_policy
-
-    if cfg.policy == "scripted":
-        return make_policy("scripted", env, failure=spec.failure, seed=spec.seed, noise=spec.noise)
-    return make_policy(cfg.policy, env, seed=spec.seed)
-
-
-def rollout(spec: EpisodeSpec, cfg: CollectConfig, env: Any | None = None):
-    """Roll out one episode and return it as an :class:`~primo_loop.data.dataset.Episode` (not written)."""
+def rollout(spec: EpisodeSpec, cfg: CollectConfig, env: Any | None = None, make_env: EnvFactory | None = None,
+            make_policy: PolicyFactory | None = None):
+    """Roll out one episode in ``env`` (default: built by ``make_env``, once per process and task/robot pair) and
+    return it as an :class:`~primo_loop.data.dataset.Episode` (not written); factories as for :func:`collect`."""
     t0 = time.perf_counter()
-    env = env if env is not None else _get_env(spec.task, spec.robot, cfg)
+    if env is None:
+        make_env, make_policy = _factories(cfg, make_env, make_policy)
+        env = _get_env(spec.task, spec.robot, cfg, make_env)
+    else:
+        make_policy = _factories(cfg, lambda *a: env, make_policy)[1]
     obs, info = env.reset(seed=spec.seed)
-    policy = _make_policy(env, spec, cfg)
+    policy = make_policy(env, spec, cfg)
     acting = policy.wrap_env(env) if hasattr(policy, "wrap_env") else env  # a trained agent's action space
     rec = EpisodeRecorder(cfg.image_size, cfg.frame_every)
     rec.reset(env.render_frame(), env.privileged())
@@ -251,15 +231,16 @@ def rollout(spec: EpisodeSpec, cfg: CollectConfig, env: Any | None = None):
     versions = _versions(cfg.synthetic)
     meta = {
         "task": spec.task, "robot": spec.robot, "instruction": env.instruction, "camera": cfg.camera,
-        "seed": spec.seed, "policy": "synthetic" if cfg.synthetic else cfg.policy, "failure": spec.failure,
-        "noise": spec.noise,
+        "seed": spec.seed, "policy": cfg.policy_label, "failure": spec.failure, "noise": spec.noise,
         "failure_injected_at": getattr(policy, "failure_injected_at", None), "failure_event": failure_event,
         "canonical_steps": list(getattr(env, "canonical_steps", None) or env.privileged().get("canonical_steps", [])),
-        "horizon": cfg.horizon, "render_size": cfg.render_size, "collect_s": round(time.perf_counter() - t0, 3),
+        "horizon": cfg.horizon, "render_size": cfg.render_size, "post_success_steps": cfg.post_success_steps,
+        "post_failure_steps": cfg.post_failure_steps, "collect_s": round(time.perf_counter() - t0, 3),
         "renders": n_render, "versions": versions,
     }
-    if cfg.trained_policy:
-        meta["policy_model"] = str(policy.path)
+    model = getattr(policy, "path", None)  # a trained agent's checkpoint file
+    if model is not None:
+        meta["policy_model"] = str(model)
     return rec.finish(spec.episode_id, meta)
 
 
@@ -286,12 +267,12 @@ def _versions(synthetic: bool) -> dict[str, Any]:
 
 def _collect_one(root: str, spec: EpisodeSpec) -> dict[str, Any]:
     """Worker task: roll out and write one episode; an episode already on disk counts as done."""
-    cfg = _CFG
-    assert cfg is not None, "worker not initialised"
+    assert _WORKER is not None, "worker not initialised"
+    cfg, make_env, make_policy = _WORKER
     final = episodes_dir(root) / spec.episode_id
     if final.exists():
         return {"episode_id": spec.episode_id, "status": "exists"}
-    ep = rollout(spec, cfg)
+    ep = rollout(spec, cfg, make_env=make_env, make_policy=make_policy)
     try:
         write_episode(root, ep)
     except DatasetError:
@@ -306,27 +287,30 @@ def check_resume(root: str | os.PathLike, plan: Sequence[EpisodeSpec], cfg: Coll
     """Episodes of ``plan`` still to collect; raises if what is on disk was collected differently.
 
     Raises:
-        DatasetError: an existing episode's failure mode, noise, frame size or stride differs from the plan
-            (a different seed, failure rate or recording option with the same ``--out``).
+        DatasetError: an existing episode's failure mode, noise, or a recording setting (frame size, stride,
+            horizon, camera, render size, policy, stopping rule) differs from the plan (a different seed, failure
+            rate or option with the same ``--out``); the message names each setting that differs.
     """
     done = set(list_episode_ids(root))
     by_id = {s.episode_id: s for s in plan}
     for eid in sorted(done & set(by_id))[:50]:  # a sample is enough to catch a changed plan
         m = read_meta(episodes_dir(root) / eid)
         s = by_id[eid]
-        diffs = [f"{k}: on disk {a!r}, planned {b!r}" for k, a, b in (
-            ("failure", m.get("failure"), s.failure), ("noise", m.get("noise"), s.noise),
-            ("image_size", m.get("image_size"), cfg.image_size), ("frame_every", m.get("frame_every"), cfg.frame_every),
-            ("policy", m.get("policy", cfg.policy), "synthetic" if cfg.synthetic else cfg.policy))
-            if a != b]
+        planned = {"failure": s.failure, "noise": s.noise, "image_size": cfg.image_size,
+                   "frame_every": cfg.frame_every, "horizon": cfg.horizon, "camera": cfg.camera,
+                   "render_size": cfg.render_size, "policy": cfg.policy_label,
+                   "post_success_steps": cfg.post_success_steps, "post_failure_steps": cfg.post_failure_steps}
+        # a setting an older dataset did not record counts as unchanged
+        diffs = [f"{k}: on disk {m[k]!r}, now {v!r}" for k, v in planned.items() if k in m and m[k] != v]
         if diffs:
             raise DatasetError(f"{root} already holds episode {eid} collected differently ({'; '.join(diffs)}); "
-                               f"use the same options to resume, or another --out")
+                               f"resume with the same options, or collect into another --out")
     return [s for s in plan if s.episode_id not in done]
 
 
 def collect(plan: Sequence[EpisodeSpec], root: str | os.PathLike, cfg: CollectConfig, workers: int = 1,
-            progress_bar: bool = False, max_restarts: int = 5) -> dict[str, Any]:
+            progress_bar: bool = False, max_restarts: int = 5, make_env: EnvFactory | None = None,
+            make_policy: PolicyFactory | None = None) -> dict[str, Any]:
     """Collect the episodes of ``plan`` into the dataset folder ``root``, resuming what is there.
 
     Args:
@@ -336,10 +320,15 @@ def collect(plan: Sequence[EpisodeSpec], root: str | os.PathLike, cfg: CollectCo
         workers: worker processes (0 = in this process).
         progress_bar: show a tqdm bar.
         max_restarts: new pools to start after a worker dies before giving up.
+        make_env, make_policy: the env and policy factories (module-level functions; defaults only for
+            ``cfg.synthetic``).
 
     Returns:
         A summary: episodes planned, already there, written, failed to collect, outcomes, wall time.
     """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ConfigError(f"Expected `workers` to be an integer >= 0 (0: in this process), actually: {workers!r}")
+    factories = _factories(cfg, make_env, make_policy)
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -363,7 +352,7 @@ def collect(plan: Sequence[EpisodeSpec], root: str | os.PathLike, cfg: CollectCo
             bar.set_postfix(outcomes)
 
     if workers <= 0:
-        _worker_init(cfg)
+        _worker_init(cfg, *factories)
         for spec in pending:
             try:
                 done_one(_collect_one(str(root), spec))
@@ -377,7 +366,7 @@ def collect(plan: Sequence[EpisodeSpec], root: str | os.PathLike, cfg: CollectCo
         while pending:
             try:
                 with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
-                                         initargs=(cfg,)) as pool:
+                                         initargs=(cfg, *factories)) as pool:
                     futures = {pool.submit(_collect_one, str(root), s): s for s in pending}
                     while futures:
                         finished, _ = wait(futures, return_when=FIRST_COMPLETED)

@@ -155,3 +155,13 @@ class SyntheticPolicy:
             self.failure_injected_at = self.env.step_count + 1
             return np.array([-1.0], np.float32)
         return np.array([1.0 + self.noise * self._rng.normal()], np.float32)
+
+
+def synthetic_env(task: str, robot: str, cfg) -> SyntheticEnv:
+    """Env factory for :func:`primo_loop.data.collect.collect` (``cfg``: its ``CollectConfig``)."""
+    return SyntheticEnv(task, robot, image_size=cfg.render_size, horizon=cfg.horizon, step_delay=cfg.step_delay)
+
+
+def synthetic_policy(env: SyntheticEnv, spec, cfg) -> SyntheticPolicy:
+    """Policy factory for :func:`primo_loop.data.collect.collect` (``spec``: an ``EpisodeSpec``)."""
+    return SyntheticPolicy(env, failure=spec.failure, seed=spec.seed, noise=spec.noise)

@@ -63,16 +63,19 @@ class ProgressEnv(gym.Env):
         return self.render_frame()
 
 
+#: The info key under which a demonstration wrapper reports the action it executed (``policies.warmup.EXECUTED``
+#: must equal it; tests check that they agree).
+EXECUTED_ACTION = "executed_action"
+
+
 class Demonstrated(gym.Wrapper):
     """A fake demonstration: for the first ``n`` steps after construction (all of them with None) the env executes
-    ``action`` whatever the agent asks and reports it in ``info["executed_action"]``, as
-    :class:`policies.warmup.ScriptedWarmup` does; after that the agent's own action runs."""
+    ``action`` whatever the agent asks and reports it in ``info[EXECUTED_ACTION]``, as
+    ``policies.warmup.ScriptedWarmup`` does; after that the agent's own action runs."""
 
     def __init__(self, env: gym.Env, n: int | None = None, action: float = 0.5):
-        from policies.warmup import EXECUTED
-
         super().__init__(env)
-        self.n, self.t, self.key = n, 0, EXECUTED
+        self.n, self.t, self.key = n, 0, EXECUTED_ACTION
         self.action = np.full(env.action_space.shape, action, dtype=np.float32)
 
     def step(self, action):
@@ -81,6 +84,37 @@ class Demonstrated(gym.Wrapper):
             return self.env.step(action)
         obs, r, term, trunc, info = self.env.step(self.action)
         return obs, r, term, trunc, {**info, self.key: self.action.copy()}
+
+
+class PlainEnv(gym.Env):
+    """A Gymnasium env with nothing of ours: no ``render_frame``, no ``instruction``, no privileged info; frames
+    only through ``render()`` with ``render_mode="rgb_array"``. The state moves by the action; pixel (0, 0)
+    holds the step number so tests can tell frames apart."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+
+    def __init__(self, render_mode: str | None = None, size: int = 8):
+        self.render_mode, self.size = render_mode, size
+        self.observation_space = spaces.Box(-np.inf, np.inf, shape=(1,), dtype=np.float32)
+        self.action_space = spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
+        self.x, self.t = 0.0, 0
+        self._frame = np.zeros((size, size, 3), dtype=np.uint8)  # reused, as some renderers reuse their buffer
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.x, self.t = float(self.np_random.uniform(0.0, 0.1)), 0
+        return np.array([self.x], dtype=np.float32), {}
+
+    def step(self, action):
+        self.x += 0.1 * float(np.asarray(action).reshape(-1)[0])
+        self.t += 1
+        return np.array([self.x], dtype=np.float32), float(self.x), False, False, {}
+
+    def render(self):
+        if self.render_mode != "rgb_array":
+            return None
+        self._frame[0, 0, 0] = min(self.t, 255)
+        return self._frame
 
 
 class ScriptedCritic:

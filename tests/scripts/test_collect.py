@@ -14,9 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from policies.specs import check_policy_spec, collect_env, collect_policy
 from primo_loop.data.collect import CollectConfig, collect, plan_episodes, rollout
 from primo_loop.data.dataset import EpisodeDataset, episodes_dir, list_episode_ids, read_episode
-from primo_loop.errors import ConfigError, DatasetError
+from primo_loop.errors import ConfigError, DatasetError, UnknownNameError
+
+ROBOSUITE = {"make_env": collect_env, "make_policy": collect_policy}  # the factories scripts/collect.py passes
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "collect.py"
@@ -128,26 +131,26 @@ def test_collect_the_states_a_trained_agent_visits(tmp_path, lift_agent):
     episodes repeat exactly, the episode's noise perturbs them, and frames carry privileged progress labels."""
     plan = plan_episodes(["Lift"], ["Panda"], 2, seed=3, failure_rate=0.0, noise=0.0)
     cfg = CollectConfig(policy=str(lift_agent), horizon=15, frame_every=5, render_size=64)
-    ep = rollout(plan[0], cfg)
+    ep = rollout(plan[0], cfg, **ROBOSUITE)
     assert ep.meta["policy"] == str(lift_agent) and ep.meta["policy_model"].endswith("final_model.zip")
     actions = np.asarray(ep.table["action"])
     assert actions.shape == (16, 4) and ep.frames.shape == (4, 64, 64, 3)  # row 0 is the reset
-    np.testing.assert_array_equal(actions, np.asarray(rollout(plan[0], cfg).table["action"]))
-    noisy = rollout(dataclasses.replace(plan[0], noise=0.3), cfg)
+    np.testing.assert_array_equal(actions, np.asarray(rollout(plan[0], cfg, **ROBOSUITE).table["action"]))
+    noisy = rollout(dataclasses.replace(plan[0], noise=0.3), cfg, **ROBOSUITE)
     noisy_actions = np.asarray(noisy.table["action"])
     assert not np.allclose(noisy_actions, actions) and np.abs(noisy_actions).max() <= 1.0
     assert 0.0 <= ep.table["progress"].min() <= ep.table["progress"].max() <= 1.0
 
     out = tmp_path / "agent_ds"
-    assert collect(plan, out, cfg, workers=0)["written"] == 2
+    assert collect(plan, out, cfg, workers=0, **ROBOSUITE)["written"] == 2
     early = CollectConfig(policy=str(lift_agent), policy_steps=20, horizon=15, frame_every=5, render_size=64)
     with pytest.raises(DatasetError, match="policy"):  # same seeds, another policy: not a resume
-        collect(plan, out, CollectConfig(horizon=15, frame_every=5, render_size=64), workers=0)
-    assert rollout(plan[0], early).meta["policy_model"].endswith("model_20_steps.zip")
+        collect(plan, out, CollectConfig(horizon=15, frame_every=5, render_size=64), workers=0, **ROBOSUITE)
+    assert rollout(plan[0], early, **ROBOSUITE).meta["policy_model"].endswith("model_20_steps.zip")
     with pytest.raises(ConfigError, match="trained on Lift with Panda"):
-        rollout(plan_episodes(["Lift"], ["Sawyer"], 1, failure_rate=0.0)[0], cfg)
+        rollout(plan_episodes(["Lift"], ["Sawyer"], 1, failure_rate=0.0)[0], cfg, **ROBOSUITE)
     with pytest.raises(ConfigError, match="run folder"):
-        CollectConfig(policy=str(tmp_path / "no_run"))
+        check_policy_spec(str(tmp_path / "no_run"))
     res = subprocess.run([sys.executable, str(SCRIPT), "--policy", str(lift_agent), "--policy-steps", "30",
                           "--failure-rate", "0", "--out", str(tmp_path / "x")], env=ENV, capture_output=True,
                          text=True, timeout=120)
@@ -156,8 +159,8 @@ def test_collect_the_states_a_trained_agent_visits(tmp_path, lift_agent):
                           "--failure-rate", "0", "--out", str(tmp_path / "x")], env=ENV, capture_output=True,
                          text=True, timeout=120)
     assert res.returncode == 2 and "pass --env Lift --robot Panda" in res.stderr, res.stderr[-1000:]
-    with pytest.raises(ConfigError, match="needs `policy` to be a training run folder"):
-        CollectConfig(policy_steps=20)
+    with pytest.raises(ConfigError, match="--policy-steps needs --policy RUN_FOLDER"):
+        check_policy_spec("scripted", steps=20)
 
 
 @pytest.mark.slow
@@ -173,3 +176,83 @@ def test_collect_real_lift(tmp_path):
     ep = read_episode(episodes_dir(out) / "Lift-Panda-s000000")
     assert ep.meta["instruction"] and ep.frames.shape[1:] == (64, 64, 3)
     assert 0.0 <= ep.table["progress"].min() <= ep.table["progress"].max() <= 1.0
+
+
+# ------------------------------------------------------------------------------- bad inputs, one line each
+
+def _synthetic(out: Path, *extra: str) -> list[str]:
+    return ["--synthetic", "--env", "SynthLift", "--robot", "SynthBot", "--workers", "0", "--no-progress",
+            "--out", str(out), *extra]
+
+
+def test_counts_out_of_range_are_refused(load_script, tmp_path):
+    main = load_script("scripts/collect.py").main
+    with pytest.raises(ConfigError, match=r"Expected --episodes >= 1, actually: 0"):
+        main(_synthetic(tmp_path / "a", "--episodes", "0"))
+    with pytest.raises(ConfigError, match=r"Expected --workers >= 0, actually: -1"):
+        main(_synthetic(tmp_path / "b", "--workers", "-1"))
+    with pytest.raises(ConfigError, match=r"Expected `workers` to be an integer >= 0"):
+        collect([], tmp_path / "c", CollectConfig(synthetic=True), workers=-1)
+    res = subprocess.run([sys.executable, str(SCRIPT), *_synthetic(tmp_path / "d", "--episodes", "0")], env=ENV,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and res.stderr.strip().count("\n") == 0, res.stderr
+    assert "--episodes >= 1" in res.stderr and not (tmp_path / "d").exists()
+
+
+def test_policy_specs_are_checked_before_anything_is_built(load_script, tmp_path):
+    main = load_script("scripts/collect.py").main
+    with pytest.raises(ConfigError, match="--policy random injects no failures: pass --failure-rate 0"):
+        main(["--env", "Lift", "--policy", "random", "--out", str(tmp_path / "a")])
+    with pytest.raises(UnknownNameError, match="Did you mean 'scripted'"):
+        main(["--env", "Lift", "--policy", "scriptd", "--failure-rate", "0", "--out", str(tmp_path / "b")])
+    with pytest.raises(ConfigError, match="policy='scripted' in the synthetic scene"):
+        CollectConfig(synthetic=True, policy="random")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_unknown_failure_modes_list_the_valid_ones(load_script, tmp_path):
+    main = load_script("scripts/collect.py").main
+    with pytest.raises(UnknownNameError, match=r"Unknown failure mode 'dorp'; valid: close_early, drop, freeze, "
+                                               r"offset_grasp, push_away\. Did you mean 'drop'\?"):
+        main(["--env", "Lift", "--failure-modes", "dorp", "--out", str(tmp_path / "x")])
+    with pytest.raises(UnknownNameError, match=r"valid: drop\. Did you mean 'drop'"):
+        main(_synthetic(tmp_path / "y", "--failure-modes", "dorp"))
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("flag, before, after, message", [
+    ("--horizon", "40", "50", "horizon: on disk 40, now 50"),
+    ("--camera", "agentview", "frontview", "camera: on disk 'agentview', now 'frontview'"),
+    ("--render-size", "64", "96", "render_size: on disk 64, now 96"),
+    ("--post-success-steps", "5", "-1", "post_success_steps: on disk 5, now None"),
+])
+def test_a_resume_with_a_changed_setting_names_it(load_script, tmp_path, flag, before, after, message):
+    main = load_script("scripts/collect.py").main
+    out = tmp_path / "ds"
+    base = _synthetic(out, "--episodes", "2", "--horizon", "40", "--render-size", "64")
+    assert main([*base, flag, before]) == 0
+    written = {eid: (episodes_dir(out) / eid / "meta.json").stat().st_mtime_ns for eid in list_episode_ids(out)}
+    with pytest.raises(DatasetError, match=f"collected differently \\({message}\\); resume with the same options"):
+        main([*base, "--episodes", "3", flag, after])
+    assert {eid: (episodes_dir(out) / eid / "meta.json").stat().st_mtime_ns
+            for eid in list_episode_ids(out)} == written  # nothing added, nothing rewritten
+    assert main([*base, "--episodes", "3", flag, before]) == 0 and len(list_episode_ids(out)) == 3
+
+
+def test_the_library_is_handed_its_env_and_policy(tmp_path):
+    plan = plan_episodes(["Lift"], ["Panda"], 1, failure_rate=0.0)
+    with pytest.raises(ConfigError, match="Expected `make_env` and `make_policy` factories"):
+        collect(plan, tmp_path / "x", CollectConfig(), workers=0)
+    with pytest.raises(ConfigError, match="Expected `modes_for_task`"):
+        plan_episodes(["Lift"], ["Panda"], 1, failure_rate=0.5)
+    seen = []
+
+    def make_policy(env, spec, cfg):
+        seen.append(spec.episode_id)
+        return SyntheticPolicy(env, seed=spec.seed)
+
+    from primo_loop.data.synthetic import SyntheticPolicy
+
+    ep = rollout(plan_episodes(["SynthLift"], ["SynthBot"], 1, failure_rate=0.0)[0],
+                 CollectConfig(synthetic=True, horizon=10), make_policy=make_policy)
+    assert seen == ["SynthLift-SynthBot-s000000"] and ep.n_steps >= 1

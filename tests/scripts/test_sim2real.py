@@ -42,7 +42,7 @@ def test_synthetic_end_to_end(tmp_path):
 
 
 def test_the_report_says_how_the_critic_was_tuned():
-    from primo_loop.sim2real import report_markdown
+    from benchmarks.sim2real import report_markdown
 
     split = {"episodes": 4, "progress": {"mae": 10.0}}
     result = {"config": {"task": "Lift", "robot": "GR1ArmsOnly", "train_episodes": 3, "eval_episodes": 4,

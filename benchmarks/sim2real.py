@@ -10,7 +10,8 @@ episodes and injected failures); the critic is scored on held-out humanoid episo
    checkpoint was trained on for the comparison to isolate the humanoid episodes. With
    ``--train-arg=--init=CKPT`` it starts from that checkpoint's weights instead: a fine-tune proper.
 
-Everything resumes: collection skips episodes already on disk, training resumes from its ``train_state.pt``.
+An experiment, so it lives in ``benchmarks/`` (run it with ``scripts/sim2real.py``); it uses the library's
+collection, training and evaluation. Everything resumes: collection skips episodes already on disk, training resumes from its ``train_state.pt``.
 Output folder: ``data/humanoid_{train,eval}``, ``zero_shot/`` and ``finetuned_eval/`` (evaluator reports),
 ``finetuned/`` (checkpoint), ``sim2real.md`` / ``sim2real.json``.
 """
@@ -73,14 +74,18 @@ class Sim2RealConfig:
 
 def collect_humanoid(cfg: Sim2RealConfig, name: str, episodes: int, seed: int) -> Path:
     """Collect (or finish collecting) ``episodes`` scripted humanoid episodes into ``OUT/data/<name>``."""
+    from policies.specs import collect_env, collect_policy, failure_modes
     from primo_loop.data.collect import CollectConfig, collect, plan_episodes
 
     root = Path(cfg.out) / "data" / name
-    kw: dict[str, Any] = {"modes_for_task": lambda task: ["drop"]} if cfg.synthetic else {}
-    plan = plan_episodes([cfg.task], [cfg.robot], episodes, seed, cfg.failure_rate, **kw)
-    summary = collect(plan, root, CollectConfig(synthetic=cfg.synthetic), workers=cfg.workers)
+    if cfg.synthetic:
+        modes_for_task, factories = (lambda task: ["drop"]), {}
+    else:
+        modes_for_task, factories = failure_modes, {"make_env": collect_env, "make_policy": collect_policy}
+    plan = plan_episodes([cfg.task], [cfg.robot], episodes, seed, cfg.failure_rate, modes_for_task=modes_for_task)
+    summary = collect(plan, root, CollectConfig(synthetic=cfg.synthetic), workers=cfg.workers, **factories)
     if summary.get("errors"):
-        log.warning("%d %s episodes could not be collected", summary["errors"], name)
+        log.warning("%d %s episodes could not be collected", len(summary["errors"]), name)
     return root
 
 

@@ -1,4 +1,10 @@
-"""SB3 half of :mod:`primo_loop.wrappers` (imported on first use of ``wrappers.VecCriticInTheLoop``)."""
+"""The critic in the loop around an SB3 VecEnv (:class:`VecCriticInTheLoop`), a thin shell over one
+:class:`primo_loop.tracker.EpisodeTracker` per sub-env; the vector twin of :mod:`primo_loop.wrappers.single`.
+
+Works on any Gymnasium sub-envs: frames come from the sub-envs' ``render_frame()`` where they have one, else
+their ``render()`` (make them with ``render_mode="rgb_array"``); the instruction from the ``instruction``
+argument, else the sub-envs' ``instruction`` attribute. Privileged state is optional, as for the single env.
+"""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
@@ -7,8 +13,15 @@ from typing import Any
 import numpy as np
 
 from primo_loop.critics import Critic, resolve_critic
+from primo_loop.errors import ConfigError
 from primo_loop.tracker import EpisodeTracker, TrackerConfig
-from primo_loop.wrappers import CriticCaller, _tracker_config, privileged_from_info
+from primo_loop.wrappers.common import (
+    CriticCaller,
+    as_frame,
+    merge_tracker_config,
+    privileged_from_info,
+    resolve_instruction,
+)
 
 
 def _set_obs(obs: Any, i: int, value: Any) -> None:
@@ -42,7 +55,9 @@ class VecCriticInTheLoop(_vec_base()):  # type: ignore[misc]
     lives in this (the main) process, never one per worker. A sub-env that the env itself ends is
     auto-reset by the VecEnv as usual (its new episode's baseline query joins the batch); a sub-env that
     the critic ends is reset here, with ``terminal_observation`` set and ``TimeLimit.truncated`` False,
-    and its new baseline queries go out in a second batch. Same options as :class:`CriticInTheLoop`.
+    and its new baseline queries go out in a second batch. Same options as
+    :class:`~primo_loop.wrappers.single.CriticInTheLoop`, except ``render_fn``; ``instruction`` is one string for
+    all sub-envs (default: each sub-env's ``instruction`` attribute).
 
     Every episode gets an id (``info["critic/episode"]``, counting up from ``next_episode_id``); with
     ``episode_sink`` set, ``episode_sink(env_index, episode_id, tracker)`` is called with each finished episode's
@@ -52,13 +67,18 @@ class VecCriticInTheLoop(_vec_base()):  # type: ignore[misc]
 
     def __init__(self, venv, critic: Critic | str | None = None, config: TrackerConfig | None = None,
                  critic_options: Mapping[str, Any] | None = None, on_critic_error: str = "hold",
-                 **tracker_options: Any):
+                 instruction: str | None = None, **tracker_options: Any):
         super().__init__(venv)
         self.critic = resolve_critic(critic, **dict(critic_options or {}))
-        cfg = _tracker_config(config, tracker_options)
+        cfg = merge_tracker_config(config, tracker_options)
         self.trackers = [EpisodeTracker(cfg) for _ in range(self.num_envs)]
         self._call = CriticCaller(self.critic, on_critic_error)
-        self.instructions: list[str] = list(self.venv.get_attr("instruction"))
+        if instruction is not None or not self.venv.has_attr("instruction"):
+            self.instructions = [resolve_instruction(instruction, lambda: None, "VecEnv's sub-env")] * self.num_envs
+        else:
+            self.instructions = [resolve_instruction(None, lambda x=x: x, "VecEnv's sub-env")
+                                 for x in self.venv.get_attr("instruction")]
+        self._render_method = self._frame_method()
         self.next_episode_id = 0
         self.episode_ids = [-1] * self.num_envs
         self.episode_sink: Callable[[int, int, EpisodeTracker], None] | None = None
@@ -68,8 +88,23 @@ class VecCriticInTheLoop(_vec_base()):  # type: ignore[misc]
         """Batches on which the critic raised (each query of such a batch counts in the trackers' ``errors``)."""
         return self._call.errors
 
+    def _frame_method(self) -> str:
+        """The sub-env method that renders a frame: ``render_frame`` where the sub-envs have it, else ``render``."""
+        if self.venv.has_attr("render_frame"):
+            return "render_frame"
+        modes = set(self.venv.get_attr("render_mode"))
+        if modes != {"rgb_array"}:
+            raise ConfigError(f"The critic needs frames, and the sub-envs render with render_mode="
+                              f"{', '.join(map(repr, sorted(modes, key=str)))}; expected render_mode=\"rgb_array\" "
+                              f"(e.g. make_vec_env(id, env_kwargs={{'render_mode': 'rgb_array'}})) or sub-envs with a "
+                              f"render_frame() method")
+        return "render"
+
     def _render(self, indices: Sequence[int]) -> list[np.ndarray]:
-        return self.venv.env_method("render_frame", indices=list(indices)) if indices else []
+        if not indices:
+            return []
+        frames = self.venv.env_method(self._render_method, indices=list(indices))
+        return [as_frame(f, f"sub-env {self._render_method}()") for f in frames]
 
     def _reset_infos(self) -> list[dict[str, Any]]:
         infos = getattr(self.venv, "reset_infos", None)
