@@ -50,53 +50,50 @@ LATE_PROGRESS = 0.5
 
 @dataclass
 class RefreshConfig:
-    """Options of online critic refresh (defaults in brackets).
-
-    Attributes:
-        every: env steps between refreshes [10_000].
-        grad_steps: AdamW steps per refresh [200].
-        lr: learning rate [3e-4] (constant; a fine-tune, not a fresh training).
-        weight_decay: AdamW weight decay [1e-4].
-        batch_episodes: episodes per batch [8].
-        queries_per_episode: at most this many queries per episode per batch [16].
-        fresh_fraction: share of each batch drawn from the episodes since the last refresh [0.5].
-        label_fraction: labelling budget: the share of finished episodes whose privileged labels the critic
-            trains on [1.0]. Which episodes get labels is drawn per episode (seeded). Every episode is still
-            relabelled in the buffer, and the error statistics still cover all fresh episodes (measurement, not
-            training).
-        max_episodes: newest episodes kept for training and relabelling [5000]; about 110 kB each at 64 px.
-        min_episodes: a refresh waits until this many episodes are stored [20].
-        failure_weight / aux_weight: loss weights, as in :class:`~primo_loop.training.compact.TrainConfig`.
-        augment: colour/shift augmentation per episode [True].
-        rehearsal_data: dataset folders (``scripts/collect.py``) mixed into every batch, e.g. the scripted
-            rollouts the critic was first trained on [none]. Fine-tuned on an agent's states alone, the critic
-            forgets the stages that agent has not reached (measured: the embedded critic reads scripted Lift
-            episodes' lifts at 0.997 of the oracle's 1.0, the same critic after 8 refreshes on an agent that
-            never lifted at 0.82). A list, or one string with folders separated by commas.
-        rehearsal_fraction: share of each batch drawn from ``rehearsal_data`` [0.25]; with ``fresh_fraction``
-            at most 1.
-        seed: seed of batch sampling and augmentation [0].
-    """
+    """Options of online critic refresh (each field's docstring says what it does and its default)."""
 
     every: int = 10_000
+    """env steps between refreshes (0: refresh off)"""
     grad_steps: int = 200
+    """AdamW steps per refresh"""
     lr: float = 3e-4
+    """learning rate (constant: a fine-tune, not a fresh training)"""
     weight_decay: float = 1e-4
+    """AdamW weight decay"""
     batch_episodes: int = 8
+    """episodes per batch"""
     queries_per_episode: int = 16
+    """at most this many queries per episode per batch"""
     fresh_fraction: float = 0.5
+    """share of each batch drawn from the episodes since the last refresh"""
     label_fraction: float = 1.0
+    """labelling budget: the share of finished episodes whose privileged labels the critic trains on (drawn per
+    episode, seeded); every episode is still relabelled in the buffer and measured in the error statistics"""
     max_episodes: int = 5000
+    """newest episodes kept for training and relabelling (about 110 kB each at 64 px)"""
     min_episodes: int = 20
+    """a refresh waits until this many episodes are stored"""
     failure_weight: float = 0.5
+    """weight of the failure loss, as in training.compact.TrainConfig"""
     aux_weight: float = 0.5
+    """weight of the auxiliary loss, as in training.compact.TrainConfig"""
     augment: bool = True
-    rehearsal_data: list[str] | str = field(default_factory=list)
+    """colour/shift augmentation per episode"""
+    rehearsal_data: list[str] = field(default_factory=list)
+    """dataset folders (scripts/collect.py) mixed into every batch, e.g. the scripted rollouts the critic was first
+    trained on: fine-tuned on an agent's states alone, the critic forgets the stages that agent has not reached
+    (measured: the embedded critic reads scripted Lift lifts at 0.997 of the oracle's 1.0, the same critic after
+    8 refreshes on an agent that never lifted at 0.82); from Python also one string, folders separated by commas"""
     rehearsal_fraction: float = 0.25
+    """share of each batch drawn from rehearsal_data; with fresh_fraction at most 1"""
     seed: int = 0
+    """seed of batch sampling and augmentation"""
 
     def __post_init__(self) -> None:
-        check_counts(self, ("every", "grad_steps", "batch_episodes", "queries_per_episode", "max_episodes",
+        if isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 0:
+            raise ConfigError(f"Expected refresh option `every` to be an integer >= 0 (0: off), actually: "
+                              f"{self.every!r}")
+        check_counts(self, ("grad_steps", "batch_episodes", "queries_per_episode", "max_episodes",
                             "min_episodes"), "refresh option")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"Expected refresh option `lr` > 0, actually: {self.lr!r}")
@@ -145,6 +142,8 @@ class CriticRefresher:
         if not all(hasattr(critic, a) for a in ("model", "weights_changed", "config", "score")):
             raise ConfigError(f"Online critic refresh trains the compact critic; {getattr(critic, 'name', critic)!r} "
                               "cannot be trained in the loop (use --critic compact)")
+        if config.every < 1:
+            raise ConfigError(f"Expected refresh option `every` >= 1 for a refresher, actually: {config.every!r}")
         if tracker.shaping == "none":
             raise ConfigError("Online critic refresh relabels the critic's shaping term; shaping is 'none'")
         from primo_loop.training.compact import TrainConfig
