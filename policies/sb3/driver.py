@@ -153,7 +153,6 @@ def _train(cfg: AgentConfig, critic: Any, out: Path) -> dict[str, Any]:
     from primo_loop.data.video import write_text_atomic
 
     eval_csv = out / "eval.csv"
-    write_text_atomic(out / "config.json", json.dumps(cfg.as_dict(), indent=2, default=str))
     set_random_seed(cfg.seed)
     venv = vec_envs.make_vec_env(cfg, critic)
     eval_env = None
@@ -173,6 +172,8 @@ def _train(cfg: AgentConfig, critic: Any, out: Path) -> dict[str, Any]:
             eval_t0 -= max((row.get("wall_s", 0.0) for row in read_eval(eval_csv)), default=0.0)
             if cfg.demo_episodes and model.num_timesteps > 0:  # the buffer already holds the demonstrations
                 venv.env_method("end_warmup")
+        # written once the run can start: a refused resume leaves the run's record as it was
+        write_text_atomic(out / "config.json", json.dumps(cfg.as_dict(), indent=2, default=str))
         start = model.num_timesteps
         callbacks = _callbacks(cfg, out, venv, model, eval_env, eval_t0)
         remaining = cfg.steps - start
