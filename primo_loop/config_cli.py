@@ -200,7 +200,7 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, *, prefix:
         flag = "--" + (_flag(prefix) + _flag(f.name) if prefix else _flag(f.name))
         if "key_value" in f.metadata:
             group.add_argument("--" + f.metadata["key_value"], dest=dest, action="append", default=[],
-                               metavar="KEY=VALUE", help=f"{help_text} (repeat for more; default: none)")
+                               metavar="KEY=VALUE", help=f"{help_text} (default: none; repeat for more)")
             continue
         kw: dict[str, Any] = {"dest": dest}
         if f.name in required or default is dataclasses.MISSING:

@@ -91,7 +91,7 @@ def test_help_shows_every_default_and_each_docstring(capsys):
     text = " ".join(capsys.readouterr().out.split())
     for piece in ("env steps (default: 100)", "how to run (default: fast)", "an optional limit (default: none)",
                   "layer sizes (default: 64 64)", "talk more (default: false)", "(default: 0.25)",
-                  "turn it on (default: true)", "free-form options (repeat for more; default: none)"):
+                  "turn it on (default: true)", "free-form options (default: none; repeat for more)"):
         assert piece in text, piece
     assert "--inner.frame-every" not in text  # excluded by the field's metadata
 
