@@ -60,7 +60,7 @@ SHAPING_ONLY = {"critic_option", "critic_every", "critic_weight", "shaping", "tr
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from policies.sb3 import add_training_arguments
+    from benchmarks.shaping_options import add_training_arguments
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_training_arguments(p)
@@ -187,7 +187,8 @@ def run_all(args: argparse.Namespace, priors: dict[str, dict],
     called after each run and when training is interrupted, so the curves so far reach the results folder (a
     report can be committed; run folders die with the machine). Returns the last report written (None if none
     was: every run came from a prior)."""
-    from policies.sb3 import AgentConfig, train, training_config_kwargs
+    from benchmarks.shaping_options import training_config_kwargs
+    from policies.sb3 import AgentConfig, train
 
     last = None
     for reward in args.rewards:
@@ -196,9 +197,7 @@ def run_all(args: argparse.Namespace, priors: dict[str, dict],
             if not (out / "eval.csv").exists() and any(prior_curve(p, reward, seed) for p in priors.values()):
                 print(f"{reward} seed {seed}: taken from the prior report", flush=True)
                 continue
-            kwargs = training_config_kwargs(args)
-            if reward != "critic":  # online critic refresh applies to the critic reward only
-                kwargs.update(refresh_every=0, refresh_options={})
+            kwargs = training_config_kwargs(args, reward)  # refresh applies to the critic reward only
             cfg = AgentConfig(**kwargs, reward=reward, steps=args.steps, seed=seed,
                               out=str(out), resume=True, progress_bar=False)
             t0 = time.time()
@@ -570,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.rewrite:
         return rewrite(args.rewrite)
-    from policies.sb3 import training_config_kwargs
+    from benchmarks.shaping_options import training_config_kwargs
     from primo_loop.cli import writable_dir
 
     results = writable_dir(args.results)
@@ -585,7 +584,7 @@ def main(argv: list[str] | None = None) -> int:
             "env", "algo", "action", "demo_episodes", "demo_fraction", "bc_steps", "bc_regularize", "horizon",
             "steps", "critic", "critic_every", "critic_weight", "shaping", "tracker_option", "refresh_every",
             "refresh_option")}
-        result["setting"]["algo_kwargs"] = training_config_kwargs(args)["algo_kwargs"]
+        result["setting"]["algo_kwargs"] = training_config_kwargs(args, "sparse")["algo_kwargs"]
         return write_report(result, results)
 
     written = None if args.report_only else run_all(args, priors, report)
