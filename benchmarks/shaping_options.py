@@ -68,8 +68,9 @@ def training_config_kwargs(args: argparse.Namespace, reward: str) -> dict[str, A
     critic_reward = reward in ("critic", "oracle")
     kwargs["critic"] = args.critic if reward == "critic" else None
     kwargs["critic_options"] = parse_options(args.critic_option) if critic_reward else {}
-    kwargs["tracker"] = TrackerConfig.from_options(critic_every=args.critic_every, critic_weight=args.critic_weight,
-                                                   shaping=args.shaping, **lists["tracker_option"])
+    kwargs["tracker"] = TrackerConfig.from_options(  # sparse and dense runs read no tracker option
+        critic_every=args.critic_every, critic_weight=args.critic_weight, shaping=args.shaping,
+        **lists["tracker_option"]) if critic_reward else TrackerConfig()
     refresh = reward == "critic" and args.refresh_every
     kwargs["refresh"] = RefreshConfig.from_options(every=args.refresh_every if refresh else 0,
                                                    **(lists["refresh_option"] if refresh else {}))

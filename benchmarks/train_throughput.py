@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg = AgentConfig(env=args.env, algo=args.algo, reward="sparse" if reward == "warmup" else reward,
                               critic=args.critic if critic else None,
                               critic_options=parse_options(args.critic_option) if critic else {},
-                              tracker=TrackerConfig(critic_every=args.critic_every),
+                              tracker=TrackerConfig(critic_every=args.critic_every) if critic else TrackerConfig(),
                               steps=args.steps // 4 if reward == "warmup" else args.steps,
                               workers=args.workers, horizon=args.horizon, eval_every=0,
                               checkpoint_every=0, algo_kwargs=parse_options(args.set), out=f"{tmp}/{reward}",

@@ -35,13 +35,6 @@ from policies.warmup import EXECUTED
 class _NStepBuffer(NStepReplayBuffer):
     """SB3's n-step replay buffer, sampling exactly as the one-step ``ReplayBuffer`` when ``n_steps == 1``."""
 
-    def __setstate__(self, state: dict) -> None:  # replay buffers pickled before n-step returns existed
-        state.setdefault("n_steps", 1)
-        state.setdefault("gamma", 0.99)
-        if "demos" in state:
-            state.setdefault("_pending", [[] for _ in range(state["n_envs"])])
-        self.__dict__.update(state)
-
     def _get_samples(self, batch_inds, env=None) -> ReplayBufferSamples:
         if self.n_steps == 1:
             return ReplayBuffer._get_samples(self, batch_inds, env=env)

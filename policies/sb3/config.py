@@ -208,6 +208,13 @@ class AgentConfig:
                               "(--sb3.gamma)")
         self.tracker = dataclasses.replace(self.tracker, gamma=gamma)
         self.refresh = dataclasses.replace(self.refresh, seed=self.seed)
+        if self.reward not in CRITIC_REWARDS:  # settings a sparse or dense run would silently ignore
+            if self.critic_options:
+                raise ConfigError(f"--critic-option has no effect with --reward {self.reward}: critic options "
+                                  "apply to --reward critic or oracle; drop them or change --reward")
+            if self.tracker != dataclasses.replace(TrackerConfig(), gamma=gamma):
+                raise ConfigError(f"--tracker.* options have no effect with --reward {self.reward}: the tracker "
+                                  "shapes critic and oracle rewards only; drop them or change --reward")
         off = dataclasses.replace(RefreshConfig(every=0), seed=self.seed)
         if self.refresh.every or self.refresh != off:
             if not self.refresh.every:

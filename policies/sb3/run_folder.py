@@ -69,6 +69,9 @@ def check_resume_config(out: Path, cfg: Any) -> None:
         saved = json.loads(saved_path.read_text())
     except ValueError as exc:
         raise ConfigError(f"{saved_path} is not readable JSON ({exc}): use a new --out, or --overwrite") from exc
+    if "tracker" not in saved:
+        raise ConfigError(f"{saved_path} was written by an earlier train_agent.py (flat tracker options): its "
+                          "policies load with TrainedPolicy, but it cannot be resumed; start a new --out")
     mine = cfg.as_dict()
     keys = [*RESUME_KEYS, "refresh.every"]
     for key in keys:

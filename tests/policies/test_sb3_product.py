@@ -109,6 +109,12 @@ def test_a_critic_without_the_critic_reward_is_refused():
     with pytest.raises(ConfigError, match="has no effect with --reward oracle"):
         AgentConfig(reward="oracle", critic="vlm")
     assert AgentConfig(reward="critic", critic="vlm").critic_name == "vlm"
+    # nor is any other setting a sparse or dense run would silently ignore
+    with pytest.raises(ConfigError, match="--critic-option has no effect with --reward dense"):
+        AgentConfig(reward="dense", critic_options={"checkpoint": "x"})
+    with pytest.raises(ConfigError, match=r"--tracker.\* options have no effect with --reward sparse"):
+        AgentConfig(reward="sparse", tracker=TrackerConfig(critic_every=5))
+    assert AgentConfig(reward="oracle", critic_options={"noise_std": 0.1}).critic_options == {"noise_std": 0.1}
 
 
 def test_each_setting_has_one_route():
@@ -174,3 +180,16 @@ def test_a_truncated_policy_file_is_one_line_naming_it(tmp_path):
     (tmp_path / "run" / "final_model.zip").write_bytes(b"trunc")
     with pytest.raises(ConfigError, match=r"final_model.zip does not load as a saved DemoSAC model"):
         load_model(algo_class("sac"), tmp_path / "run" / "final_model.zip")
+
+
+def test_a_run_folder_of_the_earlier_flat_config_is_refused_on_resume_in_one_line(tmp_path):
+    out = tmp_path / "run"
+    train(tiny(tmp_path, steps=100, eval_every=0))
+    config = json.loads((out / "config.json").read_text())
+    for key in ("tracker", "refresh"):
+        del config[key]
+    config.update(critic_every=10, tracker_options={}, refresh_every=0)  # as the earlier version wrote it
+    (out / "config.json").write_text(json.dumps(config))
+    (out / "done.json").unlink()
+    with pytest.raises(ConfigError, match="written by an earlier train_agent.py .* cannot be resumed"):
+        train(tiny(tmp_path, steps=200, eval_every=0, resume=True))

@@ -214,17 +214,6 @@ def test_n_step_option_reaches_the_demo_buffer():
     assert grown._get_samples(np.array([0])).rewards.item() == 1.75
 
 
-def test_a_buffer_pickled_before_n_step_returns_still_loads():
-    buf = _buffer(size=10)
-    _add(buf, 0.5, demo=True, done=True)
-    state = {k: v for k, v in buf.__dict__.items() if k not in ("n_steps", "gamma", "_pending")}
-    old = DemoReplayBuffer.__new__(DemoReplayBuffer)
-    old.__setstate__(state)  # what unpickling an older checkpoint's buffer does
-    assert old.n_steps == 1 and old.sample(4).discounts is None
-    _add(old, -0.5, demo=True)  # it keeps recording demonstrations
-    assert len(old._pending[0]) == 1
-
-
 def test_behaviour_cloning_fits_the_demonstrations():
     from stable_baselines3.common.vec_env import DummyVecEnv
 
