@@ -98,6 +98,8 @@ class AgentConfig:
     """task name, or module:callable returning a Gymnasium env (called with horizon= when it takes it)"""
     robot: str = "Panda"
     """robosuite robot"""
+    instruction: str | None = None
+    """the task instruction the critic reads, for an env that carries none (our tasks carry their own)"""
     algo: Literal["sac", "ppo"] = "sac"
     """algorithm"""
     reward: Literal["sparse", "dense", "critic", "oracle"] = "sparse"
@@ -209,6 +211,9 @@ class AgentConfig:
         self.tracker = dataclasses.replace(self.tracker, gamma=gamma)
         self.refresh = dataclasses.replace(self.refresh, seed=self.seed)
         if self.reward not in CRITIC_REWARDS:  # settings a sparse or dense run would silently ignore
+            if self.instruction is not None:
+                raise ConfigError(f"--instruction has no effect with --reward {self.reward}: only the critic "
+                                  "reads it; drop it or change --reward")
             if self.critic_options:
                 raise ConfigError(f"--critic-option has no effect with --reward {self.reward}: critic options "
                                   "apply to --reward critic or oracle; drop them or change --reward")

@@ -118,10 +118,12 @@ def make_vec_env(cfg: AgentConfig, critic: Any | None = None):
     if cfg.reward in CRITIC_REWARDS:
         from primo_loop.wrappers import VecCriticInTheLoop
 
+        # the instruction is passed only when given: an env of ours carries its own
+        extra = {} if cfg.instruction is None else {"instruction": cfg.instruction}
         try:
             venv = VecCriticInTheLoop(venv, critic if critic is not None else cfg.critic_name,
                                       config=cfg.tracker_config(),
-                                      critic_options=None if critic is not None else cfg.critic_options)
+                                      critic_options=None if critic is not None else cfg.critic_options, **extra)
         except BaseException:
             venv.close()
             raise

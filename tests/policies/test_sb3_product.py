@@ -34,10 +34,8 @@ class NoSuccessEnv(ProgressEnv):
 
 
 def make_pusher():
-    """A plain Gymnasium MuJoCo env with an instruction, as a user would hand it to ``--env module:callable``."""
-    env = gym.make("Pusher-v5", render_mode="rgb_array", width=64, height=64)
-    env.unwrapped.instruction = "push the puck to the goal"
-    return env
+    """A plain Gymnasium MuJoCo env, as a user would hand it to ``--env module:callable``."""
+    return gym.make("Pusher-v5", render_mode="rgb_array", width=64, height=64)
 
 
 def tiny(tmp_path, **kw) -> AgentConfig:
@@ -86,9 +84,9 @@ def test_an_env_without_is_success_trains_and_is_evaluated_on_return(tmp_path):
 
 @pytest.mark.slow
 def test_a_gymnasium_mujoco_env_trains_through_the_documented_route(tmp_path):
-    """``--env module:callable`` with Pusher-v5 (no ``is_success``, no ``render_frame``, frames from
-    ``render()``): the critic sees its frames and the run is evaluated on return. Needs the critic wrapper's
-    support of plain Gymnasium envs."""
+    """``--env module:callable --instruction ...`` with Pusher-v5 (no ``is_success``, no ``render_frame``, no
+    instruction of its own; frames from ``render()``): the critic sees its frames and the run is evaluated on
+    return. Needs the critic wrappers' support of plain Gymnasium envs (``instruction=``, frames from ``render()``)."""
     seen = []
 
     def answer(q):
@@ -96,6 +94,7 @@ def test_a_gymnasium_mujoco_env_trains_through_the_documented_route(tmp_path):
         return CriticVerdict(progress=0.5, failure_prob=0.0)
 
     summary = train(tiny(tmp_path, env=f"{__name__}:make_pusher", reward="critic", steps=60, horizon=20,
+                         instruction="push the puck to the goal",
                          eval_every=60, checkpoint_every=0, tracker=TrackerConfig(critic_every=10)),
                     critic=ScriptedCritic(answer))
     assert summary["timesteps"] == 60 and summary["critic"]["queries"] > 0
@@ -115,6 +114,8 @@ def test_a_critic_without_the_critic_reward_is_refused():
     with pytest.raises(ConfigError, match=r"--tracker.\* options have no effect with --reward sparse"):
         AgentConfig(reward="sparse", tracker=TrackerConfig(critic_every=5))
     assert AgentConfig(reward="oracle", critic_options={"noise_std": 0.1}).critic_options == {"noise_std": 0.1}
+    with pytest.raises(ConfigError, match="--instruction has no effect with --reward sparse"):
+        AgentConfig(reward="sparse", instruction="lift it")
 
 
 def test_each_setting_has_one_route():
