@@ -116,3 +116,26 @@ def test_count_options_counts_a_bool_pair_once():
     p = parser()
     assert count_options(p) == 12
     assert from_namespace(Args, p.parse_args([]), steps=5).steps == 5
+
+
+@dataclass
+class Resolved:
+    every: int = 10
+    """query every N steps"""
+    frame_every: int | None = None
+    """frame stride (none: every)"""
+
+    def __post_init__(self):
+        if self.frame_every is None:
+            self.frame_every = self.every
+
+
+@dataclass
+class Outer:
+    inner: Resolved = field(default_factory=Resolved)
+    """nested, resolving a None in __post_init__"""
+
+
+def test_a_nested_none_default_stays_none_so_post_init_resolves_it_from_the_options_given():
+    # the default instance holds frame_every=10 (resolved); passing that on would pin it to the old `every`
+    assert parse_dataclass(Outer, ["--inner.every", "5"]).inner.frame_every == 5
