@@ -188,8 +188,9 @@ class AgentConfig:
     def _check_algo_kwargs(self) -> None:
         twice = [k for k in _OWN_FIELDS if k in self.algo_kwargs]
         if twice:
-            raise ConfigError(f"`{twice[0]}` is a setting of its own: pass {twice[0]}=... (--{twice[0].replace('_', '-')}),"
-                              " not in algo_kwargs")
+            name = twice[0]
+            raise ConfigError(f"`{name}` is a setting of its own: pass {name}=... (--{name.replace('_', '-')}), "
+                              "not in algo_kwargs")
         unknown = set(self.algo_kwargs) - _algo_params(self.algo)
         if unknown:
             raise UnknownNameError(f"{self.algo.upper()} option", sorted(unknown)[0], _algo_params(self.algo))

@@ -37,7 +37,8 @@ RESUME_KEYS = ("env", "robot", "algo", "reward", "critic", "workers", "horizon",
 # ---------------------------------------------------------------------------------------------------------
 def prepare_out(out: str | Path, *, resume: bool, overwrite: bool) -> tuple[Path, bool]:
     """The run folder, checked: an existing non-empty one is refused unless ``resume`` or ``overwrite`` (which
-    empties it first). Returns the folder and whether this call created it (a failed start removes it)."""
+    empties it first, and only if it is a run folder: one with a ``config.json``). Returns the folder and whether
+    this call created it (a failed start removes it)."""
     from primo_loop.cli import writable_dir
 
     out = Path(out)
@@ -46,6 +47,9 @@ def prepare_out(out: str | Path, *, resume: bool, overwrite: bool) -> tuple[Path
         raise ConfigError(f"--out {str(out)!r} is a file, not a folder: pass a folder")
     if existed and any(out.iterdir()):
         if overwrite:
+            if not (out / "config.json").is_file():  # never delete a folder that is not a run
+                raise ConfigError(f"--overwrite replaces a run folder, and {str(out)!r} holds no config.json of "
+                                  "one: empty it yourself or pass a new --out")
             shutil.rmtree(out)
             existed = False
         elif not resume:

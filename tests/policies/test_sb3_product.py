@@ -141,8 +141,15 @@ def test_an_existing_run_folder_is_refused_unless_resumed_or_overwritten(tmp_pat
     with pytest.raises(ConfigError, match="not empty: pass --resume .* --overwrite"):
         train(tiny(tmp_path, steps=100, eval_every=0))
     assert (out / "notes.txt").read_text() == "mine"  # untouched
-    train(tiny(tmp_path, steps=100, eval_every=0, overwrite=True))
-    assert not (out / "notes.txt").exists() and (out / "done.json").exists()
+    # --overwrite replaces a run folder, never a folder of something else
+    with pytest.raises(ConfigError, match="holds no config.json"):
+        train(tiny(tmp_path, steps=100, eval_every=0, overwrite=True))
+    assert (out / "notes.txt").read_text() == "mine"
+    (out / "notes.txt").unlink()
+    train(tiny(tmp_path, steps=100, eval_every=0))
+    (out / "notes.txt").write_text("left by hand")
+    train(tiny(tmp_path, steps=100, eval_every=0, overwrite=True, seed=1))
+    assert not (out / "notes.txt").exists() and json.loads((out / "config.json").read_text())["seed"] == 1
     with pytest.raises(ConfigError, match="pass one of them"):
         tiny(tmp_path, resume=True, overwrite=True)
 
