@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from policies.sb3 import vec_envs
 from policies.sb3.config import AgentConfig, algo_class
 from policies.sb3.run_folder import (
     CHECKPOINT_PREFIX,
@@ -19,6 +18,7 @@ from policies.sb3.run_folder import (
     remove_failed_start,
     truncate_eval,
 )
+from policies.sb3.vec_envs import find_critic_wrapper, make_eval_env, make_vec_env
 from primo_loop.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ def _refresher(cfg: AgentConfig, venv: Any, model: Any, resumed: bool):
     """The online critic refresher of a run, restored from the checkpoint the model was loaded from."""
     from primo_loop.training.online import CriticRefresher
 
-    wrapper = vec_envs.find_critic_wrapper(venv)
+    wrapper = find_critic_wrapper(venv)
     rb = model.replay_buffer
     refresher = CriticRefresher(wrapper.critic, wrapper.trackers[0].config, cfg.refresh_config(),
                                 buffer_size=rb.buffer_size, n_envs=rb.n_envs)
@@ -101,7 +101,7 @@ def _callbacks(cfg: AgentConfig, out: Path, venv: Any, model: Any, eval_env: Any
 
 
 def _summary(model: Any, venv: Any, start: int, t0: float, t_learn: float, eval_csv: Path) -> dict[str, Any]:
-    wrapper = vec_envs.find_critic_wrapper(venv)
+    wrapper = find_critic_wrapper(venv)
     return {
         "timesteps": int(model.num_timesteps),
         "resumed_from": int(start),
@@ -154,10 +154,10 @@ def _train(cfg: AgentConfig, critic: Any, out: Path) -> dict[str, Any]:
 
     eval_csv = out / "eval.csv"
     set_random_seed(cfg.seed)
-    venv = vec_envs.make_vec_env(cfg, critic)
+    venv = make_vec_env(cfg, critic)
     eval_env = None
     try:
-        eval_env = vec_envs.make_eval_env(cfg) if cfg.eval_every else None
+        eval_env = make_eval_env(cfg) if cfg.eval_every else None
         model = load_latest(cfg, venv, algo_class(cfg.algo)) if cfg.resume else None
         t0 = eval_t0 = time.time()
         if model is None:

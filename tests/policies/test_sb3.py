@@ -150,7 +150,7 @@ def test_resume_continues_from_the_newest_readable_checkpoint(tmp_path):
 def test_evaluations_differ_between_seeds_and_survive_a_resume(tmp_path, monkeypatch):
     """Each evaluation starts from states drawn from the run's seed and the step count: two seeds are evaluated on
     different states, the same seed on the same ones, and a resumed run on the ones it would have had unstopped."""
-    import policies.sb3.vec_envs as sb3
+    import policies.sb3.driver as sb3
     from stable_baselines3.common.vec_env import VecEnvWrapper, VecMonitor
 
     starts: list[float] = []
