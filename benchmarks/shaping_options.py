@@ -54,7 +54,7 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
 def training_config_kwargs(args: argparse.Namespace, reward: str) -> dict[str, Any]:
     """:class:`AgentConfig` keyword arguments of a ``reward``'s runs from the options above."""
     from primo_loop.tracker import TrackerConfig
-    from primo_loop.training.online import RefreshConfig
+    from primo_loop.training.refresh_config import RefreshConfig
 
     lists = {name: parse_options(getattr(args, name)) for name in _FLAGGED}
     for name, keys in _FLAGGED.items():

@@ -18,7 +18,7 @@ import numpy as np
 
 from primo_loop.errors import ConfigError, UnknownNameError, check_choice, check_counts
 from primo_loop.tracker import TrackerConfig
-from primo_loop.training.online import RefreshConfig
+from primo_loop.training.refresh_config import RefreshConfig
 
 ALGOS = ("sac", "ppo")
 REWARDS = ("sparse", "dense", "critic", "oracle")

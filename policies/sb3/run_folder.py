@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from primo_loop.errors import ConfigError
-from primo_loop.training.online import STATE_PREFIX
+from primo_loop.training.refresh_config import STATE_PREFIX
 
 log = logging.getLogger(__name__)
 
