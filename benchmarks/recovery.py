@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from policies.recovery import NOMINAL, RecoveryConfig, RecoveryExecutor
+from primo_loop.critics.base import capabilities
 from primo_loop.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ def run_experiment(cfg: ExperimentConfig, make_env: Callable[..., Any] | None = 
         from primo_loop.critics import make_critic
 
         critic = make_critic(cfg.critic, **cfg.critic_options)
-    blank = getattr(critic, "name", None) == "oracle"
+    blank = not capabilities(critic).needs_frames  # declared by the backend (the oracle reads no frames)
     base = make_env(cfg.env, cfg.robot, horizon=cfg.horizon, image_size=cfg.image_size)
     try:
         render_fn = (lambda: np.zeros((8, 8, 3), dtype=np.uint8)) if blank else None

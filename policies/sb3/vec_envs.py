@@ -112,8 +112,16 @@ def make_vec_env(cfg: AgentConfig, critic: Any | None = None):
     """
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecMonitor
 
-    fns = env_fns(cfg, cfg.workers, demos=True, reward=cfg.reward,
-                  blank_frames=cfg.reward == "oracle" and critic is None)
+    blank_frames = False
+    if cfg.reward in CRITIC_REWARDS:
+        from primo_loop.critics import resolve_critic
+        from primo_loop.critics.base import capabilities
+
+        if critic is None:
+            critic = resolve_critic(cfg.critic_name, **(cfg.critic_options or {}))
+        # a critic that declares it reads no frames (the oracle) gets blank ones: no ~50 ms renders
+        blank_frames = not capabilities(critic).needs_frames
+    fns = env_fns(cfg, cfg.workers, demos=True, reward=cfg.reward, blank_frames=blank_frames)
     venv = SubprocVecEnv(fns, start_method="forkserver") if cfg.workers > 1 else DummyVecEnv(fns)
     if cfg.reward in CRITIC_REWARDS:
         from primo_loop.wrappers import VecCriticInTheLoop
@@ -121,9 +129,7 @@ def make_vec_env(cfg: AgentConfig, critic: Any | None = None):
         # the instruction is passed only when given: an env of ours carries its own
         extra = {} if cfg.instruction is None else {"instruction": cfg.instruction}
         try:
-            venv = VecCriticInTheLoop(venv, critic if critic is not None else cfg.critic_name,
-                                      config=cfg.tracker_config(),
-                                      critic_options=None if critic is not None else cfg.critic_options, **extra)
+            venv = VecCriticInTheLoop(venv, critic, config=cfg.tracker_config(), **extra)
         except BaseException:
             venv.close()
             raise

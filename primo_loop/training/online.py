@@ -70,7 +70,9 @@ class CriticRefresher:
     """
 
     def __init__(self, critic: Any, tracker: TrackerConfig, config: RefreshConfig, buffer_size: int, n_envs: int):
-        if not all(hasattr(critic, a) for a in ("model", "weights_changed", "config", "score")):
+        from primo_loop.critics.base import capabilities
+
+        if not capabilities(critic).refreshable:
             raise ConfigError(f"Online critic refresh trains the compact critic; {getattr(critic, 'name', critic)!r} "
                               "cannot be trained in the loop (use --critic compact)")
         if config.every < 1:
