@@ -532,7 +532,7 @@ def _clean(obj: Any) -> Any:
 def write_report(report: dict[str, Any], results: Sequence[EpisodeResult], out_dir: str | os.PathLike,
                  cfg: EvalConfig) -> Path:
     """Write report.json, report.md and the PNG plots into ``out_dir``."""
-    from primo_loop.data.video import write_text_atomic
+    from primo_loop.outputs import write_text_atomic
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

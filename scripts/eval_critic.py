@@ -21,13 +21,14 @@ from primo_loop.cli import named_folders, parse_options, run, writable_dir  # no
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--critic", default="compact", help="critic backend (compact, oracle, primo, remote)")
+    p.add_argument("--critic", default="compact",
+                   help="a registered critic (compact, oracle, primo, remote) or package.module:Factory")
     p.add_argument("--checkpoint", default=None, help="checkpoint for the critic (compact: a folder)")
     p.add_argument("--critic-option", action="append", default=[], metavar="KEY=VALUE",
                    help="backend option, repeatable")
     p.add_argument("--data", nargs="+", default=[], help="dataset folder(s) and/or PRIMO .json/.jsonl file(s)")
     p.add_argument("--videos", nargs="+", default=[], help="folder(s) of videos with instruction sidecars "
-                                                          "(NAME.mp4 + NAME.txt or NAME.json; see primo_loop/data/videos.py)")
+                                                          "(NAME.mp4 + NAME.txt or NAME.json; see primo_loop/data/video_folder.py)")
     p.add_argument("--size", type=int, default=224, help="--videos frames are resized to this square size")
     p.add_argument("--data-root", default=None, help="where relative media paths of PRIMO records resolve "
                                                      "(default: $PRIMO_DATA_ROOT, else the records file's folder)")
@@ -89,7 +90,7 @@ def main() -> int:
     out = writable_dir(args.out)
     critic = make_critic(args.critic, **options)
     if args.videos:
-        from primo_loop.data.videos import evaluate_videos
+        from primo_loop.data.video_folder import evaluate_videos
 
         videos = evaluate_videos(critic, args.videos, out / "videos", cfg, image_size=args.size,
                                  critic_name=args.critic)

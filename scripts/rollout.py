@@ -30,7 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with a run folder: its checkpoint at N env steps instead of the final model")
     p.add_argument("--inject-failure", default=None, metavar="MODE",
                    help="drop | offset_grasp | close_early | push_away | freeze (scripted policy only)")
-    p.add_argument("--critic", default=None, help="critic backend (default: the embedded compact critic)")
+    p.add_argument("--critic", default=None,
+                   help="a registered critic (compact, oracle, primo, remote) or package.module:Factory for your "
+                        "own (default: the embedded compact critic)")
     p.add_argument("--critic-option", action="append", default=[], metavar="KEY=VALUE",
                    help="backend option, repeatable (e.g. model=/path, checkpoint=ckpt.pt)")
     p.add_argument("--critic-every", type=int, default=10, help="query the critic every N steps")
@@ -70,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.compare:
         return compare(args)
-    from primo_loop.critics import available_critics, default_critic_name
+    from primo_loop.critics import check_critic, default_critic_name
     from primo_loop.errors import ConfigError, UnsupportedError, check_choice
 
     # Validate every name before paying for a simulator.
@@ -96,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     failure = check_choice("failure mode", args.inject_failure, FAILURE_MODES) if args.inject_failure else None
     if failure and policy_name != "scripted":
         raise ConfigError("--inject-failure needs --policy scripted")
-    critic_name = check_choice("critic", args.critic or default_critic_name(), available_critics())
+    critic_name = check_critic(args.critic or default_critic_name())
     if args.episodes < 1:
         raise ConfigError(f"Expected --episodes >= 1, actually: {args.episodes}")
     out = writable_dir(args.out)
@@ -105,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from policies import make_policy
     from primo_loop.critics import make_critic
-    from primo_loop.data.video import write_text_atomic
+    from primo_loop.outputs import write_text_atomic
     from primo_loop.rollout import run_episode, write_episode
     from primo_loop.tracker import TrackerConfig
     from primo_loop.wrappers import CriticInTheLoop

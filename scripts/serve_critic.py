@@ -10,7 +10,6 @@ binds to loopback by default. The --fail-first/--delay options inject faults for
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import sys
@@ -43,17 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from primo_loop.critics import make_critic, register_critic
+    from primo_loop.critics import make_critic
     from primo_loop.critics.serving import CriticServer, Faults
     from primo_loop.errors import ConfigError
 
     name = args.critic
-    if ":" in name:  # a factory by import path: register it under its own name
-        module, _, attr = name.partition(":")
-        if not hasattr(importlib.import_module(module), attr):
-            raise ConfigError(f"{module} has no attribute {attr!r}")
-        register_critic(attr, name)
-        name = attr
     critic = make_critic(name, **parse_options(args.critic_option))
     api_key = None
     if args.api_key_env:

@@ -2,7 +2,7 @@
 
 Submodules: :mod:`~primo_loop.data.dataset` (episodes and dataset folders), :mod:`~primo_loop.data.collect`
 (parallel, resumable collection of scripted sim rollouts), :mod:`~primo_loop.data.primo_format` (PRIMO benchmark
-records), :mod:`~primo_loop.data.video` (video files, resizing, atomic writes), :mod:`~primo_loop.data.synthetic`
+records), :mod:`~primo_loop.data.media` (video files, resizing), :mod:`~primo_loop.data.video_folder` (scoring a folder of videos), :mod:`~primo_loop.data.synthetic`
 (a drawn scene for tests without a simulator).
 """
 from __future__ import annotations

@@ -32,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from primo_loop.data.video import resize_frames, write_text_atomic
+from primo_loop.data.media import resize_frames
+from primo_loop.outputs import write_text_atomic
 from primo_loop.errors import DatasetError
 
 logger = logging.getLogger(__name__)

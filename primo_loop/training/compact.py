@@ -38,7 +38,7 @@ from primo_loop.critics.compact import (
     text_batch,
 )
 from primo_loop.data.dataset import EpisodeDataset
-from primo_loop.data.video import resize_frames
+from primo_loop.data.media import resize_frames
 from primo_loop.errors import CheckpointError, ConfigError, DatasetError
 from primo_loop.tracker import sample_clip_indices
 

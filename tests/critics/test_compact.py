@@ -49,7 +49,7 @@ def test_dedup_matches_full_sequence(tiny_ckpt):
     """Encoding each distinct frame once gives what the plain forward over all frames gives."""
     critic = make_critic("compact", checkpoint=tiny_ckpt)
     qs = _queries(3)
-    from primo_loop.data.video import resize_frames
+    from primo_loop.data.media import resize_frames
 
     frames = np.stack([resize_frames(np.concatenate([q.initial[None], q.clip, q.current[None]]), 32) for q in qs])
     roles, times = sequence_layout(8)

@@ -20,7 +20,7 @@ from primo_loop.data.dataset import (
     write_index,
 )
 from primo_loop.data.synthetic import make_dataset, make_episode
-from primo_loop.data.video import resize_frames
+from primo_loop.data.media import resize_frames
 from primo_loop.errors import DatasetError
 
 

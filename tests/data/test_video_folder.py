@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from primo_loop.critics.oracle import OracleCritic
-from primo_loop.data.video import write_video
-from primo_loop.data.videos import evaluate_videos, find_videos, load_video, progress_per_frame
+from primo_loop.data.media import write_video
+from primo_loop.data.video_folder import evaluate_videos, find_videos, load_video, progress_per_frame
 from primo_loop.errors import DatasetError
 from primo_loop.evaluate import EvalConfig
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from primo_loop.data.video import VIDEO_SUFFIXES, read_video, resize_frames
+from primo_loop.data.media import VIDEO_SUFFIXES, read_video, resize_frames
 from primo_loop.errors import DatasetError
 
 logger = logging.getLogger(__name__)
