@@ -42,6 +42,10 @@ class CheckpointError(PrimoError):
     """A checkpoint is missing, corrupt, or its config does not match what is expected."""
 
 
+class TrainingError(PrimoError):
+    """A training run cannot go on (e.g. its loss became non-finite); nothing of the bad step is saved."""
+
+
 class DatasetError(PrimoError):
     """A dataset (folder of episodes or PRIMO JSONL) is empty, corrupt or inconsistent."""
 

@@ -39,7 +39,8 @@ from primo_loop.critics.compact import (
 )
 from primo_loop.data.dataset import EpisodeDataset
 from primo_loop.data.media import resize_frames
-from primo_loop.errors import CheckpointError, ConfigError, DatasetError
+from primo_loop.errors import CheckpointError, ConfigError, DatasetError, TrainingError
+from primo_loop.outputs import atomic_path
 from primo_loop.tracker import sample_clip_indices
 
 logger = logging.getLogger(__name__)
@@ -159,6 +160,7 @@ def load_episodes(dirs: Sequence[str | os.PathLike], image_size: int, tasks: Seq
                 logger.warning("episode id %s is in more than one dataset; the one in %s is recorded as %s/%s",
                                eid, d, Path(d).name, eid)
                 eid = f"{Path(d).name}/{eid}"
+            _check_labels(ep, Path(d) / "episodes" / ep.episode_id / "steps.npz")
             seen.add(eid)
             out.append(EpisodeArrays(
                 episode_id=eid, instruction=m["instruction"], task=str(m.get("task")), robot=str(m.get("robot")),
@@ -170,6 +172,16 @@ def load_episodes(dirs: Sequence[str | os.PathLike], image_size: int, tasks: Seq
     if not out:
         raise DatasetError(f"No usable episodes in {list(map(str, dirs))}")
     return out, skipped
+
+
+def _check_labels(ep: Any, path: Path) -> None:
+    """Raise DatasetError unless the episode's progress labels are finite numbers (a NaN label would train a NaN
+    checkpoint)."""
+    progress = np.asarray(ep.table["progress"], dtype=float)
+    bad = np.flatnonzero(~np.isfinite(progress))
+    if len(bad):
+        raise DatasetError(f"{path}: expected finite progress labels, actually: {progress[bad[0]]} at step "
+                           f"{int(bad[0])} ({len(bad)} non-finite of {len(progress)}); fix or remove this episode")
 
 
 def _stride(frame_steps: np.ndarray) -> int:
@@ -413,7 +425,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress_bar: bool = True,
 
     start_epoch, best, history, elapsed_before = 0, {"val_score": math.inf}, [], 0.0
     if resume and state_path.exists():
-        state = torch.load(state_path, map_location="cpu", weights_only=False)
+        state = _load_state(state_path)
         diff = _config_diff(state["train_config"], cfg.to_dict())
         if diff:
             raise CheckpointError(f"Cannot resume from {state_path}: its training config differs: " + "; ".join(
@@ -451,6 +463,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress_bar: bool = True,
                 g["lr"] = lr_at(step)
             batch = batcher.build(order[b * cfg.batch_episodes:(b + 1) * cfg.batch_episodes], rng, train=True)
             loss, l_prog, l_fail, _ = losses(forward_batch(model, batch, cfg), batch, cfg)
+            if not torch.isfinite(loss):
+                raise TrainingError(f"Training loss became {loss.item()} at epoch {epoch + 1}, batch {b + 1}; "
+                                    "nothing of this epoch is saved (the last good state stays in "
+                                    f"{state_path}). Lower --lr, or check the data")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -473,8 +489,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress_bar: bool = True,
             best = dict(rec)
             save_checkpoint(out, _with_info(cfg, episodes, train_idx, val_idx, best, epoch + 1), model.state_dict())
         elapsed = elapsed_before + time.time() - t_start
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1, "best": best,
-                    "history": history, "train_config": cfg.to_dict(), "elapsed_s": elapsed}, state_path)
+        with atomic_path(state_path) as tmp:  # a kill mid-save leaves the previous state whole
+            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
+                        "best": best, "history": history, "train_config": cfg.to_dict(), "elapsed_s": elapsed}, tmp)
         with open(out / LOG_FILE, "a") as fh:
             fh.write(json.dumps(rec) + "\n")
         msg = (f"epoch {epoch + 1}/{cfg.epochs}: train loss {rec['train_loss']:.4f}"
@@ -494,6 +511,23 @@ def train(cfg: TrainConfig, resume: bool = False, progress_bar: bool = True,
                "val_episodes": len(val_idx), "skipped_episodes": skipped,
                "wall_s": round(elapsed_before + time.time() - t_start, 1), "out": str(out)}
     return summary
+
+
+def _load_state(path: Path) -> dict[str, Any]:
+    """The saved training state, or one CheckpointError naming the file when it is truncated or corrupt."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError, EOFError, UnpicklingError, ...
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"Cannot resume from {path}: the file is truncated or corrupt ({reason}); delete it, "
+                              "or pass --overwrite instead of --resume, to start the run over") from exc
+    keys = {"model", "optimizer", "epoch", "best", "history", "train_config"}
+    if not isinstance(state, dict) or not keys <= set(state):
+        raise CheckpointError(f"Cannot resume from {path}: expected a training state with {sorted(keys)}, "
+                              f"actually: {sorted(state) if isinstance(state, dict) else type(state).__name__}")
+    return state
 
 
 def _warm_start(model, cfg: TrainConfig, batcher: Batcher, val_idx: Sequence[int],
@@ -551,13 +585,15 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------------- CLI
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="train_critic.py compact", description="Train the compact critic.")
+    from primo_loop.cli import add_output_flags, new_parser
+
+    p = new_parser("Train the compact critic.", prog="train_critic.py compact")
     d, m = TrainConfig(data=["."]), CompactConfig()
     p.add_argument("--data", nargs="+", required=True, help="dataset folder(s)")
-    p.add_argument("--out", required=True, help="checkpoint folder")
+    p.add_argument("--out", required=True, help="checkpoint folder (new or empty, unless --resume or --overwrite)")
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt")
+    add_output_flags(p, resume=True)
     p.add_argument("--init", metavar="CKPT", default=None,
                    help="fine-tune: start from this checkpoint's weights (and architecture), a folder or a shipped "
                         "name (default, hardened). Its validation score is epoch 0, kept unless an epoch beats it")
@@ -619,6 +655,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                       aux_weight=args.aux_weight, augment=not args.no_augment, threads=args.threads,
                       tasks=args.tasks, robots=args.robots,
                       max_minutes=args.max_minutes, init=args.init, model=model)
-    summary = train(cfg, resume=args.resume, progress_bar=not args.no_progress)
+    from primo_loop.outputs import output_folder
+
+    with output_folder(cfg.out, resume=args.resume, overwrite=args.overwrite, can_resume=True):
+        summary = train(cfg, resume=args.resume, progress_bar=not args.no_progress)
     print(json.dumps(summary, indent=1, default=float))
     return 0
