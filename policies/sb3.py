@@ -834,7 +834,7 @@ def train(cfg: AgentConfig, critic: Any | None = None) -> dict[str, Any]:
     from stable_baselines3.common.utils import set_random_seed
 
     from primo_loop.cli import writable_dir
-    from primo_loop.data.video import write_text_atomic
+    from primo_loop.outputs import write_text_atomic
 
     torch.set_num_threads(1)
     out = writable_dir(cfg.out)
