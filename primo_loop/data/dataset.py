@@ -254,6 +254,7 @@ def read_episode(folder: str | os.PathLike, load_frames: bool = True) -> Episode
     missing = [k for k in ("progress", "failed") if k not in table]
     if missing:
         raise DatasetError(f"Episode table {folder / 'steps.npz'} lacks the columns {missing}")
+    _check_table(table, meta, folder / "steps.npz")
     fpath = folder / "frames.npz"
     if not fpath.exists():
         raise MissingFramesError(f"Episode {folder.name} has no frames file ({fpath})")
@@ -269,6 +270,19 @@ def read_episode(folder: str | os.PathLike, load_frames: bool = True) -> Episode
         frames = np.zeros((0, 1, 1, 3), np.uint8)
         frame_steps = np.zeros((0,), np.int32)
     return Episode(folder.name, meta, frames, frame_steps.astype(np.int64), table)
+
+
+def _check_table(table: dict[str, np.ndarray], meta: Mapping[str, Any], path: Path) -> None:
+    """Raise DatasetError naming ``steps.npz`` when its columns differ in length, or from the episode's
+    ``n_steps`` + 1 rows (a table of the wrong length would otherwise surface as a bad frames file)."""
+    lengths = {k: len(v) for k, v in table.items() if np.ndim(v) >= 1}
+    rows = lengths["progress"]
+    if len(set(lengths.values())) > 1:
+        raise DatasetError(f"Corrupt episode table {path}: expected columns of one length, actually: {lengths}")
+    n_steps = meta.get("n_steps")
+    if isinstance(n_steps, int) and rows != n_steps + 1:
+        raise DatasetError(f"Corrupt episode table {path}: expected {n_steps + 1} rows (n_steps {n_steps} in "
+                           f"meta.json, plus the reset), actually: {rows}")
 
 
 def _load_npz(path: Path) -> dict[str, np.ndarray]:

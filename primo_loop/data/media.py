@@ -144,10 +144,23 @@ def read_video(path: str | os.PathLike) -> np.ndarray:
     except DatasetError:
         raise
     except Exception as exc:  # imageio raises many types for bad media
-        raise DatasetError(f"Could not decode media file {path}: {type(exc).__name__}: {exc}") from exc
+        raise DatasetError(f"Could not decode media file {path}: {media_error(exc)}") from exc
     if len(frames) == 0:
         raise DatasetError(f"Media file {path} holds no frames")
     return frames
+
+
+def media_error(exc: BaseException) -> str:
+    """One line for a decoder error: its first line and ffmpeg's last error line, without ffmpeg's banner.
+
+    >>> media_error(OSError("Could not load meta information\\n=== stderr ===\\nffmpeg version 9\\n"
+    ...                     "  configuration: --enable-gpl\\nError opening input files: Invalid data"))
+    'OSError: Could not load meta information (Error opening input files: Invalid data)'
+    """
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    head = f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+    errors = [ln for ln in lines[1:] if any(w in ln.lower() for w in ("error", "invalid", "no such", "denied"))]
+    return head + (f" ({errors[-1]})" if errors else "")
 
 
 def _rgb(img: np.ndarray) -> np.ndarray:

@@ -112,3 +112,18 @@ def test_resize_frames():
     x = np.arange(4 * 4 * 3, dtype=np.uint8).reshape(4, 4, 3)
     assert resize_frames(x, 4) is not None and resize_frames(x, 2).shape == (2, 2, 3)
     assert resize_frames(np.zeros((3, 128, 128, 3), np.uint8), 96).shape == (3, 96, 96, 3)
+
+
+def test_a_steps_table_of_the_wrong_length_is_reported_as_a_bad_steps_file(tmp_path):
+    ids = make_dataset(tmp_path, n_episodes=2, n_steps=20)
+    steps = episodes_dir(tmp_path) / ids[0] / "steps.npz"
+    table = dict(np.load(steps))
+    np.savez_compressed(steps, **{k: v[:10] for k, v in table.items()})  # every column cut short
+    with pytest.raises(DatasetError, match=rf"Corrupt episode table .*{ids[0]}/steps.npz: expected 21 rows .*"
+                                           "actually: 10"):
+        EpisodeDataset(tmp_path).load(ids[0])
+    steps = episodes_dir(tmp_path) / ids[1] / "steps.npz"
+    table = dict(np.load(steps))
+    np.savez_compressed(steps, **{**table, "reward": table["reward"][:5]})  # one column cut short
+    with pytest.raises(DatasetError, match=rf"{ids[1]}/steps.npz: expected columns of one length"):
+        EpisodeDataset(tmp_path).load(ids[1])
