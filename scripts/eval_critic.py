@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def compare(args: argparse.Namespace) -> int:
     from primo_loop.errors import ConfigError
-    from primo_loop.evaluate import compare_reports
+    from primo_loop.eval_report import compare_reports
 
     reports = {}
     for name, folder in named_folders(args.compare, args.names).items():

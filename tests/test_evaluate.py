@@ -114,7 +114,7 @@ def test_eval_script_with_exported_records(data, tmp_path):
 def test_compared_reports_show_where_a_critic_overrates(data, tmp_path):
     """A critic stuck at 50 rates every state the oracle puts below 40 as further along: its signed error there
     equals its MAE there and is large; the oracle's is 0. The script puts saved reports side by side."""
-    from primo_loop.evaluate import _low_progress, compare_reports
+    from primo_loop.eval_report import _low_progress, compare_reports
 
     oracle = evaluate(OracleCritic(), [data], tmp_path / "oracle", EvalConfig())
     constant = evaluate(ConstantCritic(), [data], tmp_path / "constant", EvalConfig())
