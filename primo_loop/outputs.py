@@ -162,16 +162,36 @@ def _undo(path: Path, made: list[Path], aside: Path | None, emptied: bool) -> No
 
 
 @contextlib.contextmanager
-def removed_on_failure(paths: Iterable[str | os.PathLike]) -> Iterator[None]:
-    """Remove those of ``paths`` that did not exist before the block, if the block raises (Ctrl-C included:
-    these outputs cannot be resumed)."""
-    fresh = [Path(p) for p in paths if not Path(p).exists()]
+def removed_on_failure(paths: Iterable[str | os.PathLike], replace: Iterable[str | os.PathLike] = ()
+                       ) -> Iterator[None]:
+    """Outputs that are not one folder (a JSONL with media beside it), made safe for the ``with`` block.
+
+    Those of ``paths`` and ``replace`` that do not exist yet are removed if the block raises (Ctrl-C included:
+    these outputs cannot be resumed). Those of ``replace`` that exist (the caller was told ``--overwrite``) are
+    set aside first: deleted once the block succeeds, put back if it raises, so a replaced output never mixes
+    old and new files.
+    """
+    replace = [Path(p) for p in replace]
+    fresh = [Path(p) for p in [*paths, *replace] if not Path(p).exists()]
+    aside = {}
+    for p in replace:
+        if p.exists():
+            aside[p] = p.with_name(f".{p.name}.replaced-{uuid.uuid4().hex[:8]}")
+            os.rename(p, aside[p])
     try:
         yield
     except BaseException:
-        for p in fresh:
-            if p.is_dir() and not p.is_symlink():
-                shutil.rmtree(p, ignore_errors=True)
-            elif p.exists():
-                p.unlink()
+        for p in [*aside, *reversed(fresh)]:
+            _remove(p)
+        for p, old in aside.items():
+            os.rename(old, p)
         raise
+    for old in aside.values():
+        _remove(old)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink()

@@ -30,8 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def planned_outputs(dataset: str, out: Path, overwrite: bool) -> list[Path]:
-    """The paths an export writes (the JSONL, ``media/`` and its episode folders), checked before any encoding.
+def planned_outputs(dataset: str, out: Path, overwrite: bool) -> tuple[list[Path], list[Path]]:
+    """The paths an export writes, checked before any encoding: ``(folders it may create, outputs it
+    replaces)``, the latter being the JSONL and ``media/<episode_id>`` of each episode.
 
     Raises:
         ConfigError: ``out`` is a folder or not a .jsonl/.json file, or it (or media of the same episodes)
@@ -55,7 +56,7 @@ def planned_outputs(dataset: str, out: Path, overwrite: bool) -> list[Path]:
     top = out.parent
     while not top.parent.exists() and top.parent != top:  # the outermost folder the export would create
         top = top.parent
-    return [top, media, *episodes]
+    return [top, media], [out, *episodes]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.per_episode < 1:
         raise ConfigError(f"Expected --per-episode >= 1, actually: {args.per_episode}")
     out = Path(args.out)
-    with removed_on_failure(planned_outputs(args.dataset, out, args.overwrite)):
+    created, replaced = planned_outputs(args.dataset, out, args.overwrite)
+    with removed_on_failure(created, replace=replaced):
         n = export_primo(args.dataset, out, per_episode=args.per_episode, fps=args.fps,
                          include_start=args.include_start, progress_bar=not args.no_progress)
     print(f"wrote {n} records to {out}")

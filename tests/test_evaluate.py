@@ -188,6 +188,11 @@ def test_export_script_checks_its_outputs_before_encoding_and_cleans_up(data, tm
     with pytest.raises(ConfigError, match="Export outputs exist already .*media"):  # same episodes, other file
         script.main([str(data), "--out", str(folder / "b.jsonl"), "--no-progress"])
     assert (folder / "a.jsonl").read_text() == before and not (folder / "b.jsonl").exists()
+    assert script.main([str(data), "--out", str(folder / "a.jsonl"), "--per-episode", "1", "--overwrite",
+                        "--no-progress"]) == 0
+    clips = {p.name: len(list(p.iterdir())) for p in (folder / "media").iterdir()}
+    assert len(clips) == 6 and set(clips.values()) == {1}  # replaced whole: no clip left from the first export
+    assert sorted(p.name for p in folder.iterdir()) == ["a.jsonl", "media"]
 
     from primo_loop.data import primo_format
 

@@ -103,3 +103,22 @@ def test_removed_on_failure_removes_only_new_paths(tmp_path):
             write_text_atomic(out, "{}\n")
             raise RuntimeError("boom")
     assert not new_ep.exists() and not out.exists() and (tmp_path / "media" / "ep0" / "old.txt").is_file()
+
+
+def test_replaced_outputs_are_set_aside_and_restored_on_failure(tmp_path):
+    _fill(tmp_path / "media" / "ep0", "t0010.mp4", "old clip")
+    (tmp_path / "records.jsonl").write_text("old\n")
+    outputs = [tmp_path / "records.jsonl", tmp_path / "media" / "ep0"]
+    with pytest.raises(RuntimeError):
+        with removed_on_failure([tmp_path / "media"], replace=outputs):
+            assert not (tmp_path / "media" / "ep0").exists()  # the run writes into a clean place
+            _fill(tmp_path / "media" / "ep0", "t0005.mp4", "new clip")
+            raise RuntimeError("boom")
+    assert [p.name for p in (tmp_path / "media" / "ep0").iterdir()] == ["t0010.mp4"]
+    assert (tmp_path / "records.jsonl").read_text() == "old\n"
+    with removed_on_failure([tmp_path / "media"], replace=outputs):
+        _fill(tmp_path / "media" / "ep0", "t0005.mp4", "new clip")
+        write_text_atomic(tmp_path / "records.jsonl", "new\n")
+    assert [p.name for p in (tmp_path / "media" / "ep0").iterdir()] == ["t0005.mp4"]  # no stale old clip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["media", "records.jsonl"]
+    assert sorted(p.name for p in (tmp_path / "media").iterdir()) == ["ep0"]
