@@ -61,14 +61,13 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 def _shows_default(action: argparse.Action) -> bool:
-    return bool(action.option_strings) and action.default not in (None, False, argparse.SUPPRESS, []) \
-        and not isinstance(action, argparse._HelpAction)
+    return bool(action.option_strings) and action.default not in (None, False, argparse.SUPPRESS, [])
 
 
 def new_parser(doc: str | None, prog: str | None = None) -> argparse.ArgumentParser:
     """An ArgumentParser whose description is the first line of ``doc`` and whose help shows the defaults."""
-    return argparse.ArgumentParser(prog=prog, description=(doc or "").strip().splitlines()[0] if doc else None,
-                                   formatter_class=HelpFormatter)
+    description = doc.strip().splitlines()[0] if doc and doc.strip() else None
+    return argparse.ArgumentParser(prog=prog, description=description, formatter_class=HelpFormatter)
 
 
 def add_output_flags(parser: argparse.ArgumentParser, resume: bool = False) -> None:
