@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -143,6 +144,7 @@ def _type_hints(target: Any) -> dict[str, Any]:
 
 
 def _matches(value: Any, hint: Any) -> bool:
+    import numbers
     import types
     import typing
 
@@ -157,19 +159,19 @@ def _matches(value: Any, hint: Any) -> bool:
         return value is None
     if hint is bool:
         return isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is float:  # numbers.Real: numpy scalars too
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
     if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is str:
-        return isinstance(value, str)
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if hint is str:  # a path object where a path string is annotated is fine
+        return isinstance(value, (str, os.PathLike))
     base = origin or hint
     if base in (list, tuple, set, frozenset) or base is typing.Sequence or getattr(base, "__name__", "") == "Sequence":
         return isinstance(value, (list, tuple))
     if base is dict or getattr(base, "__name__", "") == "Mapping":
         return isinstance(value, dict)
-    if isinstance(base, type) and base.__module__ in ("os", "pathlib"):  # os.PathLike, Path: a path string
-        return isinstance(value, str)
+    if isinstance(base, type) and base.__module__ in ("os", "pathlib"):  # os.PathLike, Path: or a path string
+        return isinstance(value, (str, os.PathLike))
     return True  # a type we do not check (a config object, a callable)
 
 

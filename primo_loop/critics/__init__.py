@@ -114,11 +114,29 @@ def make_critic(name: str, **options: Any) -> Critic:
     factory's annotations.
 
     Raises:
-        UnknownNameError: ``name`` is not registered (the message lists the names and the closest).
+        UnknownNameError: ``name`` is not registered, or an option is not one the backend takes (the message
+            lists the valid ones and the closest).
         ConfigError: an import path that does not lead to a callable, or an option of the wrong type.
     """
     factory = critic_factory(name)
+    _check_option_names(factory, name, options)
     return factory(**check_types(factory, "critic option", options))
+
+
+def _check_option_names(factory: Any, name: str, options: dict[str, Any]) -> None:
+    """An option the factory does not take is an UnknownNameError listing those it takes (unless it takes
+    ``**kwargs``, or its signature cannot be read)."""
+    import inspect
+
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return
+    valid = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    for key in options:
+        check_choice(f"option of critic {name!r}", key, valid)
 
 
 def resolve_critic(critic: Critic | str | None = None, **options: Any) -> Critic:

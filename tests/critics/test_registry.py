@@ -80,10 +80,13 @@ def test_register_critic_makes_a_name(user_pkg, monkeypatch):
         register_critic("bad", "mycritics.step.StepCritic")
 
 
-def test_oracle_options_are_typed():
+def test_oracle_options_are_typed_and_named():
     with pytest.raises(ConfigError, match=r"critic option `noise_std` to be a number \(float\), actually: 'abc'"):
         make_critic("oracle", noise_std="abc")
     assert make_critic("oracle", noise_std=0).noise_std == 0.0
+    with pytest.raises(UnknownNameError, match="Unknown option of critic 'oracle' 'noise'; valid: noise_std, seed. "
+                                               "Did you mean 'noise_std'"):
+        make_critic("oracle", noise=0.1)
 
 
 def _videos(tmp_path: Path) -> Path:
