@@ -88,16 +88,11 @@ def check_frame_size(size: int, flag: str = "--size") -> int:
 
 
 def writable_dir(path: str | Path) -> Path:
-    """Create ``path`` if needed and check that files can be written in it."""
-    path = Path(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write_test_{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigError(f"cannot write to output folder {str(path)!r}: {exc.strerror or exc}") from exc
-    return path
+    """Create ``path`` if needed and check that files can be written in it (no guard against clobbering: a
+    script that writes a run folder uses :func:`primo_loop.outputs.output_folder`)."""
+    from primo_loop.outputs import writable_folder
+
+    return writable_folder(path)
 
 
 def named_folders(folders: Sequence[str], names: Sequence[str] | None) -> dict[str, str]:

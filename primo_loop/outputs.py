@@ -111,7 +111,7 @@ def output_folder(path: str | os.PathLike, *, resume: bool = False, overwrite: b
         aside = path.with_name(f".{path.name}.replaced-{uuid.uuid4().hex[:8]}")
         os.rename(path, aside)
     try:
-        _mkdir_writable(path)
+        writable_folder(path)
     except BaseException:
         _undo(path, made, aside, emptied=not nonempty and path.is_dir())
         raise
@@ -139,7 +139,13 @@ def _missing_ancestors(path: Path) -> list[Path]:
     return out
 
 
-def _mkdir_writable(path: Path) -> None:
+def writable_folder(path: str | os.PathLike) -> Path:
+    """Create ``path`` if needed and check that files can be written in it.
+
+    Raises:
+        ConfigError: it cannot be made or written (the message names it and why).
+    """
+    path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / f".write_test_{os.getpid()}"
@@ -147,6 +153,7 @@ def _mkdir_writable(path: Path) -> None:
         probe.unlink()
     except OSError as exc:
         raise ConfigError(f"cannot write to output folder {str(path)!r}: {exc.strerror or exc}") from exc
+    return path
 
 
 def _undo(path: Path, made: list[Path], aside: Path | None, emptied: bool) -> None:
