@@ -1,6 +1,8 @@
-"""Small helpers shared by the command-line scripts: option parsing, bad-input exits, output folders."""
+"""Small helpers shared by the command-line scripts: option parsing, bad-input exits, output folders, help."""
 from __future__ import annotations
 
+import argparse
+import copy
 import json
 import logging
 import os
@@ -37,17 +39,60 @@ def parse_options(pairs: Sequence[str] | None) -> dict[str, Any]:
     return out
 
 
+# Square frame sizes a script accepts: below 32 px a scene is unreadable, above 1024 px a rollout's frames
+# no longer fit in memory.
+FRAME_SIZE_RANGE = (32, 1024)
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """``--help`` keeps the description's layout and shows every option's default."""
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if action.help is None and _shows_default(action):
+            action = copy.copy(action)
+            action.help = "default: %(default)s"
+        return super()._format_action(action)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "%(default)" not in text and _shows_default(action):
+            text += " (default: %(default)s)"
+        return text
+
+
+def _shows_default(action: argparse.Action) -> bool:
+    return bool(action.option_strings) and action.default not in (None, False, argparse.SUPPRESS, [])
+
+
+def new_parser(doc: str | None, prog: str | None = None) -> argparse.ArgumentParser:
+    """An ArgumentParser whose description is the first line of ``doc`` and whose help shows the defaults."""
+    description = doc.strip().splitlines()[0] if doc and doc.strip() else None
+    return argparse.ArgumentParser(prog=prog, description=description, formatter_class=HelpFormatter)
+
+
+def add_output_flags(parser: argparse.ArgumentParser, resume: bool = False) -> None:
+    """``--overwrite`` (and ``--resume`` where a run can be continued) for a script that writes a run folder;
+    the script then opens it with :func:`primo_loop.outputs.output_folder`."""
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a non-empty --out (the old one is deleted only once the run succeeds)")
+    if resume:
+        parser.add_argument("--resume", action="store_true", help="continue the run in a non-empty --out")
+
+
+def check_frame_size(size: int, flag: str = "--size") -> int:
+    """Raise ConfigError unless ``size`` is in :data:`FRAME_SIZE_RANGE`."""
+    lo, hi = FRAME_SIZE_RANGE
+    if not lo <= size <= hi:
+        raise ConfigError(f"Expected {flag} between {lo} and {hi} pixels, actually: {size}")
+    return size
+
+
 def writable_dir(path: str | Path) -> Path:
-    """Create ``path`` if needed and check that files can be written in it."""
-    path = Path(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write_test_{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigError(f"cannot write to output folder {str(path)!r}: {exc.strerror or exc}") from exc
-    return path
+    """Create ``path`` if needed and check that files can be written in it (no guard against clobbering: a
+    script that writes a run folder uses :func:`primo_loop.outputs.output_folder`)."""
+    from primo_loop.outputs import writable_folder
+
+    return writable_folder(path)
 
 
 def named_folders(folders: Sequence[str], names: Sequence[str] | None) -> dict[str, str]:
