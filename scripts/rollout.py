@@ -90,26 +90,21 @@ def main(argv: list[str] | None = None) -> int:
 
     # Validate every name before paying for a simulator.
     import envs
-    from policies import POLICIES
     from policies.scripted import FAILURE_MODES
 
     task = check_choice("env", args.env, envs.TASKS)
     robot = check_choice("robot", args.robot, envs.ROBOTS)
     if robot not in envs.supported_robots(task):
         raise UnsupportedError(f"{task} cannot run on {robot}; robots that work: {', '.join(envs.supported_robots(task))}")
-    trained = None
-    if args.policy not in POLICIES and (Path(args.policy).is_dir() or "/" in args.policy):  # a run folder
-        from policies.sb3 import TrainedPolicy
+    from policies.specs import check_policy_spec, load_trained
 
-        trained = TrainedPolicy(args.policy, args.policy_steps)
+    spec = check_policy_spec(args.policy, args.policy_steps)  # the one resolver of policy specs
+    trained = None
+    if spec.kind == "trained":
+        trained = load_trained(spec)
         trained.check_task(task, robot)
-        policy_name = str(trained.path)
-    else:
-        policy_name = check_choice("policy", args.policy, POLICIES)
-        if args.policy_steps is not None:
-            raise ConfigError("--policy-steps needs --policy RUN_FOLDER")
     failure = check_choice("failure mode", args.inject_failure, FAILURE_MODES) if args.inject_failure else None
-    if failure and policy_name != "scripted":
+    if failure and not spec.injects_failures:
         raise ConfigError("--inject-failure needs --policy scripted")
     critic_name = check_critic(args.critic or default_critic_name())
     if args.episodes < 1:
@@ -123,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                                         **parse_options(args.tracker_option))
     critic = make_critic(critic_name, **parse_options(args.critic_option))
     with output_folder(args.out, overwrite=args.overwrite) as out:
-        episodes = _roll_out(args, task, robot, policy_name, trained, failure, (critic_name, critic), config, out)
+        episodes = _roll_out(args, task, robot, spec, trained, failure, (critic_name, critic), config, out)
     for e in episodes:
         if e["video"]:
             print(f"video: {e['video']}")
@@ -131,13 +126,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _roll_out(args: argparse.Namespace, task: str, robot: str, policy_name: str, trained, failure: str | None,
+def _roll_out(args: argparse.Namespace, task: str, robot: str, spec, trained, failure: str | None,
               critic: tuple, config, out: Path) -> list[dict]:
     """Run the episodes into ``out``; ``summary.json`` is written even when a run stops part-way."""
     from tqdm import tqdm
 
     import envs
-    from policies import make_policy
+    from policies.specs import resolve_policy
     from primo_loop.outputs import write_text_atomic
     from primo_loop.rollout import run_episode, write_episode
     from primo_loop.wrappers import CriticInTheLoop
@@ -151,7 +146,7 @@ def _roll_out(args: argparse.Namespace, task: str, robot: str, policy_name: str,
     try:
         for ep in range(args.episodes):
             seed = args.seed + ep
-            policy = trained or make_policy(policy_name, env, failure=failure, seed=seed)
+            policy = trained or resolve_policy(spec, env, failure=failure, seed=seed)
             with tqdm(total=args.horizon, desc=f"episode {ep}", unit="step", leave=False, mininterval=1.0) as bar:
                 rec = run_episode(wrapped, policy, seed=seed, stop_after_success=stop, on_step=lambda _: bar.update())
             files = ({"log": None, "video": None} if args.no_video else
@@ -170,7 +165,7 @@ def _roll_out(args: argparse.Namespace, task: str, robot: str, policy_name: str,
                   f"{summary['critic_queries']} ({summary['steps_per_s']:.1f} steps/s)")
     finally:
         run_summary = {
-            "env": task, "robot": robot, "policy": policy_name, "inject_failure": failure, "critic": critic_name,
+            "env": task, "robot": robot, "policy": str(trained.path) if trained is not None else spec.source, "inject_failure": failure, "critic": critic_name,
             "critic_options": parse_options(args.critic_option), "tracker": config.as_dict(),
             "camera": args.camera, "size": args.size, "horizon": args.horizon,
             "success_rate": (sum(e["success"] for e in episodes) / len(episodes)) if episodes else None,
