@@ -7,7 +7,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +35,31 @@ def parse_options(pairs: Sequence[str] | None) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ConfigError(f"Expected an option as key=value, actually: {pair!r}")
-        out[key.strip().replace("-", "_")] = parse_value(value)
+        key = key.strip().replace("-", "_")
+        if key in out:
+            raise ConfigError(f"Option {key!r} given twice ({out[key]!r} and {parse_value(value)!r}); give it once")
+        out[key] = parse_value(value)
     return out
+
+
+def options_beside_flags(flags: Mapping[str, Any], pairs: Sequence[str] | None, channel: str) -> dict[str, Any]:
+    """``flags`` (settings that have their own flag) plus the ``KEY=VALUE`` settings of ``channel``; a setting
+    has one route, so a key that has its own flag is refused.
+
+    >>> options_beside_flags({"critic_every": 10}, ["terminate=false"], "--tracker-option")
+    {'critic_every': 10, 'terminate': False}
+    >>> options_beside_flags({"critic_every": 10}, ["critic_every=5"], "--tracker-option")
+    Traceback (most recent call last):
+    ...
+    primo_loop.errors.ConfigError: --tracker-option critic_every=5: that setting has its own flag, --critic-every; give it there
+    """
+    extra = parse_options(pairs)
+    for pair in pairs or ():
+        key = pair.partition("=")[0].strip().replace("-", "_")
+        if key in flags:
+            raise ConfigError(f"{channel} {pair.strip()}: that setting has its own flag, "
+                              f"--{key.replace('_', '-')}; give it there")
+    return {**flags, **extra}
 
 
 # Square frame sizes a script accepts: below 32 px a scene is unreadable, above 1024 px a rollout's frames

@@ -22,6 +22,7 @@ from primo_loop.cli import (  # noqa: E402
     check_frame_size,
     named_folders,
     new_parser,
+    options_beside_flags,
     parse_options,
     run,
 )
@@ -113,9 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     from primo_loop.critics import make_critic
     from primo_loop.tracker import TrackerConfig
 
-    config = TrackerConfig.from_options(critic_every=args.critic_every, frame_every=args.frame_every,
-                                        clip_len=args.clip_len, shaping=args.shaping,
-                                        **parse_options(args.tracker_option))
+    config = TrackerConfig.from_options(**options_beside_flags(
+        {"critic_every": args.critic_every, "frame_every": args.frame_every, "clip_len": args.clip_len,
+         "shaping": args.shaping}, args.tracker_option, "--tracker-option"))
     critic = make_critic(critic_name, **parse_options(args.critic_option))
     with output_folder(args.out, overwrite=args.overwrite) as out:
         episodes = _roll_out(args, task, robot, spec, trained, failure, (critic_name, critic), config, out)

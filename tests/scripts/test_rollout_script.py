@@ -34,6 +34,9 @@ def rollout(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     (["--size", "7"], "--size between 32 and 1024 pixels, actually: 7"),
     (["--size", "100000"], "--size between 32 and 1024 pixels, actually: 100000"),
     (["--critic", "nopkg.critics:Mine"], "cannot import module 'nopkg.critics'"),
+    (["--critic-every", "5", "--tracker-option", "critic_every=3"],
+     "--tracker-option critic_every=3: that setting has its own flag, --critic-every"),
+    (["--tracker-option", "terminate=false", "--tracker-option", "terminate=true"], "given twice"),
 ])
 def test_bad_input_exits_2_with_one_line(args, expect, tmp_path):
     proc = rollout(*args, "--out", str(tmp_path / "out"))
@@ -149,3 +152,4 @@ def test_a_trained_agent_runs_with_the_critic_in_the_loop(tmp_path, lift_agent):
     assert proc.returncode == 2 and "a run folder of scripts/train_agent.py" in proc.stderr
     proc = rollout("--policy-steps", "20", "--out", str(tmp_path / "x"))
     assert proc.returncode == 2 and "needs --policy RUN_FOLDER" in proc.stderr
+
