@@ -203,6 +203,7 @@ class SceneRenderer:
         self._gl = None
         self._con = None
         self._side = 0
+        self.uploaded_faces: int | None = None  # mesh faces in the GL context (known after the first frame)
 
     def render(self, camera: str | int, size: int) -> np.ndarray:
         """An upright RGB frame, uint8 [size, size, 3], from fixed camera ``camera`` (name or id)."""
@@ -237,6 +238,7 @@ class SceneRenderer:
         else:
             upload = simplified_model(self.model, self.profile.max_mesh_faces)
         upload.vis.global_.offwidth = upload.vis.global_.offheight = side
+        self.uploaded_faces = int(upload.mesh_facenum.sum())
         self._con = mj.MjrContext(upload, mj.mjtFontScale.mjFONTSCALE_150)
         mj.mjr_setBuffer(mj.mjtFramebuffer.mjFB_OFFSCREEN, self._con)
         self._side = side
