@@ -18,7 +18,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.render import SceneRenderer, get_profile
+from envs.render import RenderProfile, SceneRenderer, get_profile
 from envs.robots import GRIPPERS, ROBOTS, controller_config, fix_model
 from envs.tasks import SPECS, SimView, TaskSpec
 from primo_loop.errors import ConfigError, check_choice
@@ -66,7 +66,7 @@ class RobosuiteEnv(gym.Env):
         render_mode: ``None`` or ``"rgb_array"`` (``render()`` then returns ``render_frame()``).
         render_profile: how frames are drawn (``envs.render.PROFILES``): ``"default"`` is MuJoCo's full scene
             (as robosuite draws it); ``"fast"`` turns shadows, reflections and skybox off and draws simplified
-            meshes, ~8x cheaper on a CPU.
+            meshes without multisampling, ~8x cheaper on a CPU; a ``RenderProfile`` gives a custom one.
         **robosuite_kwargs: passed to ``robosuite.make`` (e.g. ``initialization_noise``).
     """
 
@@ -74,14 +74,15 @@ class RobosuiteEnv(gym.Env):
 
     def __init__(self, task: str, robot: str = "Panda", *, camera: str = "agentview", image_size: int = 128,
                  horizon: int | None = None, obs_mode: str = "state", hard_reset: bool = False, control_freq: int = 20,
-                 reward_shaping: bool = False, terminate_on_success: bool = False,
-                 render_mode: str | None = None, render_profile: str = "default", **robosuite_kwargs: Any):
+                 reward_shaping: bool = False, terminate_on_success: bool = False, render_mode: str | None = None,
+                 render_profile: str | RenderProfile = "default", **robosuite_kwargs: Any):
         task = check_choice("task", task, SPECS)
         robot = check_choice("robot", robot, ROBOTS)
         spec: TaskSpec = SPECS[task]
         spec.check_robot(robot)
         obs_mode = check_choice("obs_mode", obs_mode, OBS_MODES)
-        self.render_profile = get_profile(render_profile).name
+        self._profile = get_profile(render_profile)
+        self.render_profile = self._profile.name
         horizon = spec.horizon if horizon is None else horizon
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ConfigError(f"Expected `render_mode` in {self.metadata['render_modes']} or None, "
@@ -119,7 +120,7 @@ class RobosuiteEnv(gym.Env):
         self.render_mode = render_mode
         self.metadata = {**type(self).metadata, "render_fps": int(control_freq)}
 
-        self._renderers: dict[str, SceneRenderer] = {}
+        self._renderers: dict[RenderProfile, SceneRenderer] = {}
         self.raw_obs: dict[str, np.ndarray] = self.rs_env.reset()
         self._bind_sim()
         self.step_count = 0
@@ -180,17 +181,17 @@ class RobosuiteEnv(gym.Env):
         return self.spec_task.canonical_steps
 
     def render_frame(self, camera: str | None = None, size: int | None = None,
-                     profile: str | None = None) -> np.ndarray:
+                     profile: str | RenderProfile | None = None) -> np.ndarray:
         """An upright RGB frame, uint8 [size, size, 3], of ``camera`` (default: the env's camera) drawn under
         render ``profile`` (default: the env's ``render_profile``)."""
         cam = self.camera if camera is None else check_choice("camera", camera, self.rs_env.sim.model.camera_names)
         size = self.image_size if size is None else int(size)
-        name = self.render_profile if profile is None else get_profile(profile).name
-        renderer = self._renderers.get(name)
+        prof = self._profile if profile is None else get_profile(profile)
+        renderer = self._renderers.get(prof)
         if renderer is None:
             rs = self.rs_env
             groups = (int(bool(rs.render_collision_mesh)), int(bool(rs.render_visual_mesh)), 1, 0, 0, 0)
-            renderer = self._renderers[name] = SceneRenderer(rs.sim.model._model, rs.sim.data._data, name, groups)
+            renderer = self._renderers[prof] = SceneRenderer(rs.sim.model._model, rs.sim.data._data, prof, groups)
         return renderer.render(cam, size)
 
     def privileged(self) -> dict[str, Any]:

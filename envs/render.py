@@ -5,9 +5,10 @@ visual meshes hold ~180,000 faces and MuJoCo's default scene adds shadows, refle
 ~46 ms per 84 px agentview frame, the cost of ~5-9 physics steps. Two profiles:
 
 - ``"default"``: MuJoCo's scene as robosuite draws it today, pixel for pixel.
-- ``"fast"``: shadows, reflections and skybox off, and every visual mesh simplified to at most
+- ``"fast"``: shadows, reflections and skybox off, no multisampling, and every mesh simplified to at most
   ``max_mesh_faces`` faces by vertex clustering (done once per model and cached in the process); materials,
-  colours and textures are kept, so the robot, the gripper and the objects look as they did, only coarser.
+  colours and textures are kept, so the robot, the gripper and the objects look as they did, only coarser
+  and with jagged edges.
 
 Only the meshes uploaded to the GL context are simplified: the scene is built from the live model and data
 every frame, so physics, poses, colours and anything else read from the model follow the simulator.
@@ -41,6 +42,8 @@ class RenderProfile:
         reflections: reflective materials (``mjRND_REFLECTION``), e.g. the floor.
         skybox: the skybox texture (``mjRND_SKYBOX``).
         max_mesh_faces: each mesh is simplified to at most this many faces; None draws meshes as loaded.
+        multisample: draw with the model's multisampling (``vis.quality.offsamples``, 4 in robosuite) for
+            smooth edges; off, edges are jagged and a frame is ~30% cheaper.
     """
 
     name: str
@@ -48,11 +51,13 @@ class RenderProfile:
     reflections: bool = True
     skybox: bool = True
     max_mesh_faces: int | None = None
+    multisample: bool = True
 
 
 PROFILES: dict[str, RenderProfile] = {
     "default": RenderProfile("default"),
-    "fast": RenderProfile("fast", shadows=False, reflections=False, skybox=False, max_mesh_faces=400),
+    "fast": RenderProfile("fast", shadows=False, reflections=False, skybox=False, max_mesh_faces=400,
+                          multisample=False),
 }
 
 
@@ -238,6 +243,8 @@ class SceneRenderer:
         else:
             upload = simplified_model(self.model, self.profile.max_mesh_faces)
         upload.vis.global_.offwidth = upload.vis.global_.offheight = side
+        if not self.profile.multisample:
+            upload.vis.quality.offsamples = 0
         self.uploaded_faces = int(upload.mesh_facenum.sum())
         self._con = mj.MjrContext(upload, mj.mjtFontScale.mjFONTSCALE_150)
         mj.mjr_setBuffer(mj.mjtFramebuffer.mjFB_OFFSCREEN, self._con)

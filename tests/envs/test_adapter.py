@@ -162,9 +162,10 @@ def test_fast_profile_frames(lift):
     # upright, like the default frame: bright table at the bottom
     gray = lift.render_frame(size=96, profile="fast").astype(np.float32).mean(axis=2)
     assert gray[-10:].mean() > 150 and gray[-10:].mean() > gray[:10].mean() + 20
-    # the robot and gripper are drawn where they were: few pixels change much (0.4% measured; 4.4% with the
-    # robot and gripper left out of the picture)
-    assert (np.abs(fast.astype(int) - default).max(axis=2) > 40).mean() < 0.02
+    # the robot and gripper are drawn where they were: on 2x2-averaged frames (aliased edges smoothed) few
+    # pixels change much: 0.2% measured, 4.1% with the robot and gripper left out of the fast picture
+    half = lambda x: x.astype(float).reshape(32, 2, 32, 2, 3).mean(axis=(1, 3))  # noqa: E731
+    assert (np.abs(half(fast) - half(default)).max(axis=2) > 60).mean() < 0.015
 
 
 def test_default_profile_is_robosuites_frame_and_hard_reset_reuses_the_cache():
