@@ -11,7 +11,8 @@ Frames are rendered only when the critic's clip or a query needs one (every N st
 loop is mostly rendering. A second table gives milliseconds per frame for each render profile
 (``envs/render.py``) at several sizes, with two reference points: the default scene with shadows, reflections
 and skybox off but full meshes, and the collision geoms alone.
-Results are written to docs/results/throughput.md (and .json) with the command that produced them.
+Results are written to docs/results/throughput.md (and .json) with the command that produced them; notes in
+the markdown file below ``NOTES_MARK`` are kept.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 TARGET_EVERY, TARGET_RATIO = 10, 0.85
+NOTES_MARK = "<!-- notes below are written by hand and kept when benchmarks/throughput.py rewrites this file -->"
 
 
 def raw_robosuite(steps: int, seed: int) -> float:
@@ -182,8 +184,12 @@ def main() -> int:
               + " | ".join(f"{v[s]:.1f}" for s in args.render_sizes) + " |" for k, v in ms.items()]
     text = "\n".join(lines) + "\n"
     print(text)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
+    out = Path(args.out)
+    old = out.read_text() if out.is_file() else ""
+    if NOTES_MARK in old:  # hand-written notes survive a new run
+        text += "\n" + old[old.index(NOTES_MARK):]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
     Path(args.out).with_suffix(".json").write_text(json.dumps(
         {"command": cmd, "note": args.note, "steps": args.steps, "size": args.size, "rounds": args.rounds, "rows": rows,
          "render_ms": {k: {str(s): v for s, v in d.items()} for k, d in ms.items()}}, indent=2) + "\n")
