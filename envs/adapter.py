@@ -4,7 +4,8 @@ fails gymnasium's checks, reports the horizon as ``terminated`` and does not see
 Observations: ``"state"`` is a float32 vector (robosuite's ``object-state`` + ``robot0_proprio-state``),
 ``"pixels"`` a uint8 [H, W, 3] upright RGB frame of ``camera``, ``"both"`` a Dict of the two. Frames are
 rendered only when asked for (``render_frame``) or when the observation needs them, under the env's
-``render_profile`` (``envs/render.py``: ``"fast"`` or ``"default"``, MuJoCo's full scene as robosuite draws it).
+``render_profile`` (``envs/render.py``: ``"fast"``, the default, or ``"default"``, MuJoCo's full scene as
+robosuite draws it).
 
 ``info`` at reset and after every step holds ``is_success``, ``oracle/progress``, ``oracle/failed`` and
 ``oracle/stage``; ``privileged()`` returns the full oracle state (see ``envs/tasks/base.py``).
@@ -64,9 +65,10 @@ class RobosuiteEnv(gym.Env):
         reward_shaping: robosuite's dense reward instead of its sparse one.
         terminate_on_success: end the episode (``terminated=True``) when the task succeeds.
         render_mode: ``None`` or ``"rgb_array"`` (``render()`` then returns ``render_frame()``).
-        render_profile: how frames are drawn (``envs.render.PROFILES``): ``"default"`` is MuJoCo's full scene
-            (as robosuite draws it); ``"fast"`` turns shadows, reflections and skybox off and draws simplified
-            meshes without multisampling, ~8x cheaper on a CPU; a ``RenderProfile`` gives a custom one.
+        render_profile: how frames are drawn (``envs.render.PROFILES``): ``"fast"`` (the default) turns shadows,
+            reflections, skybox and multisampling off and draws simplified meshes, ~8x cheaper on a CPU (the
+            shipped compact critic reads it as well as the full scene: docs/results/throughput.md);
+            ``"default"`` is MuJoCo's full scene as robosuite draws it; a ``RenderProfile`` gives a custom one.
         **robosuite_kwargs: passed to ``robosuite.make`` (e.g. ``initialization_noise``).
     """
 
@@ -75,7 +77,7 @@ class RobosuiteEnv(gym.Env):
     def __init__(self, task: str, robot: str = "Panda", *, camera: str = "agentview", image_size: int = 128,
                  horizon: int | None = None, obs_mode: str = "state", hard_reset: bool = False, control_freq: int = 20,
                  reward_shaping: bool = False, terminate_on_success: bool = False, render_mode: str | None = None,
-                 render_profile: str | RenderProfile = "default", **robosuite_kwargs: Any):
+                 render_profile: str | RenderProfile = "fast", **robosuite_kwargs: Any):
         task = check_choice("task", task, SPECS)
         robot = check_choice("robot", robot, ROBOTS)
         spec: TaskSpec = SPECS[task]
