@@ -2,17 +2,18 @@
 """What the fast render profile costs in looks and in critic accuracy.
 
     python benchmarks/render_profiles.py picture [--out docs/results/render_profiles.png]
-    python benchmarks/render_profiles.py critic [--episodes 20] [--seed 300000] [--out runs/render_profiles]
+    python benchmarks/render_profiles.py critic [--episodes 20] [--seed 300000] [--tasks Lift] [--robots Panda]
+                                                [--out runs/render_profiles]
 
 ``picture``: Lift/Panda agentview frames of the same states (the scripted policy reaching the cube, then
 holding it aloft) drawn with each profile at 64, 128 and 224 px, side by side (small frames shown enlarged
 with square pixels).
 
-``critic``: the same scripted Lift/Panda episodes (collection settings of docs/critic.md: 128 px frames area-
-resized to 64, a frame every 10 steps, failure rate 0.5) are rolled out once per profile from the same seeds,
-so the states are identical and only the pictures differ; the shipped compact critic is scored on each set with
-``primo_loop.evaluate`` and the MAE, VOC and failure F1 are compared. Writes ``<out>/<profile>/`` datasets and
-reports and ``<out>/summary.json``.
+``critic``: the same scripted episodes (Lift/Panda by default; the collection settings of docs/critic.md: 128 px
+frames area-resized to 64, a frame every 10 steps, failure rate 0.5) are rolled out once per profile from the
+same seeds, so the states are identical and only the pictures differ; the shipped compact critic is scored on
+each set with ``primo_loop.evaluate`` and the MAE, VOC and failure F1 are compared. Writes the datasets to
+``<out>/<profile>/``, the reports to ``<out>/report_<profile>/`` and the comparison to ``<out>/summary.json``.
 """
 from __future__ import annotations
 
@@ -85,7 +86,7 @@ def picture(out: Path, seed: int) -> Path:
     return out
 
 
-def critic(out: Path, episodes: int, seed: int, profiles: list[str]) -> dict:
+def critic(out: Path, episodes: int, seed: int, profiles: list[str], tasks: list[str], robots: list[str]) -> dict:
     import envs
     from envs.render import PROFILES, RenderProfile
     from primo_loop.critics import make_critic
@@ -96,21 +97,25 @@ def critic(out: Path, episodes: int, seed: int, profiles: list[str]) -> dict:
     custom = {"fast_multisample": RenderProfile("fast_multisample", shadows=False, reflections=False, skybox=False,
                                                 max_mesh_faces=PROFILES["fast"].max_mesh_faces, multisample=True)}
     cfg = CollectConfig(image_size=64, render_size=128, frame_every=10)
-    plan = plan_episodes(["Lift"], ["Panda"], episodes, seed=seed, failure_rate=0.5)
+    plan = plan_episodes(tasks, robots, episodes, seed=seed, failure_rate=0.5)
     scorer = make_critic("compact")
-    summary: dict = {"episodes": episodes, "seed": seed, "collect": {"render_size": 128, "image_size": 64,
-                                                                     "frame_every": 10}, "profiles": {}}
+    summary: dict = {"tasks": tasks, "robots": robots, "episodes": episodes, "seed": seed, "profiles": {},
+                     "collect": {"render_size": 128, "image_size": 64, "frame_every": 10}}
     progress_by_profile = {}
     for prof in profiles:
         root = out / prof
-        env = envs.make_env("Lift", "Panda", image_size=cfg.render_size, horizon=cfg.horizon,
-                            render_profile=custom.get(prof, prof))
+        made = {}
         progress = []
         for spec in plan:
-            ep = rollout(spec, cfg, env)
+            key = (spec.task, spec.robot)
+            if key not in made:
+                made[key] = envs.make_env(spec.task, spec.robot, image_size=cfg.render_size, horizon=cfg.horizon,
+                                          render_profile=custom.get(prof, prof))
+            ep = rollout(spec, cfg, made[key])
             progress.append(np.asarray(ep.table["progress"]))
             write_episode(root, ep, overwrite=True)
-        env.close()
+        for env in made.values():
+            env.close()
         write_index(root)
         progress_by_profile[prof] = progress
         report = evaluate(scorer, [root], out_dir=out / f"report_{prof}")
@@ -138,12 +143,15 @@ def main() -> int:
     cr.add_argument("--episodes", type=int, default=20)
     cr.add_argument("--seed", type=int, default=300000)
     cr.add_argument("--profiles", nargs="+", default=["default", "fast", "fast_multisample"])
+    cr.add_argument("--tasks", nargs="+", default=["Lift"])
+    cr.add_argument("--robots", nargs="+", default=["Panda"])
     cr.add_argument("--out", default="runs/render_profiles")
     args = p.parse_args()
     if args.cmd == "picture":
         print(picture(Path(args.out), args.seed))
     else:
-        print(json.dumps(critic(Path(args.out), args.episodes, args.seed, args.profiles), indent=2))
+        summary = critic(Path(args.out), args.episodes, args.seed, args.profiles, args.tasks, args.robots)
+        print(json.dumps(summary, indent=2))
     return 0
 
 

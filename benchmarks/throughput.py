@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -172,7 +173,7 @@ def main() -> int:
         v.env.close()
     ms = render_ms(args.render_sizes, args.render_repeats, args.seed)
 
-    cmd = ("python benchmarks/throughput.py " + " ".join(sys.argv[1:])).strip()
+    cmd = ("python benchmarks/throughput.py " + shlex.join(sys.argv[1:])).strip()
     lines = ["# Env throughput: critic in the loop vs raw robosuite, per render profile\n",
              f"`{cmd}` ({args.steps} random-action steps per variant in turns of {args.chunk}, {args.size} px "
              f"agentview frames, {platform.processor() or platform.machine()}, MUJOCO_GL=egl, one process; "
