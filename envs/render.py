@@ -19,9 +19,11 @@ every frame, so physics, poses, colours and anything else read from the model fo
 """
 from __future__ import annotations
 
+import atexit
 import copy
 import hashlib
 import logging
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -175,6 +177,18 @@ def simplified_model(model, max_faces: int):
 
 
 # ----- the renderer ------------------------------------------------------------------------------------------
+_LIVE: weakref.WeakSet = weakref.WeakSet()
+_EXIT_HOOK: list[bool] = []
+
+
+def _close_live_renderers() -> None:
+    # A renderer nobody closed would be freed at interpreter teardown, after mujoco's EGL display is terminated
+    # (its own exit hook), and mujoco's finalizer then fails noisily ("Exception ignored ... EGLError"). This hook
+    # is registered after mujoco's (at the first GL context), so it runs before it.
+    for renderer in list(_LIVE):
+        renderer.close()
+
+
 class SceneRenderer:
     """Offscreen frames of a live MuJoCo model/data pair under one render profile.
 
@@ -235,6 +249,10 @@ class SceneRenderer:
         side = max(size, self._side)
         if self._gl is None:
             self._gl = mj.GLContext(side, side)
+            _LIVE.add(self)
+            if not _EXIT_HOOK:
+                atexit.register(_close_live_renderers)
+                _EXIT_HOOK.append(True)
         self._gl.make_current()
         if self._con is not None:
             self._con.free()

@@ -1,5 +1,5 @@
-"""envs/render.py: profile names, mesh simplification and its cache, and the offscreen renderer on a tiny
-MuJoCo scene (no robosuite; the env-level checks are in test_adapter.py)."""
+"""envs/render.py: profile names, mesh simplification and its cache, the offscreen renderer on a tiny MuJoCo
+scene, and a quiet exit (the env-level checks of frames are in test_adapter.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -135,3 +135,25 @@ def test_fast_profile_draws_fewer_faces(tiny):
         assert renderer.uploaded_faces < int(model.mesh_facenum.sum())
     finally:
         renderer.close()
+
+
+def test_unclosed_renderer_exits_quietly(tmp_path):
+    """An env whose renderer nobody closed must not spill GL errors at interpreter exit (mujoco's EGL display
+    is terminated by then, and its context finalizer fails)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("robosuite")
+    root = Path(__file__).resolve().parents[2]
+    code = ("import envs\n"
+            "env = envs.make_env('Lift', image_size=16)\n"
+            "env.reset(seed=0)\n"
+            "print(env.render_frame().shape, env.render_frame(profile='default').shape)\n")
+    env = {**os.environ, "PYTHONPATH": str(root), "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "(16, 16, 3) (16, 16, 3)" in out.stdout
+    assert "Exception ignored" not in out.stderr and "EGLError" not in out.stderr, out.stderr
