@@ -204,3 +204,11 @@ def test_export_script_checks_its_outputs_before_encoding_and_cleans_up(data, tm
     with pytest.raises(OSError):
         script.main([str(data), "--out", str(tmp_path / "fresh" / "c.jsonl"), "--no-progress"])
     assert not (tmp_path / "fresh").exists()
+
+
+def test_export_script_writes_the_problem_type_it_is_given(data, tmp_path):
+    res = _script("export_primo.py", str(data), "--out", str(tmp_path / "r.jsonl"), "--per-episode", "1",
+                  "--problem-type", "regression", "--no-progress")
+    assert res.returncode == 0, res.stderr[-2000:]
+    records = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert records and {r["problem_type"] for r in records} == {"regression"}
