@@ -171,20 +171,24 @@ class AsyncCritic:
         self.trackers = list(trackers)
         self.pipeline = QueryPipeline(call, max_pending, runner)
         self._settled: list[list[RewardCorrection]] = [[] for _ in self.trackers]
+        self._arrived: list[tuple[Asked, CriticVerdict | None]] = []  # came while asking; applied at the poll
 
     def ask(self, key: int, query: CriticQuery) -> None:
-        """Send the query sub-env ``key``'s tracker just made (waits at the bound)."""
+        """Send the query sub-env ``key``'s tracker just made (at the bound, waits for the batch in flight; its
+        verdicts are applied at the next :meth:`poll`, the point of the step where verdicts apply)."""
         tracker = self.trackers[key]
-        self._route(self.pipeline.put([Asked(key, tracker.ledger, query.step, query)]))
+        self._arrived += self.pipeline.put([Asked(key, tracker.ledger, query.step, query)])
 
     def poll(self) -> None:
         """Apply the verdicts that have arrived and start the next batch."""
-        self._route(self.pipeline.poll())
+        arrived, self._arrived = self._arrived, []
+        self._route(arrived + self.pipeline.poll())
 
     def drain(self) -> list[RewardCorrection]:
         """Wait for every query on its way, apply the verdicts, and return every correction not yet taken
         (all sub-envs, oldest first per sub-env). A termination they decide shows on the next step."""
-        self._route(self.pipeline.drain())
+        arrived, self._arrived = self._arrived, []
+        self._route(arrived + self.pipeline.drain())
         return [c for i in range(len(self.trackers)) for c in self.take(i)]
 
     def take(self, key: int) -> tuple[RewardCorrection, ...]:

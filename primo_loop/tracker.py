@@ -193,6 +193,8 @@ class EpisodeTracker:
         self.delays: list[int] = []  # delays (env steps) of the verdicts applied on this step
         self._asked = -1  # the step of the last query made
         self._reported = False  # the termination was returned by finish_step
+        self._finished = -1  # the step finish_step last ran on
+        self._carry: list[tuple[int, float]] = []  # (delay, latency) of verdicts applied after it: next step's
 
     # -- episode boundaries -------------------------------------------------------------------------
     def reset(self, instruction: str, frame: Frame, privileged: Mapping[str, Any] | None = None) -> CriticQuery:
@@ -209,7 +211,7 @@ class EpisodeTracker:
         self._fail_streak = self._regress_streak = 0
         self._privileged = privileged
         self.ledger = RewardLedger.from_config(self.config)  # the old one lives on where verdicts are still out
-        self.delays, self._asked, self._reported = [], -1, False
+        self.delays, self._asked, self._reported, self._finished, self._carry = [], -1, False, -1, []
         self.add_frame(frame)
         query = self.make_query()
         assert query is not None  # step 0 is always due
@@ -234,9 +236,11 @@ class EpisodeTracker:
         self._privileged = privileged
         self._ended = ended
         self._phi_prev = self.phi
-        self.queried = False
-        self.latency_s = 0.0
-        self.delays = []
+        # verdicts applied between steps (an asynchronous drain) are this step's news
+        self.delays = [d for d, _ in self._carry]
+        self.queried = bool(self._carry)
+        self.latency_s = self._carry[-1][1] if self._carry else 0.0
+        self._carry = []
 
     # -- frames and queries -------------------------------------------------------------------------
     @property
@@ -306,12 +310,15 @@ class EpisodeTracker:
         call itself failed. Verdicts must come in the order the queries were made. Returns the pending
         rewards it settles (none in synchronous use)."""
         step = self.step if step is None else step
-        self.queried = True
-        self.delays.append(self.step - step)
         self.stats.delay_steps += self.step - step
         corrections = self.ledger.answered(verdict)
-        if verdict is not None:
-            self.latency_s = verdict.latency_s
+        latency = verdict.latency_s if verdict is not None else 0.0
+        if self._finished == self.step:  # after this step's info: the next step reports it
+            self._carry.append((self.step - step, latency))
+        else:
+            self.queried = True
+            self.delays.append(self.step - step)
+            self.latency_s = latency if verdict is not None else self.latency_s
         if not self._count(verdict):
             return corrections
         cfg = self.config
@@ -349,6 +356,7 @@ class EpisodeTracker:
         if self.done:
             self.stats.terminations += 1
             self._reported = True
+        self._finished = self.step
         phis = self.ledger.potentials(self.step)
         pending_id = None
         if phis is None:  # a verdict this reward needs is still out

@@ -1,7 +1,7 @@
 """A slow critic whose timing a test controls: batches that complete after a set number of polls.
 
 The wrappers poll their :class:`~primo_loop.asynchronous.AsyncCritic` once per env step, so a batch that needs
-``k`` polls arrives ``k`` steps after the one it was launched on (or sooner, when back-pressure or a drain waits
+``k >= 1`` polls arrives ``k`` steps after the one it was launched on (or sooner, when back-pressure or a drain waits
 for it). No threads and no sleeps: a run is the same every time.
 """
 from __future__ import annotations
@@ -13,17 +13,16 @@ from primo_loop.types import CriticQuery, CriticVerdict
 
 
 class PolledTicket:
-    """A batch that is done after ``polls`` calls of :meth:`done`; its verdicts are computed when asked for."""
+    """A batch that is done at the ``polls``-th call of :meth:`done` (0 or 1: the first); its verdicts are computed
+    when asked for."""
 
     def __init__(self, call, queries: list[CriticQuery], polls: int):
         self.call, self.queries, self.left = call, queries, polls
         self._verdicts: list[CriticVerdict | None] | None = None
 
     def done(self) -> bool:
-        if self.left <= 0:
-            return True
         self.left -= 1
-        return False
+        return self.left <= 0
 
     def result(self) -> list[CriticVerdict | None]:
         if self._verdicts is None:

@@ -101,6 +101,8 @@ class CriticInTheLoop(gym.Wrapper, gym.utils.RecordConstructorArgs):
         obs, info = self.env.reset(seed=seed, options=options)
         query = self.tracker.reset(self.instruction, self._render(), privileged_from_info(info))
         self._ask(query)
+        if self._async is not None:
+            self._async.poll()  # starts the baseline's batch at once if the critic is idle
         info = dict(info, **self.tracker.info())
         return obs, info
 
