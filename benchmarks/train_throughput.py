@@ -42,15 +42,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from policies.sb3 import AgentConfig, train
+    from primo_loop.tracker import TrackerConfig
     from primo_loop.cli import writable_dir
 
     results = writable_dir(args.results)
     rates = {}
     with tempfile.TemporaryDirectory() as tmp:
         for reward in ("warmup", "sparse", "critic"):  # the warm-up pays one-time costs (imports, JIT)
+            critic = reward == "critic"
             cfg = AgentConfig(env=args.env, algo=args.algo, reward="sparse" if reward == "warmup" else reward,
-                              critic=args.critic,
-                              critic_options=parse_options(args.critic_option), critic_every=args.critic_every,
+                              critic=args.critic if critic else None,
+                              critic_options=parse_options(args.critic_option) if critic else {},
+                              tracker=TrackerConfig(critic_every=args.critic_every) if critic else TrackerConfig(),
                               steps=args.steps // 4 if reward == "warmup" else args.steps,
                               workers=args.workers, horizon=args.horizon, eval_every=0,
                               checkpoint_every=0, algo_kwargs=parse_options(args.set), out=f"{tmp}/{reward}",

@@ -11,11 +11,11 @@
 * with ``bc_regularize=True`` follows every SAC gradient step with one behaviour-cloning step on a batch of
   demonstrations (same optimizer), so the early, poorly trained Q-function cannot pull the actor away from
   what the demonstrations do; SAC still improves the actor wherever the demonstrations say nothing;
-* with ``n_steps > 1`` (``--set n_steps=N``) learns Q from n-step returns, on the demonstrations and on its own
+* with ``n_steps > 1`` (``algo_kwargs={"n_steps": N}``, ``--sb3.n-steps N``) learns Q from n-step returns, on the demonstrations and on its own
   data alike (:class:`DemoReplayBuffer`);
 * with ``q_warmup_steps > 0`` then runs that many SAC updates in which only the Q-function learns (the actor's
   and the entropy coefficient's learning rates are held at 0), so Q has evaluated the cloned policy before
-  the actor starts to follow it (``--set q_warmup_steps=N``).
+  the actor starts to follow it (``algo_kwargs={"q_warmup_steps": N}``; from Python only).
 
 Without demonstrations it is SB3's SAC.
 """
@@ -34,13 +34,6 @@ from policies.warmup import EXECUTED
 
 class _NStepBuffer(NStepReplayBuffer):
     """SB3's n-step replay buffer, sampling exactly as the one-step ``ReplayBuffer`` when ``n_steps == 1``."""
-
-    def __setstate__(self, state: dict) -> None:  # replay buffers pickled before n-step returns existed
-        state.setdefault("n_steps", 1)
-        state.setdefault("gamma", 0.99)
-        if "demos" in state:
-            state.setdefault("_pending", [[] for _ in range(state["n_envs"])])
-        self.__dict__.update(state)
 
     def _get_samples(self, batch_inds, env=None) -> ReplayBufferSamples:
         if self.n_steps == 1:

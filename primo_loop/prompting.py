@@ -253,14 +253,15 @@ DEFAULT_TEMPLATE = PromptTemplate()
 
 
 def progress_question(instruction: str) -> str:
-    """The ``problem`` text for an instruction (the same text our PRIMO exports carry).
+    """The ``problem`` text of a progress record: the instruction and the progress question (our PRIMO exports
+    carry the same text).
 
-    >>> progress_question("lift the cube").startswith('Task: "lift the cube"')
-    True
+    >>> progress_question("lift the cube")[:28]
+    'Task: "lift the cube". The f'
     """
-    from primo_loop.data.primo_format import progress_question as _pq
-
-    return _pq(instruction)
+    return (f'Task: "{instruction}". The first image shows the initial state, the video shows the attempt so '
+            "far, and the last image shows the current state. How far has the task progressed? Answer with a "
+            "number from 0 (not started) to 100 (fully completed).")
 
 
 _TASK_QUOTE_RE = re.compile(r'Task:\s*"(.+?)"', re.S)

@@ -1,6 +1,9 @@
 #!/usr/bin/env python
 """Failure recovery: success with vs without critic-monitored replanning under injected failures.
 
+The command line of the experiment in ``benchmarks/recovery.py`` (the executor it studies is
+:class:`policies.recovery.RecoveryExecutor`).
+
     python scripts/recovery.py --env Lift --critic compact --episodes 50 --out docs/results/recovery
 
 For each condition (nominal and each injected failure) the scripted policy runs ``--episodes`` paired
@@ -45,10 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import envs
-    from policies.recovery import NOMINAL, ExperimentConfig, RecoveryConfig, run_experiment, write_report
+    from benchmarks.recovery import ExperimentConfig, read_episodes, run_experiment, write_report
+    from policies.recovery import NOMINAL, RecoveryConfig
     from policies.scripted import FAILURE_MODES
     from primo_loop.critics import available_critics
-    from primo_loop.errors import check_choice
+    from primo_loop.errors import ConfigError, check_choice
 
     check_choice("task", args.env, envs.TASKS)
     check_choice("critic", args.critic, available_critics())
@@ -63,9 +67,10 @@ def main(argv: list[str] | None = None) -> int:
 
     total = len(conditions) * 2 * args.episodes
     if args.report_only:
-        from policies.recovery import read_episodes
-
         rows = read_episodes(Path(args.out) / "episodes.jsonl")
+        if not any(r["condition"] in conditions and r["seed"] >= args.seed for r in rows):
+            raise ConfigError(f"--report-only: no episodes of these conditions in {Path(args.out) / 'episodes.jsonl'}"
+                              "; run without --report-only first (or pass the --out that holds them)")
     else:
         with tqdm(total=total, desc="episodes", unit="ep") as bar:
             rows = run_experiment(cfg, on_episode=lambda row: bar.update(1))

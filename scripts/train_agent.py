@@ -1,17 +1,23 @@
 #!/usr/bin/env python
-"""Train an SB3 agent on a robosuite task with a sparse, dense, critic-shaped or oracle-shaped reward.
+"""Train an SB3 agent on a robosuite task or any Gymnasium env, rewarded sparsely, densely, by a critic or oracle.
 
-    python scripts/train_agent.py --env Lift --algo sac --reward critic --critic compact --critic-every 10 \
-        --steps 200000 --seed 0 --workers 2 --out runs/sac_critic_s0
+    python scripts/train_agent.py --env Lift --algo sac --reward critic --critic compact \
+        --tracker.critic-every 10 --steps 200000 --seed 0 --workers 2 --out runs/sac_critic_s0
     python scripts/train_agent.py ... --out runs/sac_critic_s0 --resume     # after a kill
     # position actions and 20 scripted demonstrations, cloned and replayed (the shaping experiment's setting)
     python scripts/train_agent.py --env Lift --reward critic --action position --horizon 80 --workers 1 \
-        --demo-episodes 20 --demo-fraction 0.5 --bc-steps 2000 --bc-regularize --set ent_coef=0.01 \
-        --set learning_starts=1600 --critic-weight 10 --steps 20000 --out runs/sac_critic_demo
+        --demo-episodes 20 --demo-fraction 0.5 --bc-steps 2000 --bc-regularize --sb3.ent-coef 0.01 \
+        --sb3.learning-starts 1600 --tracker.critic-weight 10 --steps 20000 --out runs/sac_critic_demo
     # online critic refresh: the critic fine-tuned on the agent's episodes every 10k steps, the buffer relabelled
     python scripts/train_agent.py --env Lift --reward critic --action position --horizon 80 --workers 1 \
-        --set n_steps=5 --critic-weight 10 --tracker-option terminate=false --refresh-every 10000 \
+        --sb3.n-steps 5 --tracker.critic-weight 10 --tracker.no-terminate --refresh.every 10000 \
         --steps 140000 --out runs/sac_refresh
+    # your own Gymnasium env (a module:callable returning it; episodes judged on return without is_success)
+    python scripts/train_agent.py --env mypkg.envs:make_pusher --reward critic --critic compact --out runs/pusher
+
+Every option is a field of :class:`policies.sb3.AgentConfig` (or of its nested tracker, refresh and SB3 settings);
+``--help`` lists them with their defaults. An existing non-empty ``--out`` is refused unless ``--resume`` or
+``--overwrite``.
 
 Writes TensorBoard logs (``OUT/tb``, with ``critic/*``), ``OUT/eval.csv`` (eval success rate vs env steps),
 checkpoints (``OUT/checkpoints``: every one's policy, the newest two with the SAC replay buffer),
@@ -20,7 +26,6 @@ checkpoints (``OUT/checkpoints``: every one's policy, the newest two with the SA
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -28,31 +33,23 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from primo_loop.cli import run  # noqa: E402
+from primo_loop.config_cli import OneLineParser, add_dataclass_options  # noqa: E402
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from policies.sb3 import add_training_arguments
+def build_parser() -> OneLineParser:
+    from policies.sb3 import AgentConfig
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_training_arguments(p)
-    p.add_argument("--robot", default="Panda")
-    p.add_argument("--reward", default="sparse", help="sparse | dense | critic | oracle")
-    p.add_argument("--steps", type=int, default=100_000, help="total env steps")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p = OneLineParser(description=__doc__.splitlines()[0])
+    add_dataclass_options(p, AgentConfig, required=("out",))
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from policies.sb3 import AgentConfig, train, training_config_kwargs
+    from policies.sb3 import AgentConfig, train
+    from primo_loop.config_cli import from_namespace
 
-    cfg = AgentConfig(**training_config_kwargs(args), robot=args.robot, reward=args.reward,
-                      steps=args.steps, seed=args.seed,
-                      out=args.out, resume=args.resume, progress_bar=not args.no_progress)
-    summary = train(cfg)
+    summary = train(from_namespace(AgentConfig, args))
     print(json.dumps(summary, indent=2))
     return 0
 

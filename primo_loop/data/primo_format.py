@@ -39,6 +39,7 @@ import numpy as np
 from primo_loop.answers import solution_value
 from primo_loop.data.video import read_video, resize_frames, write_text_atomic, write_video
 from primo_loop.errors import ConfigError, DatasetError
+from primo_loop.prompting import progress_question
 
 logger = logging.getLogger(__name__)
 
@@ -47,17 +48,6 @@ MEDIA_SUBDIR = "primo-video"
 MEDIA_KEYS = ("path", "video", "video_path")
 LIST_KEYS = ("results", "data", "annotations", "train", "items")
 _SECTION_RE = re.compile(r"<(planning|observation|reasoning)>(.*?)</\1>", re.S)
-
-
-def progress_question(instruction: str) -> str:
-    """The ``problem`` text of a progress record: the instruction and the progress question.
-
-    >>> progress_question("lift the cube")[:28]
-    'Task: "lift the cube". The f'
-    """
-    return (f'Task: "{instruction}". The first image shows the initial state, the video shows the attempt so '
-            "far, and the last image shows the current state. How far has the task progressed? Answer with a "
-            "number from 0 (not started) to 100 (fully completed).")
 
 
 def solution_text(progress_0_100: float) -> str:

@@ -31,93 +31,21 @@ from __future__ import annotations
 import logging
 import math
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from primo_loop.errors import ConfigError, check_counts, from_options
+from primo_loop.errors import ConfigError
 from primo_loop.tracker import EpisodeTracker, TrackerConfig, replay_schedule, shaping_term
+from primo_loop.training.refresh_config import STATE_PREFIX, RefreshConfig  # noqa: F401 - re-exported here
 
 logger = logging.getLogger(__name__)
 
-STATE_PREFIX = "refresh_state"
 #: ``refresh/fresh_bias_late`` is the fresh error where the oracle says at least this much progress: the task's
 #: second half (on Lift, grasping and lifting), the stages an agent reaches last and a mean over every query hides.
 LATE_PROGRESS = 0.5
-
-
-@dataclass
-class RefreshConfig:
-    """Options of online critic refresh (defaults in brackets).
-
-    Attributes:
-        every: env steps between refreshes [10_000].
-        grad_steps: AdamW steps per refresh [200].
-        lr: learning rate [3e-4] (constant; a fine-tune, not a fresh training).
-        weight_decay: AdamW weight decay [1e-4].
-        batch_episodes: episodes per batch [8].
-        queries_per_episode: at most this many queries per episode per batch [16].
-        fresh_fraction: share of each batch drawn from the episodes since the last refresh [0.5].
-        label_fraction: labelling budget: the share of finished episodes whose privileged labels the critic
-            trains on [1.0]. Which episodes get labels is drawn per episode (seeded). Every episode is still
-            relabelled in the buffer, and the error statistics still cover all fresh episodes (measurement, not
-            training).
-        max_episodes: newest episodes kept for training and relabelling [5000]; about 110 kB each at 64 px.
-        min_episodes: a refresh waits until this many episodes are stored [20].
-        failure_weight / aux_weight: loss weights, as in :class:`~primo_loop.training.compact.TrainConfig`.
-        augment: colour/shift augmentation per episode [True].
-        rehearsal_data: dataset folders (``scripts/collect.py``) mixed into every batch, e.g. the scripted
-            rollouts the critic was first trained on [none]. Fine-tuned on an agent's states alone, the critic
-            forgets the stages that agent has not reached (measured: the embedded critic reads scripted Lift
-            episodes' lifts at 0.997 of the oracle's 1.0, the same critic after 8 refreshes on an agent that
-            never lifted at 0.82). A list, or one string with folders separated by commas.
-        rehearsal_fraction: share of each batch drawn from ``rehearsal_data`` [0.25]; with ``fresh_fraction``
-            at most 1.
-        seed: seed of batch sampling and augmentation [0].
-    """
-
-    every: int = 10_000
-    grad_steps: int = 200
-    lr: float = 3e-4
-    weight_decay: float = 1e-4
-    batch_episodes: int = 8
-    queries_per_episode: int = 16
-    fresh_fraction: float = 0.5
-    label_fraction: float = 1.0
-    max_episodes: int = 5000
-    min_episodes: int = 20
-    failure_weight: float = 0.5
-    aux_weight: float = 0.5
-    augment: bool = True
-    rehearsal_data: list[str] | str = field(default_factory=list)
-    rehearsal_fraction: float = 0.25
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        check_counts(self, ("every", "grad_steps", "batch_episodes", "queries_per_episode", "max_episodes",
-                            "min_episodes"), "refresh option")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ConfigError(f"Expected refresh option `lr` > 0, actually: {self.lr!r}")
-        if not 0.0 < self.label_fraction <= 1.0:
-            raise ConfigError(f"Expected refresh option `label_fraction` in (0, 1], actually: {self.label_fraction!r}")
-        if not 0.0 <= self.fresh_fraction <= 1.0:
-            raise ConfigError(f"Expected refresh option `fresh_fraction` in [0, 1], actually: {self.fresh_fraction!r}")
-        if isinstance(self.rehearsal_data, str):
-            self.rehearsal_data = [d.strip() for d in self.rehearsal_data.split(",") if d.strip()]
-        self.rehearsal_data = [str(d) for d in self.rehearsal_data]
-        if self.rehearsal_data and not 0.0 < self.rehearsal_fraction <= 1.0 - self.fresh_fraction:
-            raise ConfigError("Expected refresh option `rehearsal_fraction` in (0, 1 - fresh_fraction] = "
-                              f"(0, {1.0 - self.fresh_fraction:g}], actually: {self.rehearsal_fraction!r}")
-
-    @classmethod
-    def from_options(cls, **options: Any) -> RefreshConfig:
-        """Build from keyword options, naming unknown ones with the closest valid name."""
-        return from_options(cls, "refresh option", options)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
@@ -142,9 +70,13 @@ class CriticRefresher:
     """
 
     def __init__(self, critic: Any, tracker: TrackerConfig, config: RefreshConfig, buffer_size: int, n_envs: int):
-        if not all(hasattr(critic, a) for a in ("model", "weights_changed", "config", "score")):
+        from primo_loop.critics.base import capabilities
+
+        if not capabilities(critic).refreshable:
             raise ConfigError(f"Online critic refresh trains the compact critic; {getattr(critic, 'name', critic)!r} "
                               "cannot be trained in the loop (use --critic compact)")
+        if config.every < 1:
+            raise ConfigError(f"Expected refresh option `every` >= 1 for a refresher, actually: {config.every!r}")
         if tracker.shaping == "none":
             raise ConfigError("Online critic refresh relabels the critic's shaping term; shaping is 'none'")
         from primo_loop.training.compact import TrainConfig

@@ -1,18 +1,11 @@
-"""Recovery executor and experiment on the 1-D fake env (no simulator)."""
+"""Recovery executor (and the experiment in benchmarks/recovery.py) on the 1-D fake env (no simulator)."""
 from __future__ import annotations
 
 
 import numpy as np
 import pytest
 
-from policies.recovery import (
-    ExperimentConfig,
-    RecoveryConfig,
-    RecoveryExecutor,
-    read_episodes,
-    run_experiment,
-    write_report,
-)
+from policies.recovery import RecoveryConfig, RecoveryExecutor
 from primo_loop.errors import ConfigError
 from primo_loop.testing.fakes import ProgressEnv, ScriptedCritic
 from primo_loop.wrappers import CriticInTheLoop
@@ -94,7 +87,16 @@ def test_executor_needs_terminating_tracker():
         RecoveryConfig(hold_steps=0)
 
 
-def test_experiment_report_and_resume(tmp_path):
+def test_experiment_report_and_resume(tmp_path, monkeypatch):
+    """The study in benchmarks/recovery.py, run with the executor on the fake env."""
+    import importlib
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2]))
+    experiment = importlib.import_module("benchmarks.recovery")
+    ExperimentConfig, read_episodes = experiment.ExperimentConfig, experiment.read_episodes
+    run_experiment, write_report = experiment.run_experiment, experiment.write_report
+
     def make_env(task, robot, horizon, image_size):
         return ProgressEnv(horizon=horizon)
 

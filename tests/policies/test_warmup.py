@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from envs.actions import PositionActions
-from policies.sb3 import AgentConfig, _grow_replay_buffer, make_task_env, train
+from policies.sb3 import AgentConfig, grow_replay_buffer, make_task_env, train
 from policies.demo_sac import DemoReplayBuffer, DemoSAC
 from policies.warmup import EXECUTED, ScriptedWarmup
 from primo_loop.errors import ConfigError, UnknownNameError, UnsupportedError
@@ -50,7 +50,9 @@ def test_config_checks_the_new_options():
     assert hp["replay_buffer_kwargs"] == {"demo_fraction": 0.25, "n_steps": 1, "gamma": 0.99}
     assert hp["bc_steps"] == 7
     assert "replay_buffer_class" not in AgentConfig().hyperparameters()
-    AgentConfig(algo_kwargs={"bc_steps": 3, "learning_starts": 10})  # DemoSAC's and SAC's own options
+    AgentConfig(algo_kwargs={"q_warmup_steps": 3, "learning_starts": 10})  # DemoSAC's and SAC's own options
+    with pytest.raises(ConfigError, match="`bc_steps` is a setting of its own"):  # one route: the field
+        AgentConfig(algo_kwargs={"bc_steps": 3})
 
 
 def test_scripted_warmup_lifts_with_position_actions_then_hands_over():
@@ -206,21 +208,10 @@ def test_n_step_option_reaches_the_demo_buffer():
     for t in range(3):
         _add(buf, float(t), demo=True, reward=1.0)
     model = SimpleNamespace(replay_buffer=buf, buffer_size=4)
-    _grow_replay_buffer(model, 50)
+    grow_replay_buffer(model, 50)
     grown = model.replay_buffer
     assert grown.buffer_size == 50 and grown.n_steps == 3 and grown.gamma == 0.5 and grown.demos is buf.demos
     assert grown._get_samples(np.array([0])).rewards.item() == 1.75
-
-
-def test_a_buffer_pickled_before_n_step_returns_still_loads():
-    buf = _buffer(size=10)
-    _add(buf, 0.5, demo=True, done=True)
-    state = {k: v for k, v in buf.__dict__.items() if k not in ("n_steps", "gamma", "_pending")}
-    old = DemoReplayBuffer.__new__(DemoReplayBuffer)
-    old.__setstate__(state)  # what unpickling an older checkpoint's buffer does
-    assert old.n_steps == 1 and old.sample(4).discounts is None
-    _add(old, -0.5, demo=True)  # it keeps recording demonstrations
-    assert len(old._pending[0]) == 1
 
 
 def test_behaviour_cloning_fits_the_demonstrations():

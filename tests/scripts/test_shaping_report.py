@@ -226,7 +226,7 @@ def test_a_prior_lends_only_the_rewards_its_options_left_unchanged(tmp_path, sha
     trained = []
 
     def fake_train(cfg):
-        trained.append((cfg.reward, cfg.seed, cfg.tracker_options))
+        trained.append((cfg.reward, cfg.seed, cfg.tracker.terminate))
         write_runs(tmp_path / "runs", {cfg.reward: {cfg.seed: [0.3, 0.95]}})
         return {"timesteps": 2000, "eval": 0.95}
 
@@ -236,7 +236,7 @@ def test_a_prior_lends_only_the_rewards_its_options_left_unchanged(tmp_path, sha
     assert shaping.main([*variant, "--rewards", "sparse", "dense", "critic", "oracle",
                          "--results", str(tmp_path / "new")]) == 0
     # the critic and the oracle read the tracker options: trained anew; sparse and dense come from the prior
-    assert trained == [("critic", 0, {"terminate": False}), ("oracle", 0, {"terminate": False})]
+    assert trained == [("critic", 0, False), ("oracle", 0, False)]
     result = json.loads((tmp_path / "new" / "shaping.json").read_text())
     assert result["runs"]["critic"]["success"] == {"0": [0.3, 0.95]}
     assert result["runs"]["critic"]["label"] == "critic (compact, terminate=false)"

@@ -116,13 +116,13 @@ def test_refresh_refuses_what_it_cannot_train_or_label(tiny_ckpt):
     with pytest.raises(UnknownNameError, match="grad_steps"):
         RefreshConfig.from_options(grad_step=3)
     with pytest.raises(ConfigError, match="--reward critic"):
-        AgentConfig(reward="sparse", refresh_every=100)
+        AgentConfig(reward="sparse", refresh=RefreshConfig(every=100))
 
 
 def tiny(tmp_path, **kw) -> AgentConfig:
     base = dict(env=FAKE, algo="sac", reward="critic", steps=400, workers=1, horizon=30, eval_every=0,
-                checkpoint_every=100, out=str(tmp_path / "run"), progress_bar=False, refresh_every=150,
-                refresh_options={"grad_steps": 10, "min_episodes": 2},
+                checkpoint_every=100, out=str(tmp_path / "run"), progress_bar=False,
+                refresh=RefreshConfig(every=150, grad_steps=10, min_episodes=2),
                 algo_kwargs={"learning_starts": 50, "batch_size": 32, "policy_kwargs": {"net_arch": [16]}})
     base.update(kw)
     return AgentConfig(**base)
@@ -173,17 +173,21 @@ def test_a_refresh_run_without_its_state_resumes_from_an_older_checkpoint(tiny_c
     assert summary["resumed_from"] == 200
 
 
-def test_refresh_cannot_be_switched_on_when_resuming_a_run_without_it(tiny_ckpt, tmp_path):
-    """A run trained without refresh (its config.json may predate the option) has no refresh states: resuming it
-    with refresh is refused, not silently restarted from scratch."""
-    import json
-
-    train(tiny(tmp_path, steps=100, refresh_every=0, refresh_options={}), critic=CompactCritic(tiny_ckpt))
+def test_a_truncated_refresh_state_on_resume_is_one_line_naming_it(tiny_ckpt, tmp_path):
+    train(tiny(tmp_path, steps=200), critic=CompactCritic(tiny_ckpt))
     out = tmp_path / "run"
-    config = json.loads((out / "config.json").read_text())
-    del config["refresh_every"], config["refresh_options"]  # as written before refresh existed
-    (out / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ConfigError, match="refresh_every"):
+    state = out / "checkpoints" / "refresh_state_200_steps.pt"
+    state.write_bytes(state.read_bytes()[:100])  # killed while writing it
+    (out / "done.json").unlink()
+    with pytest.raises(ConfigError, match=r"--resume: .*refresh_state_200_steps.pt does not load"):
+        train(tiny(tmp_path, steps=300, resume=True), critic=CompactCritic(tiny_ckpt))
+
+
+def test_refresh_cannot_be_switched_on_when_resuming_a_run_without_it(tiny_ckpt, tmp_path):
+    """A run trained without refresh has no refresh states: resuming it with refresh is refused, not silently
+    restarted from scratch."""
+    train(tiny(tmp_path, steps=100, refresh=RefreshConfig(every=0)), critic=CompactCritic(tiny_ckpt))
+    with pytest.raises(ConfigError, match="refresh.every"):
         train(tiny(tmp_path, steps=200, resume=True), critic=CompactCritic(tiny_ckpt))
 
 
@@ -193,7 +197,7 @@ def test_refresh_on_real_lift_labels_from_sim_state(tmp_path):
     is relabelled, and the exported critic loads."""
     cfg = AgentConfig(env="Lift", algo="sac", reward="critic", action="position", steps=120, workers=1, horizon=20,
                       eval_every=0, checkpoint_every=60, out=str(tmp_path / "run"), progress_bar=False,
-                      refresh_every=60, refresh_options={"grad_steps": 5, "min_episodes": 2},
+                      refresh=RefreshConfig(every=60, grad_steps=5, min_episodes=2),
                       algo_kwargs={"learning_starts": 30, "batch_size": 8, "policy_kwargs": {"net_arch": [8]}})
     train(cfg)
     rows = read_eval(tmp_path / "run" / "refresh.csv")
