@@ -190,14 +190,20 @@ def deferred_buffer_class(algo: str, given: type | None = None) -> type:
 
 class DeferredRewardsCallback(BaseCallback):
     """Feeds a :class:`DeferredRolloutBuffer` (PPO): the critic wrapper to drain, the pending ids of each step and
-    the corrections as they arrive. Harmless elsewhere (a SAC replay buffer reads its infos itself)."""
+    the corrections as they arrive. Harmless elsewhere (a SAC replay buffer reads its infos itself).
+
+    Args:
+        wrapper: the :class:`~primo_loop.wrappers.VecCriticInTheLoop` of the training env (its ``drain()``).
+    """
+
+    def __init__(self, wrapper: Any):
+        super().__init__()
+        self.wrapper = wrapper
 
     def _on_training_start(self) -> None:
-        from policies.sb3.vec_envs import find_critic_wrapper
-
         buffer = getattr(self.model, "rollout_buffer", None)
         if isinstance(buffer, DeferredRolloutBuffer):
-            buffer.source = find_critic_wrapper(self.training_env)
+            buffer.source = self.wrapper
             buffer.policy, buffer.gamma_boot = self.model.policy, self.model.gamma
 
     def _on_step(self) -> bool:

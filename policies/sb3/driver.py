@@ -83,7 +83,7 @@ def _callbacks(cfg: AgentConfig, out: Path, venv: Any, model: Any, eval_env: Any
     if cfg.tracker.async_critic and cfg.reward in CRITIC_REWARDS:
         from policies.sb3.deferred import DeferredRewardsCallback
 
-        callbacks.insert(0, DeferredRewardsCallback())  # first: pending rewards are noted before anything reads them
+        callbacks.insert(0, DeferredRewardsCallback(find_critic_wrapper(venv)))  # first: pending rewards are noted before anything reads them
     if cfg.refresh.every:
         refresher = _refresher(cfg, venv, model, resumed=start > 0)
         callbacks.append(CriticRefreshCallback(

@@ -125,7 +125,7 @@ def ppo_run(late: bool, shaping: str):
             rollouts.append({k: np.array(getattr(rb, k)) for k in ("rewards", "returns", "advantages", "values")})
             rollouts[-1]["bootstrapped"] = rb.bootstrapped
 
-    model.learn(256, callback=[DeferredRewardsCallback(), Each(snap)])  # two rollouts of 2 x 64 steps
+    model.learn(256, callback=[DeferredRewardsCallback(env), Each(snap)])  # two rollouts of 2 x 64 steps
     return rollouts, env
 
 
