@@ -43,6 +43,10 @@ SHAPING_MODES = ("delta", "progress", "none")
 __all__ = ["EpisodeTracker", "StepResult", "TrackerConfig", "TrackerStats", "failure_streak", "regression_streak",
            "replay_schedule", "sample_clip_indices", "shaping_term"]
 
+#: Ids of transitions whose reward is pending, unique in the process (so several single-env wrappers in one
+#: DummyVecEnv never give two transitions the same id).
+_TRANSITION_IDS = itertools.count()
+
 # Termination reasons (info["critic/terminated_reason"]).
 REASON_FAILURE = "failure"
 REASON_REGRESSION = "regression"
@@ -189,7 +193,6 @@ class EpisodeTracker:
         self._fail_streak = 0
         self._regress_streak = 0
         self.ledger = RewardLedger.from_config(self.config)
-        self.transition_ids = itertools.count()  # wrappers share one counter among their trackers
         self.delays: list[int] = []  # delays (env steps) of the verdicts applied on this step
         self._asked = -1  # the step of the last query made
         self._reported = False  # the termination was returned by finish_step
@@ -362,7 +365,7 @@ class EpisodeTracker:
         if phis is None:  # a verdict this reward needs is still out
             shaping = shaping_term(cfg.shaping, self._phi_prev, self.phi, cfg.gamma)
             reward = transition_reward(cfg.env_weight, env_reward, cfg.critic_weight, shaping, penalty)
-            pending_id = next(self.transition_ids)
+            pending_id = next(_TRANSITION_IDS)
             self.ledger.wait(pending_id, self.step, env_reward, penalty, reward)
         else:
             shaping = shaping_term(cfg.shaping, phis[0], phis[1], cfg.gamma)

@@ -188,6 +188,17 @@ def deferred_buffer_class(algo: str, given: type | None = None) -> type:
                       f"{sorted({c.__name__ for c in options.values()})} (policies.sb3.deferred), or a subclass")
 
 
+def check_model_buffers(model: Any) -> None:
+    """Refuse a model whose buffer would take pending rewards as final (e.g. resumed from a synchronous run)."""
+    buffer = getattr(model, "rollout_buffer", None)
+    if buffer is None:
+        buffer = getattr(model, "replay_buffer", None)
+    if buffer is not None and not isinstance(buffer, (DeferredRewards, DeferredRolloutBuffer)):
+        raise ConfigError(f"An asynchronous critic needs a buffer that settles deferred rewards; this model's "
+                          f"{type(buffer).__name__} (a run started without --tracker.async-critic) would train on "
+                          "provisional rewards: resume it without --tracker.async-critic, or start a new --out")
+
+
 class DeferredRewardsCallback(BaseCallback):
     """Feeds a :class:`DeferredRolloutBuffer` (PPO): the critic wrapper to drain, the pending ids of each step and
     the corrections as they arrive. Harmless elsewhere (a SAC replay buffer reads its infos itself).

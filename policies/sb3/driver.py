@@ -81,8 +81,9 @@ def _callbacks(cfg: AgentConfig, out: Path, venv: Any, model: Any, eval_env: Any
     ckpt_dir = out / "checkpoints"
     callbacks = [CriticStatsCallback()]
     if cfg.tracker.async_critic and cfg.reward in CRITIC_REWARDS:
-        from policies.sb3.deferred import DeferredRewardsCallback
+        from policies.sb3.deferred import DeferredRewardsCallback, check_model_buffers
 
+        check_model_buffers(model)
         callbacks.insert(0, DeferredRewardsCallback(find_critic_wrapper(venv)))  # first: pending rewards are noted before anything reads them
     if cfg.refresh.every:
         refresher = _refresher(cfg, venv, model, resumed=start > 0)

@@ -79,8 +79,6 @@ class VecCriticInTheLoop(_vec_base()):  # type: ignore[misc]
         self.critic = resolve_critic(critic, **dict(critic_options or {}))
         cfg = merge_tracker_config(config, tracker_options)
         self.trackers = [EpisodeTracker(cfg) for _ in range(self.num_envs)]
-        for tr in self.trackers[1:]:  # transition ids unique across sub-envs
-            tr.transition_ids = self.trackers[0].transition_ids
         self._call = CriticCaller(self.critic, on_critic_error)
         self._async = AsyncCritic(self._call, self.trackers, cfg.max_pending, async_runner) if cfg.async_critic else None
         if instruction is not None or not self.venv.has_attr("instruction"):
@@ -147,6 +145,8 @@ class VecCriticInTheLoop(_vec_base()):  # type: ignore[misc]
     def reset(self):
         obs = self.venv.reset()
         self._baseline(range(self.num_envs), self._reset_infos())
+        if self._async is not None:
+            self._async.poll()  # starts the baselines' batch at once if the critic is idle
         return obs
 
     def step_wait(self):

@@ -20,6 +20,7 @@ from policies.sb3.deferred import (
     DeferredReplayBuffer,
     DeferredRewardsCallback,
     DeferredRolloutBuffer,
+    check_model_buffers,
     deferred_buffer_class,
 )
 from primo_loop.errors import ConfigError
@@ -28,7 +29,7 @@ from primo_loop.testing.slow import PolledRunner
 from primo_loop.tracker import TrackerConfig
 from primo_loop.training.online import RefreshConfig
 from primo_loop.types import CriticQuery, CriticVerdict
-from primo_loop.wrappers import VecCriticInTheLoop
+from primo_loop.wrappers import CriticInTheLoop, VecCriticInTheLoop
 
 LATE = [3, 0, 7, 1, 12, 2, 5]  # env steps each critic batch takes
 FAKE = "primo_loop.testing.fakes:ProgressEnv"
@@ -44,7 +45,15 @@ def odd_critic() -> ScriptedCritic:
     return ScriptedCritic(fn)
 
 
-def critic_env(late: bool, shaping: str) -> VecCriticInTheLoop:
+def critic_env(late: bool, shaping: str, single: bool = False):
+    """Two fake envs with the critic: one vector wrapper, or (``single``) a wrapper in each sub-env."""
+    if single:
+        venv = DummyVecEnv([lambda k=k: CriticInTheLoop(
+            ProgressEnv(horizon=30), critic=odd_critic(), critic_every=5, terminate=False, shaping=shaping,
+            gamma=0.97, async_critic=late, max_pending=8, async_runner=PolledRunner(LATE[k:]) if late else None)
+            for k in range(2)])
+        venv.seed(3)
+        return venv
     venv = DummyVecEnv([lambda: ProgressEnv(horizon=30) for _ in range(2)])
     venv.seed(3)
     return VecCriticInTheLoop(venv, critic=odd_critic(), critic_every=5, terminate=False, shaping=shaping,
@@ -66,8 +75,8 @@ class Each(BaseCallback):
             self.fn(self, rollout_end=True)
 
 
-def sac_run(late: bool, shaping: str, steps: int, check=None):
-    env = critic_env(late, shaping)
+def sac_run(late: bool, shaping: str, steps: int, check=None, single: bool = False):
+    env = critic_env(late, shaping, single)
     model = SAC("MlpPolicy", env, learning_starts=10_000, buffer_size=1000, seed=0, gamma=0.97,
                 replay_buffer_class=deferred_buffer_class("sac"), policy_kwargs={"net_arch": [8]})
     model.learn(steps, callback=Each(check or (lambda cb: None)))
@@ -98,6 +107,19 @@ def test_sac_replay_buffer_holds_only_the_synchronous_rewards(shaping):
     for name in ("rewards", "observations", "next_observations", "actions", "dones", "timeouts"):
         assert np.array_equal(getattr(rb, name), getattr(ref, name)), name
     assert sum(t.stats.late for t in env.trackers) > 0
+
+
+def test_sac_over_single_env_wrappers_in_a_vec_env():
+    """Each sub-env with its own asynchronous wrapper: the corrections come in each sub-env's info."""
+    sync, _ = sac_run(False, "delta", 232, single=True)
+    late, env = sac_run(True, "delta", 232, single=True)
+    rb = late.replay_buffer
+    assert rb.held > 0
+    for w in env.envs:  # ids are unique in the process, so one buffer takes every wrapper's corrections
+        rb.settle(w.drain())
+    n = sync.replay_buffer.pos
+    assert rb.held == 0 and rb.pos == n
+    assert np.array_equal(rb.rewards[:n], sync.replay_buffer.rewards[:n]) and rb.corrected > 0
 
 
 def test_sac_learns_with_late_rewards_and_refuses_to_sample_nothing():
@@ -169,3 +191,13 @@ def test_train_agent_options_and_a_run_with_the_background_critic(tmp_path, load
                                     algo_kwargs={**extra, "policy_kwargs": {"net_arch": [8]}}),
                         critic=odd_critic())
         assert summary["timesteps"] >= 96 and summary["critic"]["queries"] > 0
+
+
+def test_a_synchronous_runs_buffer_is_refused_for_an_asynchronous_critic():
+    env = critic_env(True, "delta")
+    check_model_buffers(SAC("MlpPolicy", env, replay_buffer_class=DeferredReplayBuffer, buffer_size=100))
+    check_model_buffers(PPO("MlpPolicy", env, n_steps=8, batch_size=8, rollout_buffer_class=DeferredRolloutBuffer))
+    with pytest.raises(ConfigError, match="without --tracker.async-critic"):
+        check_model_buffers(SAC("MlpPolicy", env, buffer_size=100))
+    with pytest.raises(ConfigError, match="without --tracker.async-critic"):
+        check_model_buffers(PPO("MlpPolicy", env, n_steps=8, batch_size=8))
