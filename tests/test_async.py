@@ -108,6 +108,32 @@ def test_verdicts_apply_in_order_with_their_delay_in_info():
     assert {d for _, d in seen} == {4}  # launched on the step asked, arrived 4 polls (steps) later
 
 
+def test_an_episode_ending_with_verdicts_on_their_way_does_not_wait_and_loses_nothing():
+    w = CriticInTheLoop(ProgressEnv(horizon=12), critic=odd_critic(), critic_every=5, async_critic=True,
+                        async_runner=PolledRunner([6]))
+    w.reset(seed=0)
+    pending, settled = {}, {}
+    for t in range(1, 13):
+        obs, r, term, trunc, info = w.step(np.array([0.5], np.float32))
+        if info["critic/pending_id"] is not None:
+            pending[info["critic/pending_id"]] = t
+        settled.update({c.transition_id: c.reward for c in info["critic/corrections"]})
+    assert trunc and w.tracker.ledger.unanswered == 1  # the query of step 10 is on its way as the episode ends
+    old = w.tracker.ledger
+    w.reset()  # no wait for it
+    assert w._async.pipeline.stats.waits == 0
+    left = set(pending) - set(settled)
+    assert sorted(pending[k] for k in left) == [10, 11, 12]  # the steps that need the step-10 verdict
+    for t in range(1, 8):
+        obs, r, term, trunc, info = w.step(np.array([0.5], np.float32))
+        for c in info["critic/corrections"]:
+            assert c.transition_id in left and c.transition_id not in settled  # the old episode's, once each
+            settled[c.transition_id] = c.reward
+    assert set(settled) == set(pending) and old.waiting == 0 and old.unanswered == 0  # nothing lost
+    assert w.stats.late == 1  # the step-10 verdict, applied to the ended episode's ledger only
+    assert w.tracker.step == 7 and not w.tracker.done
+
+
 def test_early_termination_acts_when_the_verdict_arrives():
     def failing(q):
         return CriticVerdict(progress=0.5, failure_prob=1.0 if q.step >= 10 else 0.0)

@@ -18,6 +18,7 @@ import numpy as np
 from primo_loop.asynchronous import AsyncCritic, Runner
 from primo_loop.critics import Critic, resolve_critic
 from primo_loop.errors import ConfigError
+from primo_loop.ledger import RewardCorrection
 from primo_loop.tracker import EpisodeTracker, TrackerConfig
 from primo_loop.wrappers.common import (
     CriticCaller,
@@ -112,7 +113,7 @@ class CriticInTheLoop(gym.Wrapper, gym.utils.RecordConstructorArgs):
         else:
             self._async.ask(0, query)  # the verdict applies when it arrives
 
-    def drain(self) -> list:
+    def drain(self) -> list[RewardCorrection]:
         """Wait for every query on its way and return the corrections not yet reported (asynchronous mode;
         synchronous: none). A termination they decide is reported by the next step."""
         return self._async.drain() if self._async is not None else []
