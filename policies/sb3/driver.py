@@ -84,7 +84,8 @@ def _callbacks(cfg: AgentConfig, out: Path, venv: Any, model: Any, eval_env: Any
         from policies.sb3.deferred import DeferredRewardsCallback, check_model_buffers
 
         check_model_buffers(model)
-        callbacks.insert(0, DeferredRewardsCallback(find_critic_wrapper(venv)))  # first: pending rewards are noted before anything reads them
+        # first: a step's pending rewards are noted before any other callback runs
+        callbacks.insert(0, DeferredRewardsCallback(find_critic_wrapper(venv)))
     if cfg.refresh.every:
         refresher = _refresher(cfg, venv, model, resumed=start > 0)
         callbacks.append(CriticRefreshCallback(

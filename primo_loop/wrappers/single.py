@@ -62,8 +62,10 @@ class CriticInTheLoop(gym.Wrapper, gym.utils.RecordConstructorArgs):
     arrive (:mod:`primo_loop.asynchronous`): a step whose reward waits for a verdict returns a provisional
     reward and ``info["critic/pending_id"]``; the final reward comes later in ``info["critic/corrections"]``
     (:class:`~primo_loop.ledger.RewardCorrection`), or from :meth:`drain`. Verdicts of an episode that ended
-    before they arrived still settle its rewards (counted in ``stats.late``); nothing is dropped. The wrapper records its arguments, so the env
-    can be recreated from ``env.spec`` (a critic instance is shared with the recreated env, not copied).
+    before they arrived still settle its rewards (counted in ``stats.late``); nothing is dropped.
+
+    The wrapper records its arguments, so the env can be recreated from ``env.spec`` (a critic instance is shared
+    with the recreated env, not copied).
     """
 
     def __init__(self, env: gym.Env, critic: Critic | str | None = None, config: TrackerConfig | None = None,

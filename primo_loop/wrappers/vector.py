@@ -81,7 +81,8 @@ class VecCriticInTheLoop(_vec_base()):  # type: ignore[misc]
         cfg = merge_tracker_config(config, tracker_options)
         self.trackers = [EpisodeTracker(cfg) for _ in range(self.num_envs)]
         self._call = CriticCaller(self.critic, on_critic_error)
-        self._async = AsyncCritic(self._call, self.trackers, cfg.max_pending, async_runner) if cfg.async_critic else None
+        self._async = (AsyncCritic(self._call, self.trackers, cfg.max_pending, async_runner)
+                       if cfg.async_critic else None)
         if instruction is not None or not self.venv.has_attr("instruction"):
             self.instructions = [resolve_instruction(instruction, lambda: None, "VecEnv's sub-env")] * self.num_envs
         else:

@@ -167,7 +167,8 @@ def test_config_routes_async_critic_to_the_buffers():
     base = dict(env=FAKE, reward="critic", steps=100, workers=1, horizon=30, eval_every=0, progress_bar=False)
     on = TrackerConfig(async_critic=True, max_pending=4)
     assert AgentConfig(**base, tracker=on).hyperparameters()["replay_buffer_class"] is DeferredReplayBuffer
-    assert AgentConfig(**base, algo="ppo", tracker=on).hyperparameters()["rollout_buffer_class"] is DeferredRolloutBuffer
+    ppo = AgentConfig(**base, algo="ppo", tracker=on).hyperparameters()
+    assert ppo["rollout_buffer_class"] is DeferredRolloutBuffer
     assert "replay_buffer_class" not in AgentConfig(**base).hyperparameters()  # synchronous: SB3's own
     assert deferred_buffer_class("sac", DemoReplayBuffer) is DeferredDemoReplayBuffer
     with pytest.raises(ConfigError, match="settles deferred rewards"):
