@@ -41,8 +41,8 @@ gl:
 	fi
 
 demo: gl $(STAMP)
-	$(BIN)/python scripts/rollout.py --env Lift --robot Panda --policy scripted --episodes 1 --seed 0 --out $(DEMO_OUT)/nominal
-	$(BIN)/python scripts/rollout.py --env Lift --robot Panda --policy scripted --inject-failure drop --episodes 1 --seed 0 --out $(DEMO_OUT)/drop
+	$(BIN)/python scripts/rollout.py --env Lift --robot Panda --policy scripted --episodes 1 --seed 0 --overwrite --out $(DEMO_OUT)/nominal
+	$(BIN)/python scripts/rollout.py --env Lift --robot Panda --policy scripted --inject-failure drop --episodes 1 --seed 0 --overwrite --out $(DEMO_OUT)/drop
 	@echo "demo videos: $(DEMO_OUT)/nominal/episode_000.mp4 (lift) and $(DEMO_OUT)/drop/episode_000.mp4 (injected drop)"
 
 test: gl $(STAMP)

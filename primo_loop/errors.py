@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import difflib
+import json
+import os
 from collections.abc import Iterable
+from typing import Any
 
 
 class PrimoError(Exception):
@@ -38,6 +41,10 @@ class CriticUnavailableError(PrimoError):
 
 class CheckpointError(PrimoError):
     """A checkpoint is missing, corrupt, or its config does not match what is expected."""
+
+
+class TrainingError(PrimoError):
+    """A training run cannot go on (e.g. its loss became non-finite); nothing of the bad step is saved."""
 
 
 class DatasetError(PrimoError):
@@ -87,7 +94,103 @@ def check_counts(obj: object, names: Iterable[str], kind: str = "") -> None:
 
 
 def from_options(cls: type, kind: str, options: dict) -> object:
-    """Build dataclass ``cls`` from keyword options, naming an unknown one with the closest valid field."""
+    """Build dataclass ``cls`` from keyword options, naming an unknown one with the closest valid field and a
+    value of the wrong type with the type its field expects."""
     for key in options:
         check_choice(kind, key, cls.__dataclass_fields__)
-    return cls(**options)
+    return cls(**check_types(cls, kind, options))
+
+
+def check_types(target: Any, kind: str, options: dict) -> dict:
+    """Check ``options`` against the annotations of ``target`` (a dataclass, class or function); returns them
+    with scalars given for a ``str`` field turned into strings (``model=123`` is a name, not a number).
+
+    Options without an annotation pass unchecked (a factory need not annotate).
+
+    Raises:
+        ConfigError: one line naming the option, the value and the expected type.
+
+    >>> check_types(lambda noise_std=0.0: None, "critic option", {"noise_std": 0.5})
+    {'noise_std': 0.5}
+    >>> def f(noise_std: float = 0.0): ...
+    >>> try:
+    ...     check_types(f, "critic option", {"noise_std": "abc"})
+    ... except ConfigError as exc:
+    ...     print(exc)
+    Expected critic option `noise_std` to be a number (float), actually: 'abc' (str)
+    """
+    hints = _type_hints(target)
+    out = dict(options)
+    for key, value in options.items():
+        hint = hints.get(key)
+        if hint is None or _matches(value, hint):
+            continue
+        if isinstance(value, (int, float, bool)) and _matches("x", hint):
+            out[key] = json.dumps(value) if isinstance(value, bool) else str(value)
+            continue
+        raise ConfigError(f"Expected {kind} `{key}` to be {_describe(hint)}, actually: {value!r} "
+                          f"({type(value).__name__})")
+    return out
+
+
+def _type_hints(target: Any) -> dict[str, Any]:
+    import typing
+
+    fn = target.__init__ if isinstance(target, type) and not hasattr(target, "__dataclass_fields__") else target
+    try:
+        return typing.get_type_hints(fn)
+    except Exception:  # noqa: BLE001 - unresolvable annotations: nothing to check against
+        return {}
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    import numbers
+    import types
+    import typing
+
+    origin = typing.get_origin(hint)
+    if hint is Any or hint is object:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, h) for h in typing.get_args(hint))
+    if origin is typing.Literal:
+        return value in typing.get_args(hint)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is float:  # numbers.Real: numpy scalars too
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if hint is str:  # a path object where a path string is annotated is fine
+        return isinstance(value, (str, os.PathLike))
+    base = origin or hint
+    if base in (list, tuple, set, frozenset) or base is typing.Sequence or getattr(base, "__name__", "") == "Sequence":
+        return isinstance(value, (list, tuple))
+    if base is dict or getattr(base, "__name__", "") == "Mapping":
+        return isinstance(value, dict)
+    if isinstance(base, type) and base.__module__ in ("os", "pathlib"):  # os.PathLike, Path: or a path string
+        return isinstance(value, (str, os.PathLike))
+    return True  # a type we do not check (a config object, a callable)
+
+
+def _describe(hint: Any) -> str:
+    import types
+    import typing
+
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(h) for h in typing.get_args(hint))
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
+    names = {bool: "true or false", float: "a number (float)", int: "an integer", str: "a string",
+             type(None): "null"}
+    if hint in names:
+        return names[hint]
+    base = origin or hint
+    if base in (list, tuple) or getattr(base, "__name__", "") == "Sequence":
+        return "a list (JSON, e.g. [1, 2])"
+    if base is dict:
+        return "an object (JSON, e.g. {\"k\": 1})"
+    return getattr(hint, "__name__", str(hint))

@@ -143,7 +143,8 @@ def write_episode(rec: EpisodeRecord, out_dir: str | Path, index: int, *, horizo
 
     ``horizon`` sets the plot's x range (default: the episode's length, so the curves fill the strip).
     """
-    from primo_loop.data.video import write_text_atomic, write_video
+    from primo_loop.data.media import write_video
+    from primo_loop.outputs import write_text_atomic
     from primo_loop.viz import annotate_frames
 
     out_dir = Path(out_dir)

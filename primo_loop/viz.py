@@ -1,5 +1,5 @@
 """Annotated rollout videos: the frames the critic saw with its progress curve drawn beneath
-(written with :func:`primo_loop.data.video.write_video`)."""
+(written with :func:`primo_loop.data.media.write_video`)."""
 from __future__ import annotations
 
 from collections.abc import Sequence

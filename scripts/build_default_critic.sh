@@ -28,10 +28,11 @@ $PY scripts/train_critic.py compact --data data/train_lift data/train_stack_ppc 
 
 # evaluation report
 $PY scripts/eval_critic.py --critic compact --checkpoint "$OUT" \
-    --data data/eval_lift data/eval_stack_ppc data/eval_robots data/eval_gr1 --out "$OUT/eval"
+    --data data/eval_lift data/eval_stack_ppc data/eval_robots data/eval_gr1 --overwrite --out "$OUT/eval"
 
 if [ "${INSTALL:-0}" = 1 ]; then  # replace the embedded default
     cp "$OUT/config.json" "$OUT/weights.pt" primo_loop/assets/compact/
     $PY scripts/eval_critic.py --critic compact \
-        --data data/eval_lift data/eval_stack_ppc data/eval_robots data/eval_gr1 --out primo_loop/assets/compact
+        --data data/eval_lift data/eval_stack_ppc data/eval_robots data/eval_gr1 --overwrite --out "$OUT/eval_installed"
+    cp "$OUT"/eval_installed/* primo_loop/assets/compact/  # the report beside the installed weights
 fi

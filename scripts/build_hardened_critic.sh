@@ -57,7 +57,7 @@ for critic in default hardened; do
     ckpt=()
     [ "$critic" = hardened ] && ckpt=(--checkpoint "$OUT")
     $PY scripts/eval_critic.py --critic compact "${ckpt[@]}" --data "${eval_dirs[@]}" data/eval_lift \
-        --split-by source --out "$OUT/eval_$critic"
+        --split-by source --overwrite --out "$OUT/eval_$critic"
 done
 $PY scripts/eval_critic.py --compare "$OUT/eval_default" "$OUT/eval_hardened" --names default hardened \
-    --out "$OUT"
+    --overwrite --out "$OUT/compared"  # OUT holds the checkpoint: the comparison gets its own folder

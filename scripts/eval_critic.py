@@ -16,22 +16,31 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from primo_loop.cli import named_folders, parse_options, run, writable_dir  # noqa: E402
+from primo_loop.cli import (  # noqa: E402
+    add_output_flags,
+    check_frame_size,
+    named_folders,
+    new_parser,
+    parse_options,
+    run,
+)
+from primo_loop.outputs import output_folder, write_text_atomic  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--critic", default="compact", help="critic backend (compact, oracle, primo, remote)")
+    p = new_parser(__doc__)
+    p.add_argument("--critic", default="compact",
+                   help="a registered critic (compact, oracle, primo, remote) or package.module:Factory")
     p.add_argument("--checkpoint", default=None, help="checkpoint for the critic (compact: a folder)")
     p.add_argument("--critic-option", action="append", default=[], metavar="KEY=VALUE",
                    help="backend option, repeatable")
     p.add_argument("--data", nargs="+", default=[], help="dataset folder(s) and/or PRIMO .json/.jsonl file(s)")
     p.add_argument("--videos", nargs="+", default=[], help="folder(s) of videos with instruction sidecars "
-                                                          "(NAME.mp4 + NAME.txt or NAME.json; see primo_loop/data/videos.py)")
+                                                          "(NAME.mp4 + NAME.txt or NAME.json; see primo_loop/data/video_folder.py)")
     p.add_argument("--size", type=int, default=224, help="--videos frames are resized to this square size")
     p.add_argument("--data-root", default=None, help="where relative media paths of PRIMO records resolve "
                                                      "(default: $PRIMO_DATA_ROOT, else the records file's folder)")
-    p.add_argument("--out", required=True, help="report folder")
+    p.add_argument("--out", required=True, help="report folder (new or empty, unless --overwrite)")
     p.add_argument("--critic-every", type=int, default=10)
     p.add_argument("--frame-every", type=int, default=None)
     p.add_argument("--clip-len", type=int, default=8)
@@ -47,13 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="no scoring: put the reports (report.json) of these earlier runs side by side in "
                         "OUT/comparison.md")
     p.add_argument("--names", nargs="+", default=None, help="column names for --compare (default: folder names)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_output_flags(p)
     return p
 
 
 def compare(args: argparse.Namespace) -> int:
     from primo_loop.errors import ConfigError
-    from primo_loop.evaluate import compare_reports
+    from primo_loop.eval_report import compare_reports
 
     reports = {}
     for name, folder in named_folders(args.compare, args.names).items():
@@ -61,8 +71,8 @@ def compare(args: argparse.Namespace) -> int:
         if not path.is_file():
             raise ConfigError(f"{path} not found: --compare takes report folders of scripts/eval_critic.py")
         reports[name] = json.loads(path.read_text())
-    out = writable_dir(args.out) / "comparison.md"
-    out.write_text(compare_reports(reports))
+    with output_folder(args.out, overwrite=args.overwrite) as folder:
+        out = write_text_atomic(folder / "comparison.md", compare_reports(reports))
     print(f"comparison: {out}")
     return 0
 
@@ -72,7 +82,7 @@ def main() -> int:
     if args.compare:
         return compare(args)
     from primo_loop.critics import make_critic
-    from primo_loop.evaluate import EvalConfig, evaluate
+    from primo_loop.evaluate import EvalConfig
 
     options = parse_options(args.critic_option)
     if args.checkpoint is not None:
@@ -86,10 +96,18 @@ def main() -> int:
         from primo_loop.errors import ConfigError
 
         raise ConfigError("Expected --data and/or --videos")
-    out = writable_dir(args.out)
-    critic = make_critic(args.critic, **options)
     if args.videos:
-        from primo_loop.data.videos import evaluate_videos
+        check_frame_size(args.size)
+    critic = make_critic(args.critic, **options)
+    with output_folder(args.out, overwrite=args.overwrite) as out:
+        return _score(args, critic, cfg, out)
+
+
+def _score(args: argparse.Namespace, critic, cfg, out: Path) -> int:
+    from primo_loop.evaluate import evaluate
+
+    if args.videos:
+        from primo_loop.data.video_folder import evaluate_videos
 
         videos = evaluate_videos(critic, args.videos, out / "videos", cfg, image_size=args.size,
                                  critic_name=args.critic)

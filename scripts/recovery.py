@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--env", default="Lift")
     p.add_argument("--robot", default="Panda")
-    p.add_argument("--critic", default="compact", help="critic backend (oracle: privileged-state upper bound)")
+    p.add_argument("--critic", default="compact", help="critic backend: a registered name or package.module:Factory (oracle: privileged-state upper bound)")
     p.add_argument("--critic-option", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--tracker-option", action="append", default=[], metavar="KEY=VALUE",
                    help="TrackerConfig field, e.g. failure_patience=3")
@@ -51,11 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.recovery import ExperimentConfig, read_episodes, run_experiment, write_report
     from policies.recovery import NOMINAL, RecoveryConfig
     from policies.scripted import FAILURE_MODES
-    from primo_loop.critics import available_critics
+    from primo_loop.critics import check_critic
     from primo_loop.errors import ConfigError, check_choice
 
     check_choice("task", args.env, envs.TASKS)
-    check_choice("critic", args.critic, available_critics())
+    check_critic(args.critic)  # a registered name or package.module:Factory
     conditions = [check_choice("condition", c, (NOMINAL, *FAILURE_MODES)) for c in args.conditions]
     cfg = ExperimentConfig(env=args.env, robot=args.robot, critic=args.critic,
                            critic_options=parse_options(args.critic_option),

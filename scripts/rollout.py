@@ -17,11 +17,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from primo_loop.cli import named_folders, parse_options, run, writable_dir  # noqa: E402
+from primo_loop.cli import (  # noqa: E402
+    add_output_flags,
+    check_frame_size,
+    named_folders,
+    new_parser,
+    options_beside_flags,
+    parse_options,
+    run,
+)
+from primo_loop.outputs import output_folder  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = new_parser(__doc__)
     p.add_argument("--env", default="Lift", help="task name (Lift, Stack, PickPlaceCan, ...)")
     p.add_argument("--robot", default="Panda")
     p.add_argument("--policy", default="scripted",
@@ -30,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with a run folder: its checkpoint at N env steps instead of the final model")
     p.add_argument("--inject-failure", default=None, metavar="MODE",
                    help="drop | offset_grasp | close_early | push_away | freeze (scripted policy only)")
-    p.add_argument("--critic", default=None, help="critic backend (default: the embedded compact critic)")
+    p.add_argument("--critic", default=None,
+                   help="a registered critic (compact, oracle, primo, remote) or package.module:Factory for your "
+                        "own (default: the embedded compact critic)")
     p.add_argument("--critic-option", action="append", default=[], metavar="KEY=VALUE",
                    help="backend option, repeatable (e.g. model=/path, checkpoint=ckpt.pt)")
     p.add_argument("--critic-every", type=int, default=10, help="query the critic every N steps")
@@ -47,19 +58,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stop-after-success", type=int, default=20,
                    help="end an episode once success has held this many steps (-1: run to the horizon)")
     p.add_argument("--no-video", action="store_true", help="skip the mp4 (logs only)")
-    p.add_argument("--out", default="runs/rollout", help="output folder")
+    p.add_argument("--out", default="runs/rollout", help="output folder (new or empty, unless --overwrite)")
     p.add_argument("--compare", nargs="+", default=[], metavar="ROLLOUT_DIR",
                    help="no rollout: plot the critics of earlier runs of the same episodes (same policy, seeds and "
                         "horizon, --tracker-option terminate=false) against the oracle: OUT/critics_compared.png")
     p.add_argument("--names", nargs="+", default=None, help="legend names for --compare (default: folder names)")
+    add_output_flags(p)
     return p
 
 
 def compare(args: argparse.Namespace) -> int:
     from primo_loop.rollout import compare_rollouts
 
-    result = compare_rollouts(named_folders(args.compare, args.names), writable_dir(args.out) / "critics_compared.png")
-    (Path(args.out) / "critics_compared.json").write_text(json.dumps(result, indent=1))
+    from primo_loop.outputs import write_text_atomic
+
+    folders = named_folders(args.compare, args.names)
+    with output_folder(args.out, overwrite=args.overwrite) as out:
+        result = compare_rollouts(folders, out / "critics_compared.png")
+        write_text_atomic(out / "critics_compared.json", json.dumps(result, indent=1))
     for name, maes in result["mae"].items():
         print(f"{name}: critic-vs-oracle MAE per episode " + ", ".join(f"{m:.1f}" for m in maes))
     print(f"plot: {result['plot']}")
@@ -70,50 +86,59 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.compare:
         return compare(args)
-    from primo_loop.critics import available_critics, default_critic_name
+    from primo_loop.critics import check_critic, default_critic_name
     from primo_loop.errors import ConfigError, UnsupportedError, check_choice
 
     # Validate every name before paying for a simulator.
     import envs
-    from policies import POLICIES
     from policies.scripted import FAILURE_MODES
 
     task = check_choice("env", args.env, envs.TASKS)
     robot = check_choice("robot", args.robot, envs.ROBOTS)
     if robot not in envs.supported_robots(task):
         raise UnsupportedError(f"{task} cannot run on {robot}; robots that work: {', '.join(envs.supported_robots(task))}")
-    trained = None
-    if args.policy not in POLICIES and (Path(args.policy).is_dir() or "/" in args.policy):  # a run folder
-        from policies.sb3 import TrainedPolicy
+    from policies.specs import check_policy_spec, load_trained
 
-        trained = TrainedPolicy(args.policy, args.policy_steps)
+    spec = check_policy_spec(args.policy, args.policy_steps)  # the one resolver of policy specs
+    trained = None
+    if spec.kind == "trained":
+        trained = load_trained(spec)
         trained.check_task(task, robot)
-        policy_name = str(trained.path)
-    else:
-        policy_name = check_choice("policy", args.policy, POLICIES)
-        if args.policy_steps is not None:
-            raise ConfigError("--policy-steps needs --policy RUN_FOLDER")
     failure = check_choice("failure mode", args.inject_failure, FAILURE_MODES) if args.inject_failure else None
-    if failure and policy_name != "scripted":
+    if failure and not spec.injects_failures:
         raise ConfigError("--inject-failure needs --policy scripted")
-    critic_name = check_choice("critic", args.critic or default_critic_name(), available_critics())
+    critic_name = check_critic(args.critic or default_critic_name())
     if args.episodes < 1:
         raise ConfigError(f"Expected --episodes >= 1, actually: {args.episodes}")
-    out = writable_dir(args.out)
+    check_frame_size(args.size)
+    from primo_loop.critics import make_critic
+    from primo_loop.tracker import TrackerConfig
 
+    config = TrackerConfig.from_options(**options_beside_flags(
+        {"critic_every": args.critic_every, "frame_every": args.frame_every, "clip_len": args.clip_len,
+         "shaping": args.shaping}, args.tracker_option, "--tracker-option"))
+    critic = make_critic(critic_name, **parse_options(args.critic_option))
+    with output_folder(args.out, overwrite=args.overwrite) as out:
+        episodes = _roll_out(args, task, robot, spec, trained, failure, (critic_name, critic), config, out)
+    for e in episodes:
+        if e["video"]:
+            print(f"video: {e['video']}")
+    print(f"summary: {out / 'summary.json'}")
+    return 0
+
+
+def _roll_out(args: argparse.Namespace, task: str, robot: str, spec, trained, failure: str | None,
+              critic: tuple, config, out: Path) -> list[dict]:
+    """Run the episodes into ``out``; ``summary.json`` is written even when a run stops part-way."""
     from tqdm import tqdm
 
-    from policies import make_policy
-    from primo_loop.critics import make_critic
-    from primo_loop.data.video import write_text_atomic
+    import envs
+    from policies.specs import resolve_policy
+    from primo_loop.outputs import write_text_atomic
     from primo_loop.rollout import run_episode, write_episode
-    from primo_loop.tracker import TrackerConfig
     from primo_loop.wrappers import CriticInTheLoop
 
-    config = TrackerConfig.from_options(critic_every=args.critic_every, frame_every=args.frame_every,
-                                        clip_len=args.clip_len, shaping=args.shaping,
-                                        **parse_options(args.tracker_option))
-    critic = make_critic(critic_name, **parse_options(args.critic_option))
+    critic_name, critic = critic
     env = envs.make_env(task, robot, camera=args.camera, image_size=args.size, horizon=args.horizon)
     wrapped = CriticInTheLoop(trained.wrap_env(env) if trained else env, critic=critic, config=config)
     stop = None if args.stop_after_success < 0 else args.stop_after_success
@@ -122,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for ep in range(args.episodes):
             seed = args.seed + ep
-            policy = trained or make_policy(policy_name, env, failure=failure, seed=seed)
+            policy = trained or resolve_policy(spec, env, failure=failure, seed=seed)
             with tqdm(total=args.horizon, desc=f"episode {ep}", unit="step", leave=False, mininterval=1.0) as bar:
                 rec = run_episode(wrapped, policy, seed=seed, stop_after_success=stop, on_step=lambda _: bar.update())
             files = ({"log": None, "video": None} if args.no_video else
@@ -141,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{summary['critic_queries']} ({summary['steps_per_s']:.1f} steps/s)")
     finally:
         run_summary = {
-            "env": task, "robot": robot, "policy": policy_name, "inject_failure": failure, "critic": critic_name,
+            "env": task, "robot": robot, "policy": str(trained.path) if trained is not None else spec.source, "inject_failure": failure, "critic": critic_name,
             "critic_options": parse_options(args.critic_option), "tracker": config.as_dict(),
             "camera": args.camera, "size": args.size, "horizon": args.horizon,
             "success_rate": (sum(e["success"] for e in episodes) / len(episodes)) if episodes else None,
@@ -149,11 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         write_text_atomic(out / "summary.json", json.dumps(run_summary, indent=2) + "\n")
         env.close()
-    for e in episodes:
-        if e["video"]:
-            print(f"video: {e['video']}")
-    print(f"summary: {out / 'summary.json'}")
-    return 0
+    return episodes
 
 
 if __name__ == "__main__":

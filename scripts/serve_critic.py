@@ -10,7 +10,6 @@ binds to loopback by default. The --fail-first/--delay options inject faults for
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import sys
@@ -18,16 +17,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from primo_loop.cli import parse_options, run  # noqa: E402
+from primo_loop.cli import new_parser, parse_options, run  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = new_parser(__doc__)
     p.add_argument("--critic", default="primo",
                    help="a registered critic name (primo, compact, ...) or package.module:Factory")
     p.add_argument("--critic-option", action="append", default=[], metavar="KEY=VALUE",
                    help="backend option, repeatable (e.g. model=/path/to/checkpoint)")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (loopback)")
     p.add_argument("--port", type=int, default=8000, help="port (0 picks a free one; the URL is printed)")
     p.add_argument("--model-name", default="primo-critic", help="the model id listed at /v1/models")
     p.add_argument("--api-key-env", default=None, metavar="VAR",
@@ -43,17 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from primo_loop.critics import make_critic, register_critic
+    from primo_loop.critics import make_critic
     from primo_loop.critics.serving import CriticServer, Faults
     from primo_loop.errors import ConfigError
 
     name = args.critic
-    if ":" in name:  # a factory by import path: register it under its own name
-        module, _, attr = name.partition(":")
-        if not hasattr(importlib.import_module(module), attr):
-            raise ConfigError(f"{module} has no attribute {attr!r}")
-        register_critic(attr, name)
-        name = attr
     critic = make_critic(name, **parse_options(args.critic_option))
     api_key = None
     if args.api_key_env:

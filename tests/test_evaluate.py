@@ -114,7 +114,7 @@ def test_eval_script_with_exported_records(data, tmp_path):
 def test_compared_reports_show_where_a_critic_overrates(data, tmp_path):
     """A critic stuck at 50 rates every state the oracle puts below 40 as further along: its signed error there
     equals its MAE there and is large; the oracle's is 0. The script puts saved reports side by side."""
-    from primo_loop.evaluate import _low_progress, compare_reports
+    from primo_loop.eval_report import _low_progress, compare_reports
 
     oracle = evaluate(OracleCritic(), [data], tmp_path / "oracle", EvalConfig())
     constant = evaluate(ConstantCritic(), [data], tmp_path / "constant", EvalConfig())
@@ -140,3 +140,66 @@ def test_compared_reports_show_where_a_critic_overrates(data, tmp_path):
     res = subprocess.run([*script[:-1], str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")], env=env,
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "report folders of scripts/eval_critic.py" in res.stderr, res.stderr
+
+
+def _script(name: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / name), *args], env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_eval_script_never_clobbers_and_a_failed_run_leaves_no_folder(data, tmp_path):
+    rep = tmp_path / "rep"
+    rep.mkdir()
+    (rep / "report.json").write_text("{}")
+    res = _script("eval_critic.py", "--critic", "oracle", "--data", str(data), "--out", str(rep), "--no-progress")
+    assert res.returncode == 2 and "exists and is not empty; pass --overwrite" in res.stderr, res.stderr
+    assert (rep / "report.json").read_text() == "{}"
+    res = _script("eval_critic.py", "--critic", "oracle", "--data", str(data), "--out", str(rep), "--overwrite",
+                  "--no-progress")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads((rep / "report.json").read_text())["splits"]["all"]["episodes"] == 6
+    for bad, expect in ((["--data", str(tmp_path / "missing")], "neither a dataset folder"),
+                        (["--data", str(data), "--critic-option", "noise_std=abc"],
+                         "critic option `noise_std` to be a number (float), actually: 'abc'"),
+                        (["--videos", str(tmp_path), "--size", "7"], "--size between 32 and 1024")):
+        res = _script("eval_critic.py", "--critic", "oracle", *bad, "--out", str(tmp_path / "new" / "out"))
+        assert res.returncode in (1, 2) and expect in res.stderr and "Traceback" not in res.stderr, res.stderr
+        assert not (tmp_path / "new").exists(), bad
+
+
+def test_export_script_checks_its_outputs_before_encoding_and_cleans_up(data, tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import export_primo as script
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    from primo_loop.errors import ConfigError
+
+    folder = tmp_path / "p"
+    folder.mkdir()
+    with pytest.raises(ConfigError, match="is a folder; pass a file in it"):  # used to fail after all the encoding
+        script.main([str(data), "--out", str(folder), "--no-progress"])
+    assert not any(folder.iterdir())
+    assert script.main([str(data), "--out", str(folder / "a.jsonl"), "--per-episode", "2", "--no-progress"]) == 0
+    before = (folder / "a.jsonl").read_text()
+    with pytest.raises(ConfigError, match="Export outputs exist already .*a.jsonl.*pass --overwrite"):
+        script.main([str(data), "--out", str(folder / "a.jsonl"), "--no-progress"])
+    with pytest.raises(ConfigError, match="Export outputs exist already .*media"):  # same episodes, other file
+        script.main([str(data), "--out", str(folder / "b.jsonl"), "--no-progress"])
+    assert (folder / "a.jsonl").read_text() == before and not (folder / "b.jsonl").exists()
+    assert script.main([str(data), "--out", str(folder / "a.jsonl"), "--per-episode", "1", "--overwrite",
+                        "--no-progress"]) == 0
+    clips = {p.name: len(list(p.iterdir())) for p in (folder / "media").iterdir()}
+    assert len(clips) == 6 and set(clips.values()) == {1}  # replaced whole: no clip left from the first export
+    assert sorted(p.name for p in folder.iterdir()) == ["a.jsonl", "media"]
+
+    from primo_loop.data import primo_format
+
+    def fail(*args, **kw):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(primo_format, "write_text_atomic", fail)  # dies after all the encoding
+    with pytest.raises(OSError):
+        script.main([str(data), "--out", str(tmp_path / "fresh" / "c.jsonl"), "--no-progress"])
+    assert not (tmp_path / "fresh").exists()

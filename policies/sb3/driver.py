@@ -156,7 +156,7 @@ def _train(cfg: AgentConfig, critic: Any, out: Path) -> dict[str, Any]:
     from stable_baselines3.common.callbacks import CallbackList
     from stable_baselines3.common.utils import set_random_seed
 
-    from primo_loop.data.video import write_text_atomic
+    from primo_loop.outputs import write_text_atomic
 
     eval_csv = out / "eval.csv"
     set_random_seed(cfg.seed)

@@ -234,7 +234,7 @@ def checkpoint_paths(path: str | os.PathLike) -> tuple[Path, Path]:
 
 def save_checkpoint(folder: str | os.PathLike, config: CompactConfig, state_dict: dict[str, Any]) -> Path:
     """Write ``config.json`` and ``weights.pt`` into ``folder`` (each atomically)."""
-    from primo_loop.data.video import atomic_path, write_text_atomic
+    from primo_loop.outputs import atomic_path, write_text_atomic
 
     torch = _torch()
     folder = Path(folder)
@@ -405,7 +405,7 @@ class CompactCritic:
 
         The tracker's clips start with the initial frame and end with the current one: those are encoded once.
         """
-        from primo_loop.data.video import resize_frames
+        from primo_loop.data.media import resize_frames
         from primo_loop.tracker import sample_clip_indices
 
         frames: list[np.ndarray] = []

@@ -37,8 +37,9 @@ from typing import Any
 import numpy as np
 
 from primo_loop.answers import solution_value
-from primo_loop.data.video import read_video, resize_frames, write_text_atomic, write_video
+from primo_loop.data.media import read_video, resize_frames, write_video
 from primo_loop.errors import ConfigError, DatasetError
+from primo_loop.outputs import write_text_atomic
 from primo_loop.prompting import progress_question
 
 logger = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from primo_loop.data.dataset import Episode, EpisodeRecorder
+from primo_loop.data.episode import Episode, EpisodeRecorder
 
 INSTRUCTIONS = {"SynthLift": "lift the red block", "SynthPush": "push the red block to the right"}
 

@@ -122,7 +122,7 @@ class CriticRefresher:
     # -- recording ----------------------------------------------------------------------------------
     def add_episode(self, env_index: int, episode_id: int, tracker: EpisodeTracker) -> None:
         """The vector wrapper's episode sink: keep a finished episode's frames and privileged labels."""
-        from primo_loop.data.video import resize_frames
+        from primo_loop.data.media import resize_frames
         from primo_loop.training.compact import EpisodeArrays
 
         if not tracker.frames:

@@ -49,7 +49,7 @@ def test_dedup_matches_full_sequence(tiny_ckpt):
     """Encoding each distinct frame once gives what the plain forward over all frames gives."""
     critic = make_critic("compact", checkpoint=tiny_ckpt)
     qs = _queries(3)
-    from primo_loop.data.video import resize_frames
+    from primo_loop.data.media import resize_frames
 
     frames = np.stack([resize_frames(np.concatenate([q.initial[None], q.clip, q.current[None]]), 32) for q in qs])
     roles, times = sequence_layout(8)
@@ -122,3 +122,31 @@ def test_importing_the_core_does_not_import_torch():
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_default_checkpoint_tracks_oracle_progress_in_the_simulator():
+    """The embedded critic in the loop on a scripted Lift that succeeds and one whose cube is dropped: its
+    answers follow the oracle's progress up and back down (a constant or frame-blind model fails this)."""
+    envs = pytest.importorskip("envs")
+    from policies import make_policy
+    from primo_loop.rollout import run_episode
+    from primo_loop.tracker import TrackerConfig
+    from primo_loop.wrappers import CriticInTheLoop
+
+    env = envs.make_env("Lift", "Panda", image_size=96, horizon=140)
+    wrapped = CriticInTheLoop(env, critic=make_critic("compact"), config=TrackerConfig(critic_every=10,
+                                                                                      terminate=False))
+    critic, oracle = [], []
+    try:
+        for seed, failure in ((0, None), (1, "drop")):
+            rec = run_episode(wrapped, make_policy("scripted", env, failure=failure, seed=seed), seed=seed,
+                              stop_after_success=10)
+            rows = [r for r in rec.rows if r["queried"] and r["critic_progress"] is not None]
+            critic += [r["critic_progress"] for r in rows]
+            oracle += [r["oracle_progress"] for r in rows]
+    finally:
+        env.close()
+    critic, oracle = np.array(critic), np.array(oracle)
+    assert len(critic) >= 12 and oracle.max() - oracle.min() > 0.5  # the episodes climb (and fall)
+    assert np.corrcoef(critic, oracle)[0, 1] > 0.8, (critic.round(2), oracle.round(2))
+    assert np.abs(critic - oracle).mean() < 0.2

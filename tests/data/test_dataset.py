@@ -20,7 +20,7 @@ from primo_loop.data.dataset import (
     write_index,
 )
 from primo_loop.data.synthetic import make_dataset, make_episode
-from primo_loop.data.video import resize_frames
+from primo_loop.data.media import resize_frames
 from primo_loop.errors import DatasetError
 
 
@@ -112,3 +112,60 @@ def test_resize_frames():
     x = np.arange(4 * 4 * 3, dtype=np.uint8).reshape(4, 4, 3)
     assert resize_frames(x, 4) is not None and resize_frames(x, 2).shape == (2, 2, 3)
     assert resize_frames(np.zeros((3, 128, 128, 3), np.uint8), 96).shape == (3, 96, 96, 3)
+
+
+def test_a_steps_table_of_the_wrong_length_is_reported_as_a_bad_steps_file(tmp_path):
+    ids = make_dataset(tmp_path, n_episodes=2, n_steps=20)
+    steps = episodes_dir(tmp_path) / ids[0] / "steps.npz"
+    table = dict(np.load(steps))
+    np.savez_compressed(steps, **{k: v[:10] for k, v in table.items()})  # every column cut short
+    with pytest.raises(DatasetError, match=rf"Corrupt episode table .*{ids[0]}/steps.npz: expected 21 rows .*"
+                                           "actually: 10"):
+        EpisodeDataset(tmp_path).load(ids[0])
+    steps = episodes_dir(tmp_path) / ids[1] / "steps.npz"
+    table = dict(np.load(steps))
+    np.savez_compressed(steps, **{**table, "reward": table["reward"][:5]})  # one column cut short
+    with pytest.raises(DatasetError, match=rf"{ids[1]}/steps.npz: expected columns of one length"):
+        EpisodeDataset(tmp_path).load(ids[1])
+
+
+_DIE_BEFORE_RENAME = """
+import os, sys
+import numpy as np
+from primo_loop.data import dataset
+from primo_loop.data.synthetic import make_episode
+
+root = sys.argv[1]
+for seed in (0, 1):
+    dataset.write_episode(root, make_episode(seed, n_steps=20, image_size=16))
+real = np.savez_compressed
+
+def dying(path, **arrays):  # the process is killed once the episode's table is on disk, before any rename
+    real(path, **arrays)
+    if str(path).endswith("steps.npz"):
+        os._exit(9)
+
+dataset.np.savez_compressed = dying
+dataset.write_episode(root, make_episode(2, n_steps=20, image_size=16))
+"""
+
+
+def test_a_writer_killed_between_write_and_rename_leaves_no_half_episode_and_the_dataset_resumes(tmp_path):
+    import sys
+
+    root = tmp_path / "ds"
+    proc = subprocess.run([sys.executable, "-c", _DIE_BEFORE_RENAME, str(root)], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[2], timeout=120)
+    assert proc.returncode == 9, proc.stderr[-2000:]  # it died mid-episode, as planted
+    whole = [make_episode(s, n_steps=20, image_size=16) for s in (0, 1, 2)]
+    assert list_episode_ids(root) == sorted(e.episode_id for e in whole[:2])  # the half episode is not visible
+    ds = EpisodeDataset(root)
+    assert len(ds) == 2 and all(ep.n_steps == 20 for ep in ds)
+    leftovers = [p for p in episodes_dir(root).iterdir() if p.name.startswith(".tmp-")]
+    assert len(leftovers) == 1 and (leftovers[0] / "steps.npz").is_file()  # it did get that far
+    # resume: the dead writer's folder is cleared and the episode is written again, whole
+    assert clean_stale_tmp(root) == 1
+    write_episode(root, whole[2])
+    back = read_episode(episodes_dir(root) / whole[2].episode_id)
+    np.testing.assert_array_equal(back.frames, whole[2].frames)
+    assert len(EpisodeDataset(root)) == 3 and write_index(root)["n_episodes"] == 3

@@ -26,12 +26,24 @@ def rollout(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     (["--inject-failure", "dorp"], "Did you mean 'drop'"),
     (["--env", "PickPlaceCan", "--robot", "Jaco"], "robots that work"),
     (["--critic-option", "oops"], "key=value"),
+    (["--critic", "oracle", "--critic-option", "noise_std=abc"],
+     "critic option `noise_std` to be a number (float), actually: 'abc'"),
+    (["--tracker-option", "failure_threshold=abc"],
+     "tracker option `failure_threshold` to be a number (float), actually: 'abc'"),
+    (["--tracker-option", "terminate=maybe"], "tracker option `terminate` to be true or false"),
+    (["--size", "7"], "--size between 32 and 1024 pixels, actually: 7"),
+    (["--size", "100000"], "--size between 32 and 1024 pixels, actually: 100000"),
+    (["--critic", "nopkg.critics:Mine"], "cannot import module 'nopkg.critics'"),
+    (["--critic-every", "5", "--tracker-option", "critic_every=3"],
+     "--tracker-option critic_every=3: that setting has its own flag, --critic-every"),
+    (["--tracker-option", "terminate=false", "--tracker-option", "terminate=true"], "given twice"),
 ])
-def test_bad_input_exits_2_with_one_line(args, expect):
-    proc = rollout(*args)
+def test_bad_input_exits_2_with_one_line(args, expect, tmp_path):
+    proc = rollout(*args, "--out", str(tmp_path / "out"))
     assert proc.returncode == 2, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
-    assert len(lines) == 1 and expect in lines[0]
+    assert len(lines) == 1 and expect in lines[0] and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
     if "Unknown" in lines[0]:
         assert "valid:" in lines[0]
 
@@ -41,6 +53,42 @@ def test_unwritable_output_folder(tmp_path):
     blocker.write_text("")
     proc = rollout("--out", str(blocker / "sub"))
     assert proc.returncode == 2 and "cannot write to output folder" in proc.stderr
+
+
+def test_a_used_output_folder_is_refused_and_a_failed_run_leaves_nothing(tmp_path):
+    """A second run into a run folder would mix its episode files with the old ones and replace the old
+    summary: refused unless --overwrite. A run that fails part-way removes the folder it made."""
+    out = tmp_path / "used"
+    out.mkdir()
+    (out / "summary.json").write_text('{"old": true}')
+    proc = rollout("--critic", "oracle", "--size", "32", "--horizon", "5", "--out", str(out))
+    assert proc.returncode == 2 and "exists and is not empty; pass --overwrite" in proc.stderr, proc.stderr[-1000:]
+    assert [p.name for p in out.iterdir()] == ["summary.json"] and json.loads((out / "summary.json").read_text())
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "boom_critic.py").write_text(
+        "from primo_loop.critics.oracle import OracleCritic\n"
+        "class Crash(BaseException):  # past the wrapper's guard for critic errors, like a dying process\n"
+        "    pass\n"
+        "class Boom(OracleCritic):\n"
+        "    calls = 0\n"
+        "    def assess(self, queries):\n"
+        "        Boom.calls += 1\n"
+        "        if Boom.calls > 3:\n"
+        "            raise Crash('critic process died')\n"
+        "        return super().assess(queries)\n")
+    fresh = tmp_path / "fresh" / "run"
+    env = {**ENV, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)])}
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "rollout.py"), "--critic", "boom_critic:Boom",
+                           "--critic-every", "5", "--size", "32", "--horizon", "10", "--episodes", "3", "--no-video",
+                           "--out", str(fresh)], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert proc.returncode == 1 and "Crash: critic process died" in proc.stderr, proc.stderr[-1000:]
+    assert "episode 0:" in proc.stdout  # the first episode was written before the failure ...
+    assert not (tmp_path / "fresh").exists()  # ... and removed with the folder the run made
+    proc = rollout("--critic", "oracle", "--size", "32", "--horizon", "5", "--no-video", "--overwrite", "--out",
+                   str(out))
+    assert proc.returncode == 0, proc.stderr[-1000:]
+    assert sorted(p.name for p in out.iterdir()) == ["episode_000.jsonl", "summary.json"]
 
 
 def test_injected_drop_is_stopped_by_the_critic(tmp_path):
@@ -104,3 +152,4 @@ def test_a_trained_agent_runs_with_the_critic_in_the_loop(tmp_path, lift_agent):
     assert proc.returncode == 2 and "a run folder of scripts/train_agent.py" in proc.stderr
     proc = rollout("--policy-steps", "20", "--out", str(tmp_path / "x"))
     assert proc.returncode == 2 and "needs --policy RUN_FOLDER" in proc.stderr
+

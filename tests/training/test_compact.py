@@ -144,3 +144,85 @@ def test_an_episode_id_in_two_datasets_is_recorded_by_folder(data, tmp_path):
     ids = [e.episode_id for e in eps]
     assert len(ids) == 48 and len(set(ids)) == 48
     assert ids[24:] == [f"copy/{i}" for i in ids[:24]]
+
+
+# ------------------------------------------------------------------------------------- bad inputs, safe outputs
+
+def _copy_data(data, dest):
+    import shutil
+
+    shutil.copytree(data, dest)
+    return dest
+
+
+def test_non_finite_labels_are_refused_naming_the_episode(data, tmp_path):
+    bad = _copy_data(data, tmp_path / "bad")
+    eid = sorted(p.name for p in (bad / "episodes").iterdir())[3]
+    steps = bad / "episodes" / eid / "steps.npz"
+    table = dict(np.load(steps))
+    table["progress"] = table["progress"].copy()
+    table["progress"][7] = np.nan
+    np.savez_compressed(steps, **table)
+    with pytest.raises(DatasetError, match=f"{eid}/steps.npz: expected finite progress labels, actually: nan at "
+                                           "step 7"):
+        train(_cfg(bad, tmp_path / "out", 1), progress_bar=False)
+
+
+def test_a_non_finite_loss_stops_the_run_without_saving_it(data, tmp_path, monkeypatch):
+    from primo_loop.errors import TrainingError
+    from primo_loop.training import compact as training
+
+    out = tmp_path / "run"
+    train(_cfg(data, out, 1), progress_bar=False)
+    weights = (out / "weights.pt").read_bytes()
+    real = training.losses
+
+    def nan_losses(*args, **kw):
+        loss, l_prog, l_fail, pred = real(*args, **kw)
+        return loss * float("nan"), l_prog, l_fail, pred
+
+    monkeypatch.setattr(training, "losses", nan_losses)
+    with pytest.raises(TrainingError, match="Training loss became nan at epoch 2, batch 1"):
+        train(_cfg(data, out, 3), resume=True, progress_bar=False)
+    assert (out / "weights.pt").read_bytes() == weights  # the NaN epoch is not the best
+    state = torch.load(out / STATE_FILE, weights_only=False)
+    assert state["epoch"] == 1 and len(_log(out)) == 1
+    # from the command line: exit status 1 after one line, and a fresh --out it made is gone again
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    code = ("import sys; from primo_loop.training import compact as t; real = t.losses; "
+            "t.losses = lambda *a, **k: (lambda r: (r[0] * float('nan'),) + r[1:])(real(*a, **k)); "
+            "from primo_loop.cli import run; run(lambda: t.main(sys.argv[1:]))")
+    r = subprocess.run([sys.executable, "-c", code, "--data", str(data), "--out", str(tmp_path / "fresh" / "x"),
+                        "--epochs", "1", "--image-size", "32", "--channels", "8", "16", "32", "--dim", "32",
+                        "--layers", "1", "--heads", "2", "--no-progress"], capture_output=True, text=True,
+                       cwd=root, timeout=300)
+    assert r.returncode == 1 and "error: Training loss became nan" in r.stderr, r.stderr[-2000:]
+    assert not (tmp_path / "fresh").exists()
+
+
+def test_a_truncated_train_state_is_one_error_naming_the_file(data, tmp_path):
+    out = tmp_path / "run"
+    train(_cfg(data, out, 1), progress_bar=False)
+    state = out / STATE_FILE
+    state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match=f"Cannot resume from {state}: the file is truncated or corrupt"):
+        train(_cfg(data, out, 2), resume=True, progress_bar=False)
+
+
+def test_cli_refuses_a_used_out_folder_unless_resume_or_overwrite(data, tmp_path):
+    args = ["--data", str(data), "--epochs", "1", "--image-size", "32", "--channels", "8", "16", "32", "--dim",
+            "32", "--layers", "1", "--heads", "2", "--no-progress"]
+    out = tmp_path / "cli"
+    assert main([*args, "--out", str(out)]) == 0
+    weights = (out / "weights.pt").read_bytes()
+    with pytest.raises(ConfigError, match="exists and is not empty; pass --resume to continue it, --overwrite"):
+        main([*args, "--out", str(out), "--seed", "5"])
+    assert (out / "weights.pt").read_bytes() == weights
+    assert main([*args, "--out", str(out), "--epochs", "2", "--resume"]) == 0
+    assert [r["epoch"] for r in _log(out)] == [1, 2]
+    assert main([*args, "--out", str(out), "--seed", "5", "--overwrite"]) == 0
+    assert [r["epoch"] for r in _log(out)] == [1] and (out / "weights.pt").read_bytes() != weights

@@ -3,9 +3,11 @@
 A video folder holds ``NAME.mp4`` (or another suffix in :data:`VIDEO_SUFFIXES`) and a sidecar beside it:
 
 * ``NAME.txt``: the instruction, nothing else; or
-* ``NAME.json``: ``{"instruction": "...", "progress": [...], "progress_per": "frame" | "second", "fps": 30,
-  "outcome": "success" | "failure"}``, all but ``instruction`` optional. ``progress`` is one value per frame
-  (default) or per second, on the 0-1 or 0-100 scale (a list whose maximum exceeds 1 is read as 0-100).
+* ``NAME.json``: ``{"instruction": "...", "progress": [...], "progress_per": "frame" | "second" | "video",
+  "fps": 30, "outcome": "success" | "failure"}``, all but ``instruction`` optional. ``progress`` holds numbers
+  on the 0-1 or 0-100 scale (a list whose maximum exceeds 1 is read as 0-100): one per frame (``"frame"``, the
+  default: exactly as many as the video has frames), one per second (``"second"``: one for each second the video
+  lasts, or one more for its end), or key points spread evenly from the first frame to the last (``"video"``).
 
 :func:`evaluate_videos` replays each video the way the in-loop tracker sees an episode (a frame index is a step:
 frames kept every ``frame_every`` frames, a query every ``critic_every`` frames from frame 0, the clip sampled
@@ -25,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from primo_loop.data.video import VIDEO_SUFFIXES, read_video, resize_frames
+from primo_loop.data.media import VIDEO_SUFFIXES, read_video, resize_frames
 from primo_loop.errors import DatasetError
 
 logger = logging.getLogger(__name__)
@@ -96,25 +98,50 @@ def read_sidecar(video: Path) -> dict[str, Any]:
 def progress_per_frame(labels: Any, n_frames: int, fps: float, per: str = "frame") -> np.ndarray:
     """Progress labels -> one value in [0, 1] per frame.
 
-    Per-second labels are held over each second; per-frame labels shorter or longer than the video are
-    stretched to it by nearest index (videos re-encoded at another frame rate stay usable).
+    ``per="frame"``: one label per frame, exactly. ``per="second"``: one label per started second of the video
+    (or one more, for its end), each held over its second. ``per="video"``: key points spread evenly over the
+    video, each frame taking the nearest one. Labels that do not cover the video are an error, never stretched
+    silently.
 
     >>> progress_per_frame([0, 50, 100], 6, fps=2, per="second").tolist()
     [0.0, 0.0, 0.5, 0.5, 1.0, 1.0]
-    >>> progress_per_frame([0.0, 1.0], 4, fps=30).tolist()
+    >>> progress_per_frame([0.0, 1.0], 4, fps=30, per="video").tolist()
     [0.0, 0.0, 1.0, 1.0]
+
+    Raises:
+        DatasetError: labels that are not numbers, not finite, or too few or too many for the video.
     """
+    if isinstance(labels, (str, bytes)) or not isinstance(labels, (list, tuple, np.ndarray)):
+        raise DatasetError(f"Expected \"progress\" to be a list of numbers, actually: {labels!r}")
+    odd = [x for x in labels if isinstance(x, bool) or not isinstance(x, (int, float, np.number))]
+    if odd:
+        raise DatasetError(f"Expected \"progress\" to hold numbers (0-1 or 0-100), actually: {odd[0]!r} among "
+                           f"{len(odd)} non-numbers (write 40, not \"40\" or \"40%\")")
     arr = np.asarray(labels, dtype=float).reshape(-1)
     if arr.size == 0 or not np.all(np.isfinite(arr)):
         raise DatasetError(f"Expected a non-empty list of finite progress labels, actually: {labels!r}")
     if arr.max() > 1.0:
         arr = arr / 100.0
     if per == "second":
+        seconds = int(np.ceil(n_frames / fps - 1e-9))
+        if not seconds <= arr.size <= seconds + 1:
+            raise DatasetError(f"Expected {seconds} or {seconds + 1} per-second progress labels for {n_frames} "
+                               f"frames at {fps:g} fps, actually: {arr.size}")
         idx = np.minimum((np.arange(n_frames) / fps).astype(int), arr.size - 1)
     elif per == "frame":
-        idx = np.minimum((np.arange(n_frames) * arr.size / n_frames).astype(int), arr.size - 1)
+        if arr.size != n_frames:
+            raise DatasetError(f"Expected one progress label per frame ({n_frames}), actually: {arr.size}; for "
+                               "labels at other times set \"progress_per\" to \"second\" or \"video\" (key "
+                               "points spread evenly over the video)")
+        idx = np.arange(n_frames)
+    elif per == "video":
+        if arr.size > n_frames:
+            raise DatasetError(f"Expected at most {n_frames} progress key points (one per frame), actually: "
+                               f"{arr.size}")
+        idx = np.rint(np.arange(n_frames) * (arr.size - 1) / max(1, n_frames - 1)).astype(int)
     else:
-        raise DatasetError(f"Expected \"progress_per\" to be \"frame\" or \"second\", actually: {per!r}")
+        raise DatasetError(f"Expected \"progress_per\" to be \"frame\", \"second\" or \"video\", actually: "
+                           f"{per!r}")
     return np.clip(arr[idx], 0.0, 1.0)
 
 
@@ -135,8 +162,11 @@ def load_video(path: str | os.PathLike, image_size: int = 224) -> VideoItem:
     frames = resize_frames(_square(frames), image_size)
     fps = float(meta.get("fps") or _file_fps(path) or 30.0)
     labels = meta.get("progress")
-    progress = (progress_per_frame(labels, len(frames), fps, meta.get("progress_per", "frame"))
-                if labels is not None else None)
+    try:
+        progress = (progress_per_frame(labels, len(frames), fps, meta.get("progress_per", "frame"))
+                    if labels is not None else None)
+    except DatasetError as exc:
+        raise DatasetError(f"{path.with_suffix('.json')}: {exc}") from exc
     return VideoItem(name=path.stem, path=path, instruction=str(meta["instruction"]).strip(), frames=frames,
                      fps=fps, progress=progress, outcome=meta.get("outcome"))
 
@@ -180,8 +210,13 @@ def evaluate_videos(critic: Any, sources: list[str | os.PathLike], out_dir: str 
         critic_name: name for the report.
 
     Returns:
-        ``{"critic", "videos": [{name, instruction, fps, frames, steps, time_s, pred, target}], "metrics"}``;
-        ``metrics`` (the evaluator's summary) covers the labelled videos only, and is None without any.
+        ``{"critic", "videos": [{name, instruction, fps, frames, steps, time_s, pred, target}], "metrics",
+        "skipped": [{path, error}]}``; ``metrics`` (the evaluator's summary) covers the labelled videos only, and
+        is None without any. A video that cannot be read (or whose sidecar is bad) is skipped with a one-line
+        warning and listed in ``skipped``.
+
+    Raises:
+        DatasetError: no video could be read.
     """
     from primo_loop.evaluate import EpisodeResult, EvalConfig, summarize
 
@@ -189,9 +224,14 @@ def evaluate_videos(critic: Any, sources: list[str | os.PathLike], out_dir: str 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [p for src in sources for p in find_videos(src)]
-    videos, results = [], []
+    videos, results, skipped = [], [], []
     for path in paths:
-        item = load_video(path, image_size)
+        try:
+            item = load_video(path, image_size)
+        except DatasetError as exc:  # one bad video (or sidecar) is reported; the others are still scored
+            logger.warning("skipping %s", exc)
+            skipped.append({"path": str(path), "error": str(exc)})
+            continue
         queries, steps = video_queries(item, cfg.critic_every, cfg.frame_every, cfg.clip_len)
         verdicts = []
         for i in range(0, len(queries), cfg.batch_size):
@@ -210,9 +250,13 @@ def evaluate_videos(critic: Any, sources: list[str | os.PathLike], out_dir: str 
                                 output_tokens=[v.output_tokens for v in verdicts])
             results.append(res)
         _plot_curve(videos[-1], out / f"{item.name}.png")
+    if not videos:
+        raise DatasetError(f"None of the {len(paths)} videos could be read: " + "; ".join(
+            s["error"] for s in skipped[:3]))
     metrics = summarize(results, cfg) if results else None
     report = {"critic": critic_name or getattr(critic, "name", type(critic).__name__),
-              "sources": [str(s) for s in sources], "videos": videos, "labelled": len(results), "metrics": metrics}
+              "sources": [str(s) for s in sources], "videos": videos, "labelled": len(results), "metrics": metrics,
+              "skipped": skipped}
     (out / "videos.json").write_text(json.dumps(report, indent=1, default=_json_default))
     (out / "videos.md").write_text(_markdown(report))
     return report
@@ -237,6 +281,8 @@ def _markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {v['name']} | {v['instruction']} | {v['frames']} | {len(v['steps'])} | "
                      f"{'-' if last is None else f'{last:.0f}'} | {'-' if label is None else f'{label:.0f}'} "
                      f"| {mae} |")
+    if report.get("skipped"):
+        lines += ["", "Not scored:", ""] + [f"- {s['path']}: {s['error']}" for s in report["skipped"]]
     return "\n".join(lines) + "\n"
 
 

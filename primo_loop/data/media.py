@@ -1,60 +1,25 @@
-"""Frame arrays on disk: video files, image folders, resizing, atomic writes.
+"""Frame arrays and media files: reading and writing videos and image folders, resizing frames.
+
+(Scoring a folder of videos with instruction sidecars is :mod:`primo_loop.data.video_folder`.)
 
 Everything here speaks uint8 ``[T, H, W, 3]`` upright RGB arrays (DESIGN.md §3).
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from primo_loop.errors import ConfigError, DatasetError
+from primo_loop.outputs import atomic_path
 
 logger = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".gif")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
-
-    A reader never sees a half-written file: the rename is atomic on POSIX file systems.
-
-    Args:
-        path: the final path.
-        suffix: suffix of the temporary file (defaults to ``path``'s, so writers that pick a format
-            from the extension still work).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix if suffix is None else suffix,
-                               dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual mode
-        os.replace(tmp_path, path)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file and a rename; returns the path."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-    return Path(path)
 
 
 def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
@@ -179,10 +144,23 @@ def read_video(path: str | os.PathLike) -> np.ndarray:
     except DatasetError:
         raise
     except Exception as exc:  # imageio raises many types for bad media
-        raise DatasetError(f"Could not decode media file {path}: {type(exc).__name__}: {exc}") from exc
+        raise DatasetError(f"Could not decode media file {path}: {media_error(exc)}") from exc
     if len(frames) == 0:
         raise DatasetError(f"Media file {path} holds no frames")
     return frames
+
+
+def media_error(exc: BaseException) -> str:
+    """One line for a decoder error: its first line and ffmpeg's last error line, without ffmpeg's banner.
+
+    >>> media_error(OSError("Could not load meta information\\n=== stderr ===\\nffmpeg version 9\\n"
+    ...                     "  configuration: --enable-gpl\\nError opening input files: Invalid data"))
+    'OSError: Could not load meta information (Error opening input files: Invalid data)'
+    """
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    head = f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+    errors = [ln for ln in lines[1:] if any(w in ln.lower() for w in ("error", "invalid", "no such", "denied"))]
+    return head + (f" ({errors[-1]})" if errors else "")
 
 
 def _rgb(img: np.ndarray) -> np.ndarray:
