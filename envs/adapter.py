@@ -3,7 +3,9 @@ fails gymnasium's checks, reports the horizon as ``terminated`` and does not see
 
 Observations: ``"state"`` is a float32 vector (robosuite's ``object-state`` + ``robot0_proprio-state``),
 ``"pixels"`` a uint8 [H, W, 3] upright RGB frame of ``camera``, ``"both"`` a Dict of the two. Frames are
-rendered only when asked for (``render_frame``) or when the observation needs them.
+rendered only when asked for (``render_frame``) or when the observation needs them, under the env's
+``render_profile`` (``envs/render.py``: ``"fast"``, the default, or ``"default"``, MuJoCo's full scene as
+robosuite draws it).
 
 ``info`` at reset and after every step holds ``is_success``, ``oracle/progress``, ``oracle/failed`` and
 ``oracle/stage``; ``privileged()`` returns the full oracle state (see ``envs/tasks/base.py``).
@@ -17,6 +19,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from envs.render import RenderProfile, SceneRenderer, get_profile
 from envs.robots import GRIPPERS, ROBOTS, controller_config, fix_model
 from envs.tasks import SPECS, SimView, TaskSpec
 from primo_loop.errors import ConfigError, check_choice
@@ -62,6 +65,10 @@ class RobosuiteEnv(gym.Env):
         reward_shaping: robosuite's dense reward instead of its sparse one.
         terminate_on_success: end the episode (``terminated=True``) when the task succeeds.
         render_mode: ``None`` or ``"rgb_array"`` (``render()`` then returns ``render_frame()``).
+        render_profile: how frames are drawn (``envs.render.PROFILES``): ``"fast"`` (the default) turns shadows,
+            reflections, skybox and multisampling off and draws simplified meshes, ~8x cheaper on a CPU (the
+            shipped compact critic reads it as well as the full scene: docs/results/throughput.md);
+            ``"default"`` is MuJoCo's full scene as robosuite draws it; a ``RenderProfile`` gives a custom one.
         **robosuite_kwargs: passed to ``robosuite.make`` (e.g. ``initialization_noise``).
     """
 
@@ -69,13 +76,15 @@ class RobosuiteEnv(gym.Env):
 
     def __init__(self, task: str, robot: str = "Panda", *, camera: str = "agentview", image_size: int = 128,
                  horizon: int | None = None, obs_mode: str = "state", hard_reset: bool = False, control_freq: int = 20,
-                 reward_shaping: bool = False, terminate_on_success: bool = False,
-                 render_mode: str | None = None, **robosuite_kwargs: Any):
+                 reward_shaping: bool = False, terminate_on_success: bool = False, render_mode: str | None = None,
+                 render_profile: str | RenderProfile = "fast", **robosuite_kwargs: Any):
         task = check_choice("task", task, SPECS)
         robot = check_choice("robot", robot, ROBOTS)
         spec: TaskSpec = SPECS[task]
         spec.check_robot(robot)
         obs_mode = check_choice("obs_mode", obs_mode, OBS_MODES)
+        self._profile = get_profile(render_profile)
+        self.render_profile = self._profile.name
         horizon = spec.horizon if horizon is None else horizon
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ConfigError(f"Expected `render_mode` in {self.metadata['render_modes']} or None, "
@@ -90,7 +99,7 @@ class RobosuiteEnv(gym.Env):
             robots=robot,
             controller_configs=controller_config(robot),
             has_renderer=False,
-            has_offscreen_renderer=True,  # render_frame works in every obs mode
+            has_offscreen_renderer=False,  # frames come from our own renderer (envs/render.py), made lazily
             use_camera_obs=False,  # we render ourselves, only when needed
             control_freq=int(control_freq),
             horizon=int(horizon),
@@ -113,6 +122,7 @@ class RobosuiteEnv(gym.Env):
         self.render_mode = render_mode
         self.metadata = {**type(self).metadata, "render_fps": int(control_freq)}
 
+        self._renderers: dict[RenderProfile, SceneRenderer] = {}
         self.raw_obs: dict[str, np.ndarray] = self.rs_env.reset()
         self._bind_sim()
         self.step_count = 0
@@ -158,6 +168,7 @@ class RobosuiteEnv(gym.Env):
         return None
 
     def close(self) -> None:
+        self._close_renderers()
         rs_env = getattr(self, "rs_env", None)
         if rs_env is not None:
             rs_env.close()
@@ -171,19 +182,32 @@ class RobosuiteEnv(gym.Env):
     def canonical_steps(self) -> tuple[str, ...]:
         return self.spec_task.canonical_steps
 
-    def render_frame(self, camera: str | None = None, size: int | None = None) -> np.ndarray:
-        """An upright RGB frame, uint8 [size, size, 3], of ``camera`` (default: the env's camera)."""
+    def render_frame(self, camera: str | None = None, size: int | None = None,
+                     profile: str | RenderProfile | None = None) -> np.ndarray:
+        """An upright RGB frame, uint8 [size, size, 3], of ``camera`` (default: the env's camera) drawn under
+        render ``profile`` (default: the env's ``render_profile``)."""
         cam = self.camera if camera is None else check_choice("camera", camera, self.rs_env.sim.model.camera_names)
         size = self.image_size if size is None else int(size)
-        img = self.rs_env.sim.render(camera_name=cam, width=size, height=size, depth=False)
-        return np.ascontiguousarray(img[::-1])  # MuJoCo renders bottom-up (OpenGL): flip once, here
+        prof = self._profile if profile is None else get_profile(profile)
+        renderer = self._renderers.get(prof)
+        if renderer is None:
+            rs = self.rs_env
+            groups = (int(bool(rs.render_collision_mesh)), int(bool(rs.render_visual_mesh)), 1, 0, 0, 0)
+            renderer = self._renderers[prof] = SceneRenderer(rs.sim.model._model, rs.sim.data._data, prof, groups)
+        return renderer.render(cam, size)
 
     def privileged(self) -> dict[str, Any]:
         """Oracle state from the simulator: progress, failed, failure_event, stage, success, events, ..."""
         return self.oracle.snapshot()
 
     # ----- internals -------------------------------------------------------------------------------------
+    def _close_renderers(self) -> None:
+        for renderer in getattr(self, "_renderers", {}).values():
+            renderer.close()
+        self._renderers = {}
+
     def _bind_sim(self) -> None:
+        self._close_renderers()  # a hard reset rebuilt the model: renderers are remade at the next frame
         fix_model(self.robot, self.rs_env.sim)
         self.sim_view = SimView(self.rs_env)
         self.oracle = self.spec_task.oracle(self.sim_view, self.spec_task, self.robot)

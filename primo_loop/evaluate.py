@@ -58,7 +58,7 @@ class EvalConfig:
         batch_size: queries per ``assess`` call.
         failure_threshold: failure probability at which a query counts as a failure alarm.
         failure_patience: consecutive alarms before a failure is declared.
-        nframes: clip frames decoded from a PRIMO record's video.
+        nframes: clip frames decoded from a PRIMO record's video (22, as the release evaluates).
         max_episodes: score at most this many episodes per source (None = all).
         split_by: "auto" (from the critic's training domain), "task", "robot", "source" or "none".
         train_tasks / train_robots: the training domain for ``auto`` when the critic does not record one.
@@ -73,7 +73,7 @@ class EvalConfig:
     batch_size: int = 16
     failure_threshold: float = 0.5
     failure_patience: int = 1
-    nframes: int = 8
+    nframes: int = 22
     max_episodes: int | None = None
     split_by: str = "auto"
     train_tasks: list[str] | None = None

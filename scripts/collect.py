@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--post-failure-steps", type=int, default=d.post_failure_steps,
                    help="stop N steps after the failure event (-1: run to the horizon)")
     p.add_argument("--camera", default=d.camera)
+    p.add_argument("--render-profile", default=d.render_profile, choices=("fast", "default"),
+                   help="how frames are drawn (envs/render.py): fast (the default) or MuJoCo's full scene")
     p.add_argument("--policy", default=d.policy,
                    help="scripted | random | RUN_FOLDER of scripts/train_agent.py (the trained agent, with the "
                         "episode's action noise); random and trained agents inject no failures")
@@ -94,9 +96,8 @@ def main(argv: list[str] | None = None) -> int:
                         horizon=args.horizon,
                         post_success_steps=None if args.post_success_steps < 0 else args.post_success_steps,
                         post_failure_steps=None if args.post_failure_steps < 0 else args.post_failure_steps,
-                        camera=args.camera, policy=args.policy, policy_steps=args.policy_steps,
-                        synthetic=args.synthetic,
-                        step_delay=args.step_delay)
+                        camera=args.camera, render_profile=args.render_profile, policy=args.policy,
+                        policy_steps=args.policy_steps, synthetic=args.synthetic, step_delay=args.step_delay)
     if spec is not None and not spec.injects_failures and args.failure_rate > 0:
         raise ConfigError(f"--policy {args.policy} injects no failures: pass --failure-rate 0")
     if spec is not None and spec.kind == "trained":  # an unfinished run, another task: one error now, not per episode

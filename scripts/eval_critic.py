@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--failure-threshold", type=float, default=0.5)
     p.add_argument("--failure-patience", type=int, default=1)
-    p.add_argument("--nframes", type=int, default=8, help="clip frames decoded from a PRIMO record")
+    p.add_argument("--nframes", type=int, default=22,
+                   help="clip frames decoded from a PRIMO record (22: the release's evaluation setting)")
     p.add_argument("--max-episodes", type=int, default=None)
     p.add_argument("--split-by", default="auto", help="auto | task | robot | source | none")
     p.add_argument("--train-tasks", nargs="+", default=None, help="training domain for --split-by auto")

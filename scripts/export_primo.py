@@ -24,6 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-episode", type=int, default=8, help="records per episode (uniform over its frames)")
     p.add_argument("--fps", type=float, default=10.0, help="frame rate of the clip videos")
     p.add_argument("--include-start", action="store_true", help="also export the reset frame (progress 0)")
+    p.add_argument("--problem-type", choices=("numerical", "regression"), default="numerical",
+                   help="the records' problem_type, which picks the release's accuracy reward: numerical "
+                        "(1 - |p - t| / 100) or regression (1 - |p - t| / |t|)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing --out file and the media of the same episodes")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -71,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     created, replaced = planned_outputs(args.dataset, out, args.overwrite)
     with removed_on_failure(created, replace=replaced):
         n = export_primo(args.dataset, out, per_episode=args.per_episode, fps=args.fps,
-                         include_start=args.include_start, progress_bar=not args.no_progress)
+                         include_start=args.include_start, progress_bar=not args.no_progress,
+                         problem_type=args.problem_type)
     print(f"wrote {n} records to {out}")
     return 0
 

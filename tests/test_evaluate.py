@@ -191,7 +191,8 @@ def test_export_script_checks_its_outputs_before_encoding_and_cleans_up(data, tm
     assert script.main([str(data), "--out", str(folder / "a.jsonl"), "--per-episode", "1", "--overwrite",
                         "--no-progress"]) == 0
     clips = {p.name: len(list(p.iterdir())) for p in (folder / "media").iterdir()}
-    assert len(clips) == 6 and set(clips.values()) == {1}  # replaced whole: no clip left from the first export
+    # one record per episode now: its clip, initial and current frames (3 files); 6 would be a leftover of the first
+    assert len(clips) == 6 and set(clips.values()) == {3}  # replaced whole: no clip left from the first export
     assert sorted(p.name for p in folder.iterdir()) == ["a.jsonl", "media"]
 
     from primo_loop.data import primo_format
@@ -203,3 +204,11 @@ def test_export_script_checks_its_outputs_before_encoding_and_cleans_up(data, tm
     with pytest.raises(OSError):
         script.main([str(data), "--out", str(tmp_path / "fresh" / "c.jsonl"), "--no-progress"])
     assert not (tmp_path / "fresh").exists()
+
+
+def test_export_script_writes_the_problem_type_it_is_given(data, tmp_path):
+    res = _script("export_primo.py", str(data), "--out", str(tmp_path / "r.jsonl"), "--per-episode", "1",
+                  "--problem-type", "regression", "--no-progress")
+    assert res.returncode == 0, res.stderr[-2000:]
+    records = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert records and {r["problem_type"] for r in records} == {"regression"}

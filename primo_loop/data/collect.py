@@ -17,8 +17,7 @@ is killed at any moment and started again skips the episodes already on disk and
 nothing is lost or duplicated. A worker that dies mid-run breaks only its pool: the parent starts a new pool
 and carries on with what is left.
 
-Cost model: a robosuite frame costs ~60 ms on a CPU against ~10 ms for a control step, so frames are rendered
-only every ``frame_every`` steps, and an episode stops soon after success or the failure event.
+Cost: frames are rendered only every ``frame_every`` steps; an episode stops soon after success or failure.
 """
 from __future__ import annotations
 
@@ -73,7 +72,7 @@ class CollectConfig:
         horizon: at most this many steps.
         post_success_steps: stop this many steps after the first success (None: run to the horizon).
         post_failure_steps: stop this many steps after the failure event (None: run to the horizon).
-        camera: the env camera.
+        camera: the env camera; render_profile: the env's render profile ("fast" or "default", envs/render.py).
         policy: "scripted" (waypoints with failure injection), "random" (uniform random actions, e.g. for
             task/robot pairs without a scripted policy), or a run folder of ``scripts/train_agent.py`` (the
             trained agent, with each episode's action noise; the states an RL agent visits, labelled from
@@ -90,6 +89,7 @@ class CollectConfig:
     post_success_steps: int | None = 30
     post_failure_steps: int | None = 50
     camera: str = "agentview"
+    render_profile: str = "fast"
     policy: str = "scripted"
     policy_steps: int | None = None
     synthetic: bool = False
@@ -234,7 +234,8 @@ def rollout(spec: EpisodeSpec, cfg: CollectConfig, env: Any | None = None, make_
         "seed": spec.seed, "policy": cfg.policy_label, "failure": spec.failure, "noise": spec.noise,
         "failure_injected_at": getattr(policy, "failure_injected_at", None), "failure_event": failure_event,
         "canonical_steps": list(getattr(env, "canonical_steps", None) or env.privileged().get("canonical_steps", [])),
-        "horizon": cfg.horizon, "render_size": cfg.render_size, "post_success_steps": cfg.post_success_steps,
+        "horizon": cfg.horizon, "render_size": cfg.render_size, "render_profile": cfg.render_profile,
+        "post_success_steps": cfg.post_success_steps,
         "post_failure_steps": cfg.post_failure_steps, "collect_s": round(time.perf_counter() - t0, 3),
         "renders": n_render, "versions": versions,
     }
@@ -288,7 +289,7 @@ def check_resume(root: str | os.PathLike, plan: Sequence[EpisodeSpec], cfg: Coll
 
     Raises:
         DatasetError: an existing episode's failure mode, noise, or a recording setting (frame size, stride,
-            horizon, camera, render size, policy, stopping rule) differs from the plan (a different seed, failure
+            horizon, camera, render size and profile, policy, stopping rule) differs from the plan (a different seed, failure
             rate or option with the same ``--out``); the message names each setting that differs.
     """
     done = set(list_episode_ids(root))
@@ -298,7 +299,7 @@ def check_resume(root: str | os.PathLike, plan: Sequence[EpisodeSpec], cfg: Coll
         s = by_id[eid]
         planned = {"failure": s.failure, "noise": s.noise, "image_size": cfg.image_size,
                    "frame_every": cfg.frame_every, "horizon": cfg.horizon, "camera": cfg.camera,
-                   "render_size": cfg.render_size, "policy": cfg.policy_label,
+                   "render_size": cfg.render_size, "render_profile": cfg.render_profile, "policy": cfg.policy_label,
                    "post_success_steps": cfg.post_success_steps, "post_failure_steps": cfg.post_failure_steps}
         # a setting an older dataset did not record counts as unchanged
         diffs = [f"{k}: on disk {m[k]!r}, now {v!r}" for k, v in planned.items() if k in m and m[k] != v]

@@ -140,3 +140,68 @@ def test_check_env_gymnasium_and_sb3(task):
             sb3_check_env(env.unwrapped, warn=False)
     finally:
         env.close()
+
+
+def test_render_profile_is_validated():
+    with pytest.raises(UnknownNameError, match="render_profile 'fsat'; valid: default, fast.*Did you mean 'fast'"):
+        envs.make_env("Lift", render_profile="fsat")
+
+
+def test_fast_profile_frames(lift):
+    lift.reset(seed=0)
+    fast = lift.render_frame(profile="fast")
+    default = lift.render_frame(profile="default")
+    assert fast.dtype == np.uint8 and fast.shape == (64, 64, 3)
+    assert np.abs(fast.astype(int) - default).mean() > 0.5  # a different picture of the same state
+    np.testing.assert_array_equal(fast, lift.render_frame(profile="fast"))
+    for _ in range(3):
+        lift.step(np.ones(7, np.float32))
+    assert not np.array_equal(fast, lift.render_frame(profile="fast"))  # it follows the simulator
+    lift.reset(seed=0)
+    np.testing.assert_array_equal(fast, lift.render_frame(profile="fast"))  # same state, same frame
+    # upright, like the default frame: bright table at the bottom
+    gray = lift.render_frame(size=96, profile="fast").astype(np.float32).mean(axis=2)
+    assert gray[-10:].mean() > 150 and gray[-10:].mean() > gray[:10].mean() + 20
+    # the robot and gripper are drawn where they were: on 2x2-averaged frames (aliased edges smoothed) few
+    # pixels change much: 0.2% measured, 4.1% with the robot and gripper left out of the fast picture
+    half = lambda x: x.astype(float).reshape(32, 2, 32, 2, 3).mean(axis=(1, 3))  # noqa: E731
+    assert (np.abs(half(fast) - half(default)).max(axis=2) > 60).mean() < 0.015
+
+
+def test_default_profile_is_robosuites_frame_and_hard_reset_reuses_the_cache():
+    from envs import render
+
+    env = envs.make_env("Lift", "Panda", image_size=48, horizon=5, hard_reset=True, render_profile="fast",
+                        has_offscreen_renderer=True)
+    try:
+        env.reset(seed=2)
+        assert env.render_profile == "fast"
+        ours = env.render_frame(profile="default")
+        ctx = env.rs_env.sim._render_context_offscreen
+        ctx.gl_ctx.make_current()  # robosuite's renderer does not make its context current itself
+        theirs = env.rs_env.sim.render(camera_name="agentview", width=48, height=48)[::-1]
+        np.testing.assert_array_equal(ours, theirs)  # "default" is today's frame, pixel for pixel
+        first = env.render_frame()
+        hits = render.CACHE_STATS["hits"]
+        env.reset(seed=2)  # a hard reset rebuilds the model: the renderer is remade, the simplification reused
+        again = env.render_frame()
+        assert render.CACHE_STATS["hits"] == hits + 1
+        np.testing.assert_array_equal(first, again)
+    finally:
+        env.close()
+
+
+def test_check_env_with_fast_pixels():
+    from gymnasium.utils.env_checker import check_env
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    env = gym.make("primo/Lift-v0", robot="Panda", image_size=32, horizon=20, obs_mode="both",
+                   render_profile="fast", render_mode="rgb_array")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            check_env(env.unwrapped, skip_render_check=True)
+            sb3_check_env(env.unwrapped, warn=False)
+        assert env.unwrapped.render().shape == (32, 32, 3)
+    finally:
+        env.close()

@@ -224,6 +224,7 @@ def test_unknown_failure_modes_list_the_valid_ones(load_script, tmp_path):
     ("--horizon", "40", "50", "horizon: on disk 40, now 50"),
     ("--camera", "agentview", "frontview", "camera: on disk 'agentview', now 'frontview'"),
     ("--render-size", "64", "96", "render_size: on disk 64, now 96"),
+    ("--render-profile", "fast", "default", "render_profile: on disk 'fast', now 'default'"),
     ("--post-success-steps", "5", "-1", "post_success_steps: on disk 5, now None"),
 ])
 def test_a_resume_with_a_changed_setting_names_it(load_script, tmp_path, flag, before, after, message):

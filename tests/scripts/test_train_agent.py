@@ -50,7 +50,7 @@ def test_help_shows_every_default():
     r = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, env=ENV)
     assert r.returncode == 0
     text = " ".join(r.stdout.split())
-    assert "--tracker.critic-every INTEGER query the critic every" in text
+    assert "--tracker.critic-every INTEGER Query the critic every N env steps" in text
     assert "--refresh.every INTEGER env steps between refreshes (0: refresh off) (default: 0)" in text
     # one entry per option (the text from one "  --name" to the next): each shows its default, but --help and
     # the required --out
