@@ -164,7 +164,22 @@ def test_a_termination_decided_by_drain_shows_on_the_next_step():
     w.drain()
     obs, r, term, trunc, info = w.step(np.array([0.5], np.float32))
     assert term and info["critic/terminated_reason"] == "failure"
+    # the verdicts the drain applied (steps 0 and 5, applied at step 5) are reported by this step
+    assert info["critic/queried"] and info["critic/delay_steps"] == (5, 0)
 
+
+def test_a_verdict_arriving_on_the_envs_last_step_ends_nothing():
+    def failing(q):
+        return CriticVerdict(progress=0.5, failure_prob=1.0 if q.step >= 10 else 0.0)
+    w = CriticInTheLoop(ProgressEnv(horizon=17), critic=ScriptedCritic(failing), critic_every=5,
+                        failure_patience=2, termination_penalty=-3.0, async_critic=True,
+                        async_runner=PolledRunner([2]))
+    w.reset(seed=0)
+    for t in range(1, 18):
+        obs, r, term, trunc, info = w.step(np.array([0.5], np.float32))
+    # the step-15 verdict (the second failure) arrives on step 17, where the env truncates: time ended it
+    assert trunc and not term and info["critic/delay_steps"] == (2,) and info["critic/terminated_reason"] is None
+    assert w.stats.terminations == 0
 
 def vec_run(acts: list[np.ndarray], runner=None, **opts):
     venv = DummyVecEnv([lambda: ProgressEnv(horizon=30) for _ in acts])
@@ -211,14 +226,14 @@ def test_pipeline_bound_order_and_one_batch_at_a_time():
         calls.append([q.step for q in queries])
         return [CriticVerdict(progress=q.step / 100) for q in queries]
 
-    runner = PolledRunner([2])
-    pipe = QueryPipeline(call, max_pending=4, runner=runner)
+    runner = PolledRunner([6])
+    pipe = QueryPipeline(call, max_pending=3, runner=runner)
     ledger = RewardLedger("delta", 1.0, 1.0, 1.0)
     got = []
     for step in range(10):
         ledger.asked(step)
         got += pipe.put([Asked(0, ledger, step, query(step))])
-        assert pipe.pending <= 4
+        assert pipe.pending <= 3
         got += pipe.poll()
     got += pipe.drain()
     assert [a.step for a, _ in got] == list(range(10))  # in order, each once

@@ -17,7 +17,8 @@ With an asynchronous critic (:mod:`primo_loop.asynchronous`) a step may return a
   truncated episode's last reward carries PPO's bootstrap ``gamma * V(terminal observation)``, recomputed by
   the same expression, so the completed buffer equals the synchronous one value for value.
 
-A checkpoint of the replay buffer leaves out rows still held (their verdicts die with the process).
+A checkpoint of the replay buffer leaves out rows still held (their verdicts die with the process). The corrections
+are raw rewards: a ``VecNormalize`` that normalises rewards (PPO stores them normalised) is not supported.
 """
 from __future__ import annotations
 
