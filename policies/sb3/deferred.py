@@ -202,15 +202,20 @@ def check_model_buffers(model: Any) -> None:
 
 class DeferredRewardsCallback(BaseCallback):
     """Feeds a :class:`DeferredRolloutBuffer` (PPO): the critic wrapper to drain, the pending ids of each step and
-    the corrections as they arrive. Harmless elsewhere (a SAC replay buffer reads its infos itself).
+    the corrections as they arrive (a SAC replay buffer reads its infos itself). For both, records in the SB3
+    logger ``critic/delay_steps`` (mean delay of the last ``window`` verdicts, env steps), ``critic/delay_steps_max``,
+    ``critic/late`` (verdicts that arrived after their episode ended) and ``critic/waiting_steps`` (SAC: env steps
+    held back from the replay buffer).
 
     Args:
         wrapper: the :class:`~primo_loop.wrappers.VecCriticInTheLoop` of the training env (its ``drain()``).
+        window: verdicts the delay statistics cover.
     """
 
-    def __init__(self, wrapper: Any):
+    def __init__(self, wrapper: Any, window: int = 1000):
         super().__init__()
         self.wrapper = wrapper
+        self.delays: deque[int] = deque(maxlen=window)
 
     def _on_training_start(self) -> None:
         buffer = getattr(self.model, "rollout_buffer", None)
@@ -219,10 +224,20 @@ class DeferredRewardsCallback(BaseCallback):
             buffer.policy, buffer.gamma_boot = self.model.policy, self.model.gamma
 
     def _on_step(self) -> bool:
+        infos = self.locals["infos"]
         buffer = getattr(self.model, "rollout_buffer", None)
         if isinstance(buffer, DeferredRolloutBuffer):
-            infos = self.locals["infos"]
             buffer.note(infos, self.locals["dones"])
             for info in infos:
                 buffer.settle(info.get(CORRECTIONS, ()))
+        for info in infos:
+            self.delays.extend(info.get("critic/delay_steps", ()))
+        if self.delays:
+            self.logger.record("critic/delay_steps", float(np.mean(self.delays)))
+            self.logger.record("critic/delay_steps_max", int(max(self.delays)))
+        if self.wrapper is not None:
+            self.logger.record("critic/late", sum(t.stats.late for t in self.wrapper.trackers))
+        replay = getattr(self.model, "replay_buffer", None)
+        if isinstance(replay, DeferredRewards):
+            self.logger.record("critic/waiting_steps", replay.held)
         return True

@@ -147,7 +147,10 @@ def ppo_run(late: bool, shaping: str):
             rollouts.append({k: np.array(getattr(rb, k)) for k in ("rewards", "returns", "advantages", "values")})
             rollouts[-1]["bootstrapped"] = rb.bootstrapped
 
-    model.learn(256, callback=[DeferredRewardsCallback(env), Each(snap)])  # two rollouts of 2 x 64 steps
+    deferred = DeferredRewardsCallback(env)
+    model.learn(256, callback=[deferred, Each(snap)])  # two rollouts of 2 x 64 steps
+    if late:  # the delays it logs are the ones the verdicts had
+        assert max(deferred.delays) == max(LATE) and sum(t.stats.late for t in env.trackers) > 0
     return rollouts, env
 
 
