@@ -17,9 +17,15 @@ Life of an episode::
         if (q := tracker.make_query()) is not None:
             tracker.apply(critic.assess([q])[0])
         result = tracker.finish_step(r)                          # shaped reward, termination, info
+
+Asynchronous critics (:mod:`primo_loop.asynchronous`) answer later: ``apply(verdict, step=q)`` takes the verdict
+of the query made at step ``q`` on a later step, and :meth:`EpisodeTracker.deliver` routes one that arrives
+after its episode ended to that episode's :class:`~primo_loop.ledger.RewardLedger`. A step whose reward still
+waits for a verdict returns a provisional reward and a ``pending_id``; the ledger settles it later, exactly.
 """
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -27,85 +33,23 @@ from typing import Any
 
 import numpy as np
 
+from primo_loop.clips import replay_schedule, sample_clip_indices
 from primo_loop.errors import ConfigError, check_choice, check_counts, from_options
+from primo_loop.ledger import RewardCorrection, RewardLedger, shaping_term, transition_reward
 from primo_loop.types import CriticQuery, CriticVerdict, Frame
 
 SHAPING_MODES = ("delta", "progress", "none")
 
+__all__ = ["EpisodeTracker", "StepResult", "TrackerConfig", "TrackerStats", "failure_streak", "regression_streak",
+           "replay_schedule", "sample_clip_indices", "shaping_term"]
+
+#: Ids of transitions whose reward is pending, unique in the process (so several single-env wrappers in one
+#: DummyVecEnv never give two transitions the same id).
+_TRANSITION_IDS = itertools.count()
+
 # Termination reasons (info["critic/terminated_reason"]).
 REASON_FAILURE = "failure"
 REASON_REGRESSION = "regression"
-
-
-def sample_clip_indices(n_frames: int, clip_len: int, window: int | None = None) -> list[int]:
-    """Indices of ``clip_len`` frames sampled uniformly from ``n_frames`` kept frames.
-
-    The first kept frame (the initial state, or the window's start) and the last (the current
-    state) are always included; with fewer frames than ``clip_len`` indices repeat.
-
-    >>> sample_clip_indices(10, 4)
-    [0, 3, 6, 9]
-    >>> sample_clip_indices(2, 4)
-    [0, 0, 1, 1]
-    >>> sample_clip_indices(10, 3, window=4)
-    [6, 8, 9]
-    """
-    if n_frames < 1 or clip_len < 1:
-        raise ConfigError(f"Expected n_frames >= 1 and clip_len >= 1, actually: {n_frames}, {clip_len}")
-    if window is not None and window < 1:
-        raise ConfigError(f"Expected `window` >= 1 or None, actually: {window!r}")
-    start = 0 if window is None else max(0, n_frames - window)
-    if clip_len == 1:
-        return [n_frames - 1]
-    idx = np.floor(np.linspace(start, n_frames - 1, clip_len) + 0.5).astype(int)
-    return idx.tolist()
-
-
-def replay_schedule(frame_steps, critic_every: int, frame_every: int, clip_len: int,
-                    window: int | None = None) -> list[tuple[int, int, list[int]]]:
-    """The queries the in-loop tracker would make along a recording (evaluation, video scoring).
-
-    Args:
-        frame_steps: the env step of each recorded frame, increasing.
-        critic_every, frame_every, clip_len, window: as in :class:`TrackerConfig`.
-
-    Returns:
-        ``(step, current, clip)`` per query, with ``current`` and ``clip`` indices into ``frame_steps``; the
-        frames kept are those on multiples of ``frame_every`` (the first recorded frame is always the initial one).
-
-    >>> replay_schedule(range(0, 25, 5), critic_every=10, frame_every=5, clip_len=3)
-    [(0, 0, [0, 0, 0]), (10, 2, [0, 1, 2]), (20, 4, [0, 2, 4])]
-    """
-    fs = np.asarray(list(frame_steps))
-    keep = np.flatnonzero((fs % frame_every) == 0)
-    if len(keep) == 0 or keep[0] != 0:
-        keep = np.concatenate([[0], keep[fs[keep] != fs[0]]]).astype(int)
-    schedule = []
-    for j, k in enumerate(keep):
-        step = int(fs[k])
-        if step % critic_every == 0:
-            clip = [int(keep[i]) for i in sample_clip_indices(j + 1, clip_len, window)]
-            schedule.append((step, int(k), clip))
-    return schedule
-
-
-def shaping_term(mode: str, phi: float, phi_next: float, gamma: float) -> float:
-    """The critic's reward term for one transition.
-
-    ``delta`` is potential-based shaping (Ng et al. 1999): ``gamma * phi_next - phi``; its discounted
-    sum over an episode telescopes to ``gamma**T * phi_T - phi_0``, so the optimal policy is unchanged.
-    ``progress`` is the potential itself; ``none`` is zero.
-
-    >>> shaping_term("delta", 0.2, 0.5, 1.0)
-    0.3
-    >>> shaping_term("progress", 0.2, 0.5, 0.99)
-    0.5
-    """
-    if mode == "delta":
-        return gamma * phi_next - phi
-    if mode == "progress":
-        return phi_next
-    return 0.0
 
 
 def failure_streak(streak: int, failure_prob: float | None, threshold: float) -> int:
@@ -163,10 +107,15 @@ class TrackerConfig:
     """Regression is judged only once progress has peaked at least this high."""
     termination_penalty: float = 0.0
     """Added once, to the reward of the step on which the critic ends the episode."""
+    async_critic: bool = False
+    """Ask the critic in the background and keep stepping (for slow critics); verdicts apply when they arrive,
+    and rewards that wait for one are settled later (info critic/pending_id, critic/corrections)."""
+    max_pending: int = 64
+    """Asynchronous mode: the most queries waiting or in flight; at the bound a step waits for the critic."""
 
     def __post_init__(self) -> None:
         self.shaping = check_choice("shaping mode", self.shaping, SHAPING_MODES)
-        check_counts(self, ("critic_every", "clip_len", "failure_patience", "regression_patience"))
+        check_counts(self, ("critic_every", "clip_len", "failure_patience", "regression_patience", "max_pending"))
         if self.frame_every is None:
             self.frame_every = self.critic_every
         if self.frame_every < 1:
@@ -198,6 +147,7 @@ class StepResult:
     terminated: bool
     reason: str | None
     info: dict[str, Any]
+    pending_id: int | None = None
 
 
 @dataclass
@@ -210,6 +160,8 @@ class TrackerStats:
     frames_rendered: int = 0
     latency_s: float = 0.0
     terminations: int = 0
+    late: int = 0  # verdicts that arrived after their episode had ended (they still settle its rewards)
+    delay_steps: int = 0  # env steps between queries and their verdicts, summed
 
 
 class EpisodeTracker:
@@ -240,6 +192,12 @@ class EpisodeTracker:
         self._ended = False
         self._fail_streak = 0
         self._regress_streak = 0
+        self.ledger = RewardLedger.from_config(self.config)
+        self.delays: list[int] = []  # delays (env steps) of the verdicts applied on this step
+        self._asked = -1  # the step of the last query made
+        self._reported = False  # the termination was returned by finish_step
+        self._finished = -1  # the step finish_step last ran on
+        self._carry: list[tuple[int, float]] = []  # (delay, latency) of verdicts applied after it: next step's
 
     # -- episode boundaries -------------------------------------------------------------------------
     def reset(self, instruction: str, frame: Frame, privileged: Mapping[str, Any] | None = None) -> CriticQuery:
@@ -255,6 +213,8 @@ class EpisodeTracker:
         self._ended = False
         self._fail_streak = self._regress_streak = 0
         self._privileged = privileged
+        self.ledger = RewardLedger.from_config(self.config)  # the old one lives on where verdicts are still out
+        self.delays, self._asked, self._reported, self._finished, self._carry = [], -1, False, -1, []
         self.add_frame(frame)
         query = self.make_query()
         assert query is not None  # step 0 is always due
@@ -267,20 +227,23 @@ class EpisodeTracker:
         maximum of progress restarts from the current progress, so regression is judged against the new
         attempt rather than the one that failed.
         """
-        self.done, self.reason = False, None
+        self.done, self.reason, self._reported = False, None, False
         self._fail_streak = self._regress_streak = 0
         self.running_max = self.phi
 
     def advance(self, privileged: Mapping[str, Any] | None = None, ended: bool = False) -> None:
         """Record that the env took one step. ``ended``: the env itself ended the episode on this step."""
-        if self.done:
+        if self.done and self._reported:
             raise RuntimeError("advance() after the tracker ended the episode; call reset() first")
         self.step += 1
         self._privileged = privileged
         self._ended = ended
         self._phi_prev = self.phi
-        self.queried = False
-        self.latency_s = 0.0
+        # verdicts applied between steps (an asynchronous drain) are this step's news
+        self.delays = [d for d, _ in self._carry]
+        self.queried = bool(self._carry)
+        self.latency_s = self._carry[-1][1] if self._carry else 0.0
+        self._carry = []
 
     # -- frames and queries -------------------------------------------------------------------------
     @property
@@ -308,61 +271,109 @@ class EpisodeTracker:
         self.stats.frames_rendered += 1
 
     def make_query(self) -> CriticQuery | None:
-        """The query for this step if one is due (the frame must have been added), else None."""
+        """The query for this step if one is due (the frame must have been added), else None.
+
+        The query is entered in the episode's ledger: its verdict must come back, through :meth:`apply` (or
+        :meth:`deliver`), or the rewards from this step on stay pending."""
         if not self.query_due:
             return None
         if not self.frame_steps or self.frame_steps[-1] != self.step:
             raise RuntimeError(f"no frame for step {self.step}: render one when `needs_frame` is True")
         idx = sample_clip_indices(len(self.frames), self.config.clip_len, self.config.window)
         clip = np.stack([self.frames[i] for i in idx])
+        if self._asked != self.step:
+            self.ledger.asked(self.step)
+            self._asked = self.step
         return CriticQuery(instruction=self.instruction, initial=self.frames[0], clip=clip,
                            current=self.frames[-1], step=self.step, privileged=self._privileged)
 
-    def apply(self, verdict: CriticVerdict | None) -> None:
-        """Take the critic's verdict for this step's query; None means the critic call itself failed."""
+    def deliver(self, ledger: RewardLedger, verdict: CriticVerdict | None, step: int) -> list[RewardCorrection]:
+        """A verdict for the query made at ``step`` of the episode ``ledger`` belongs to: applied if that is the
+        current episode, else (the episode ended before it arrived) counted and used to settle its rewards only."""
+        if ledger is self.ledger:
+            return self.apply(verdict, step)
+        self.stats.late += 1
+        self._count(verdict)
+        return ledger.answered(verdict)
+
+    def _count(self, verdict: CriticVerdict | None) -> bool:
+        """Count a verdict in the stats; True when it is readable."""
         self.stats.queries += 1
-        self.queried = True
         if verdict is None:
             self.stats.errors += 1
-            return
-        self.latency_s = verdict.latency_s
+            return False
         self.stats.latency_s += verdict.latency_s
         if verdict.progress is None or not math.isfinite(verdict.progress):
             self.stats.unreadable += 1  # an unreadable answer changes nothing: phi is held
-            return
+            return False
+        return True
+
+    def apply(self, verdict: CriticVerdict | None, step: int | None = None) -> list[RewardCorrection]:
+        """Take the critic's verdict for the query made at ``step`` (default: this step); None means the critic
+        call itself failed. Verdicts must come in the order the queries were made. Returns the pending
+        rewards it settles (none in synchronous use)."""
+        step = self.step if step is None else step
+        self.stats.delay_steps += self.step - step
+        corrections = self.ledger.answered(verdict)
+        latency = verdict.latency_s if verdict is not None else 0.0
+        if self._finished == self.step:  # after this step's info: the next step reports it
+            self._carry.append((self.step - step, latency))
+        else:
+            self.queried = True
+            self.delays.append(self.step - step)
+            self.latency_s = latency if verdict is not None else self.latency_s
+        if not self._count(verdict):
+            return corrections
         cfg = self.config
         # On the 0-1 scale: the wrappers' critic caller refuses other verdicts (never a silent clamp).
         self.progress = float(verdict.progress)
         self.failure_prob = verdict.failure_prob
         self.phi = self.progress
-        if self.step == 0:  # the baseline: no rule applies yet
+        if step == 0:  # the baseline: no rule applies yet
             self.running_max = self.progress
-            return
+            return corrections
         self.running_max = max(self.running_max, self.progress)
         self._fail_streak = failure_streak(self._fail_streak, self.failure_prob, cfg.failure_threshold)
         peaked = self.running_max >= cfg.min_peak
         self._regress_streak = (regression_streak(self._regress_streak, self.progress, self.running_max,
                                                   cfg.regression_delta) if peaked else 0)
-        if not cfg.terminate or self.done:
-            return
+        if not cfg.terminate or self.done or self._ended:  # a late verdict on the env's last step ends nothing
+            return corrections
         if self._fail_streak >= cfg.failure_patience:
             self.done, self.reason = True, REASON_FAILURE
         elif self._regress_streak >= cfg.regression_patience:
             self.done, self.reason = True, REASON_REGRESSION
+        return corrections
 
     # -- rewards ------------------------------------------------------------------------------------
     def finish_step(self, env_reward: float) -> StepResult:
-        """Shaped reward, the critic's termination decision and the info entries for this step."""
+        """Shaped reward, the critic's termination decision and the info entries for this step.
+
+        The reward is final when every verdict it depends on has arrived (always, in synchronous use); else it
+        is provisional (from the potentials known now) and ``pending_id`` names it until the ledger settles it.
+        """
         cfg = self.config
-        shaping = shaping_term(cfg.shaping, self._phi_prev, self.phi, cfg.gamma)
-        reward = cfg.env_weight * float(env_reward) + cfg.critic_weight * shaping
-        # A termination is decided only on a query step, and no query is made on a step where the
-        # env ended the episode, so ``done`` here is always the critic's own early termination.
+        # A termination is decided only when a verdict is applied, never on a step where the env ended the
+        # episode, so ``done`` here is always the critic's own early termination.
+        penalty = cfg.termination_penalty if self.done else None
         if self.done:
-            reward += cfg.termination_penalty
             self.stats.terminations += 1
-        return StepResult(reward=reward, shaping=shaping, terminated=self.done, reason=self.reason,
-                          info=self.info())
+            self._reported = True
+        self._finished = self.step
+        phis = self.ledger.potentials(self.step)
+        pending_id = None
+        if phis is None:  # a verdict this reward needs is still out
+            shaping = shaping_term(cfg.shaping, self._phi_prev, self.phi, cfg.gamma)
+            reward = transition_reward(cfg.env_weight, env_reward, cfg.critic_weight, shaping, penalty)
+            pending_id = next(_TRANSITION_IDS)
+            self.ledger.wait(pending_id, self.step, env_reward, penalty, reward)
+        else:
+            shaping = shaping_term(cfg.shaping, phis[0], phis[1], cfg.gamma)
+            reward = transition_reward(cfg.env_weight, env_reward, cfg.critic_weight, shaping, penalty)
+        info = self.info()
+        info["critic/pending_id"] = pending_id
+        return StepResult(reward=reward, shaping=shaping, terminated=self.done, reason=self.reason, info=info,
+                          pending_id=pending_id)
 
     def info(self) -> dict[str, Any]:
         """The ``critic/*`` info entries for the current step."""
@@ -374,4 +385,5 @@ class EpisodeTracker:
             "critic/terminated_reason": self.reason,
             "critic/phi": self.phi,
             "critic/step": self.step,
+            "critic/delay_steps": tuple(self.delays),
         }

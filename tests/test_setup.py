@@ -18,5 +18,5 @@ def test_the_default_run_collects_the_package_doctests():
     out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:xdist",
                           "primo_loop/tracker.py", "primo_loop/wrappers/common.py"], capture_output=True, text=True,
                          cwd=ROOT, timeout=300)
-    assert "primo_loop/tracker.py::primo_loop.tracker.sample_clip_indices" in out.stdout, out.stdout[-2000:]
+    assert "primo_loop/tracker.py::primo_loop.tracker.failure_streak" in out.stdout, out.stdout[-2000:]
     assert "primo_loop/wrappers/common.py::primo_loop.wrappers.common.check_verdict" in out.stdout

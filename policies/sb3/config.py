@@ -228,6 +228,10 @@ class AgentConfig:
             if self.reward != "critic" or self.algo != "sac" or self.demo_episodes:
                 raise ConfigError("Online critic refresh (--refresh.every) relabels a SAC replay buffer of critic "
                                   "rewards: it needs --reward critic, --algo sac and no --demo-episodes")
+            if self.tracker.async_critic:
+                raise ConfigError("Online critic refresh (--refresh.every) relabels rewards by buffer row, and an "
+                                  "asynchronous critic stores rows once their rewards are final: use one of "
+                                  "--refresh.every and --tracker.async-critic")
 
     @property
     def critic_name(self) -> str | None:
@@ -263,6 +267,12 @@ class AgentConfig:
                                                            "gamma": float(params.get("gamma", 0.99))})
                 params["bc_steps"] = self.bc_steps
                 params["bc_regularize"] = self.bc_regularize
+        if self.tracker.async_critic and self.reward in CRITIC_REWARDS:  # rewards settle late: policies.sb3.deferred
+            from policies.sb3 import deferred
+
+            key = "rollout_buffer_class" if self.algo == "ppo" else "replay_buffer_class"
+            given = params.get(key)
+            params[key] = deferred.deferred_buffer_class(self.algo, given)
         return params
 
     def as_dict(self) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from policies.sb3.config import AgentConfig, algo_class
+from policies.sb3.config import CRITIC_REWARDS, AgentConfig, algo_class
 from policies.sb3.run_folder import (
     CHECKPOINT_PREFIX,
     check_resume_config,
@@ -80,6 +80,12 @@ def _callbacks(cfg: AgentConfig, out: Path, venv: Any, model: Any, eval_env: Any
     start = model.num_timesteps
     ckpt_dir = out / "checkpoints"
     callbacks = [CriticStatsCallback()]
+    if cfg.tracker.async_critic and cfg.reward in CRITIC_REWARDS:
+        from policies.sb3.deferred import DeferredRewardsCallback, check_model_buffers
+
+        check_model_buffers(model)
+        # first: a step's pending rewards are noted before any other callback runs
+        callbacks.insert(0, DeferredRewardsCallback(find_critic_wrapper(venv)))
     if cfg.refresh.every:
         refresher = _refresher(cfg, venv, model, resumed=start > 0)
         callbacks.append(CriticRefreshCallback(

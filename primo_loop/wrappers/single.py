@@ -15,8 +15,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from primo_loop.asynchronous import AsyncCritic, Runner
 from primo_loop.critics import Critic, resolve_critic
 from primo_loop.errors import ConfigError
+from primo_loop.ledger import RewardCorrection
 from primo_loop.tracker import EpisodeTracker, TrackerConfig
 from primo_loop.wrappers.common import (
     CriticCaller,
@@ -51,25 +53,38 @@ class CriticInTheLoop(gym.Wrapper, gym.utils.RecordConstructorArgs):
         on_critic_error: "hold" (default: log and hold shaping) or "raise".
         render_fn: how to get a frame (default: the env's ``render_frame``, else ``env.render()``).
         instruction: the task in words (default: the env's ``instruction`` attribute).
+        async_runner: how batches run with ``async_critic=True`` (default: one background thread).
 
-    Adds the ``critic/*`` info keys of :meth:`EpisodeTracker.info` plus ``critic/shaping`` and
-    ``env/reward``; the reward returned is the shaped one. The wrapper records its arguments, so the env
-    can be recreated from ``env.spec`` (a critic instance is shared with the recreated env, not copied).
+    Adds the ``critic/*`` info keys of :meth:`EpisodeTracker.info` plus ``critic/shaping``,
+    ``critic/corrections`` and ``env/reward``; the reward returned is the shaped one.
+
+    With ``async_critic=True`` (a tracker option) queries run in the background and verdicts apply when they
+    arrive (:mod:`primo_loop.asynchronous`): a step whose reward waits for a verdict returns a provisional
+    reward and ``info["critic/pending_id"]``; the final reward comes later in ``info["critic/corrections"]``
+    (:class:`~primo_loop.ledger.RewardCorrection`), or from :meth:`drain`. Verdicts of an episode that ended
+    before they arrived still settle its rewards (counted in ``stats.late``); nothing is dropped.
+
+    The wrapper records its arguments, so the env can be recreated from ``env.spec`` (a critic instance is shared
+    with the recreated env, not copied).
     """
 
     def __init__(self, env: gym.Env, critic: Critic | str | None = None, config: TrackerConfig | None = None,
                  critic_options: Mapping[str, Any] | None = None, on_critic_error: str = "hold",
                  render_fn: Callable[[], np.ndarray] | None = None, instruction: str | None = None,
-                 **tracker_options: Any):
+                 async_runner: Runner | None = None, **tracker_options: Any):
         gym.utils.RecordConstructorArgs.__init__(
             self, critic=critic, config=config, critic_options=critic_options, on_critic_error=on_critic_error,
-            render_fn=render_fn, instruction=instruction, **tracker_options, _disable_deepcopy=True)
+            render_fn=render_fn, instruction=instruction, async_runner=async_runner, **tracker_options,
+            _disable_deepcopy=True)
         gym.Wrapper.__init__(self, env)
         self.critic = resolve_critic(critic, **dict(critic_options or {}))
         self.tracker = EpisodeTracker(merge_tracker_config(config, tracker_options))
         self._call = CriticCaller(self.critic, on_critic_error)
         self._render = frame_source(env, render_fn)
         self.instruction: str = resolve_instruction(instruction, lambda: env.get_wrapper_attr("instruction"))
+        cfg = self.tracker.config
+        self._async = (AsyncCritic(self._call, [self.tracker], cfg.max_pending, async_runner)
+                       if cfg.async_critic else None)
 
     @property
     def stats(self):
@@ -88,9 +103,27 @@ class CriticInTheLoop(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         obs, info = self.env.reset(seed=seed, options=options)
         query = self.tracker.reset(self.instruction, self._render(), privileged_from_info(info))
-        self.tracker.apply(self._call([query])[0])
+        self._ask(query)
+        if self._async is not None:
+            self._async.poll()  # starts the baseline's batch at once if the critic is idle
         info = dict(info, **self.tracker.info())
         return obs, info
+
+    def _ask(self, query) -> None:
+        if self._async is None:
+            self.tracker.apply(self._call([query])[0])
+        else:
+            self._async.ask(0, query)  # the verdict applies when it arrives
+
+    def drain(self) -> list[RewardCorrection]:
+        """Wait for every query on its way and return the corrections not yet reported (asynchronous mode;
+        synchronous: none). A termination they decide is reported by the next step."""
+        return self._async.drain() if self._async is not None else []
+
+    def close(self) -> None:
+        if self._async is not None:
+            self._async.close()
+        super().close()
 
     def step(self, action):
         obs, env_reward, terminated, truncated, info = self.env.step(action)
@@ -100,9 +133,12 @@ class CriticInTheLoop(gym.Wrapper, gym.utils.RecordConstructorArgs):
             tr.add_frame(self._render())
         query = tr.make_query()
         if query is not None:
-            tr.apply(self._call([query])[0])
+            self._ask(query)
+        if self._async is not None:
+            self._async.poll()
         result = tr.finish_step(env_reward)
         info = dict(info, **result.info)
+        info["critic/corrections"] = self._async.take(0) if self._async is not None else ()
         info["critic/shaping"] = result.shaping
         info["env/reward"] = float(env_reward)
         return obs, result.reward, bool(terminated or result.terminated), truncated, info

@@ -12,8 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from primo_loop.asynchronous import AsyncCritic, Runner
 from primo_loop.critics import Critic, resolve_critic
 from primo_loop.errors import ConfigError
+from primo_loop.ledger import RewardCorrection
 from primo_loop.tracker import EpisodeTracker, TrackerConfig
 from primo_loop.wrappers.common import (
     CriticCaller,
@@ -63,16 +65,24 @@ class VecCriticInTheLoop(_vec_base()):  # type: ignore[misc]
     ``episode_sink`` set, ``episode_sink(env_index, episode_id, tracker)`` is called with each finished episode's
     tracker (its frames, their steps and privileged state) before the tracker is reset. Online critic refresh
     (:mod:`primo_loop.training.online`) reads the episodes this way.
+
+    With ``async_critic=True`` (a tracker option) queries of all sub-envs run in the background, one batch at a
+    time, and stepping goes on (:mod:`primo_loop.asynchronous`); see
+    :class:`~primo_loop.wrappers.single.CriticInTheLoop` for the info keys of deferred rewards. A sub-env the
+    critic ends is reset on the step its verdict arrives; new episodes' baseline queries join the queue.
+    ``async_runner``: how batches run (default: one background thread).
     """
 
     def __init__(self, venv, critic: Critic | str | None = None, config: TrackerConfig | None = None,
                  critic_options: Mapping[str, Any] | None = None, on_critic_error: str = "hold",
-                 instruction: str | None = None, **tracker_options: Any):
+                 instruction: str | None = None, async_runner: Runner | None = None, **tracker_options: Any):
         super().__init__(venv)
         self.critic = resolve_critic(critic, **dict(critic_options or {}))
         cfg = merge_tracker_config(config, tracker_options)
         self.trackers = [EpisodeTracker(cfg) for _ in range(self.num_envs)]
         self._call = CriticCaller(self.critic, on_critic_error)
+        self._async = (AsyncCritic(self._call, self.trackers, cfg.max_pending, async_runner)
+                       if cfg.async_critic else None)
         if instruction is not None or not self.venv.has_attr("instruction"):
             self.instructions = [resolve_instruction(instruction, lambda: None, "VecEnv's sub-env")] * self.num_envs
         else:
@@ -111,18 +121,34 @@ class VecCriticInTheLoop(_vec_base()):  # type: ignore[misc]
         return list(infos) if infos else [{} for _ in range(self.num_envs)]
 
     def _baseline(self, indices: Sequence[int], reset_infos: Sequence[Mapping[str, Any]]) -> None:
-        """Step-0 queries of new episodes in ``indices``, scored in one batch."""
+        """Step-0 queries of new episodes in ``indices``, scored in one batch (asynchronous: queued)."""
         frames = self._render(indices)
         for i in indices:
             self._new_episode(i)
         queries = [self.trackers[i].reset(self.instructions[i], frame, privileged_from_info(reset_infos[k]))
                    for k, (i, frame) in enumerate(zip(indices, frames))]
+        if self._async is not None:
+            for i, query in zip(indices, queries):
+                self._async.ask(i, query)
+            return
         for i, verdict in zip(indices, self._call(queries)):
             self.trackers[i].apply(verdict)
+
+    def drain(self) -> list[RewardCorrection]:
+        """Wait for every query on its way and return the corrections not yet reported (asynchronous mode;
+        synchronous: none). A termination they decide is reported by the next step."""
+        return self._async.drain() if self._async is not None else []
+
+    def close(self) -> None:
+        if self._async is not None:
+            self._async.close()
+        super().close()
 
     def reset(self):
         obs = self.venv.reset()
         self._baseline(range(self.num_envs), self._reset_infos())
+        if self._async is not None:
+            self._async.poll()  # starts the baselines' batch at once if the critic is idle
         return obs
 
     def step_wait(self):
@@ -136,6 +162,8 @@ class VecCriticInTheLoop(_vec_base()):  # type: ignore[misc]
         for i, frame in zip(need, self._render(need)):
             self.trackers[i].add_frame(frame)
         pending = [(i, q) for i, tr in enumerate(self.trackers) if (q := tr.make_query()) is not None]
+        if self._async is not None:
+            return self._step_async(obs, env_rewards, dones, infos, rewards, pending)
         # Episodes the env ended were auto-reset: finish them, then their new baselines join this batch.
         ended = [i for i in range(self.num_envs) if dones[i]]
         for i in ended:
@@ -159,15 +187,43 @@ class VecCriticInTheLoop(_vec_base()):  # type: ignore[misc]
             infos[i] = self._with_result(i, infos[i], result, env_rewards[i])
             if result.terminated:
                 stopped.append(i)
-        if stopped:
-            new = self.venv.env_method("reset", indices=stopped)
-            for i, (new_obs, _info) in zip(stopped, new):
-                infos[i]["terminal_observation"] = _get_obs(obs, i)
-                infos[i]["TimeLimit.truncated"] = False
-                _set_obs(obs, i, new_obs)
-                dones[i] = True
-            self._baseline(stopped, [info for _, info in new])
+        self._stop(obs, dones, infos, stopped)
+        for i in range(self.num_envs):
+            infos[i]["critic/corrections"] = ()
         return obs, rewards, dones, infos
+
+    def _step_async(self, obs, env_rewards, dones, infos, rewards, pending):
+        """The rest of :meth:`step_wait` in asynchronous mode: queue this step's queries, apply the verdicts that
+        have arrived, finish every sub-env's step, then reset the episodes that ended (the env's or the critic's)."""
+        for i, query in pending:
+            self._async.ask(i, query)
+        self._async.poll()
+        stopped = []
+        for i, tr in enumerate(self.trackers):
+            result = tr.finish_step(env_rewards[i])
+            rewards[i] = result.reward
+            infos[i] = self._with_result(i, infos[i], result, env_rewards[i])
+            if result.terminated and not dones[i]:
+                stopped.append(i)
+        ended = [i for i in range(self.num_envs) if dones[i]]
+        if ended:  # auto-reset by the VecEnv
+            self._baseline(ended, self._reset_infos())
+        self._stop(obs, dones, infos, stopped)
+        for i in range(self.num_envs):
+            infos[i]["critic/corrections"] = self._async.take(i)
+        return obs, rewards, dones, infos
+
+    def _stop(self, obs, dones, infos, stopped: list[int]) -> None:
+        """Reset the sub-envs the critic ended, as the VecEnv does the ones their env ended."""
+        if not stopped:
+            return
+        new = self.venv.env_method("reset", indices=stopped)
+        for i, (new_obs, _info) in zip(stopped, new):
+            infos[i]["terminal_observation"] = _get_obs(obs, i)
+            infos[i]["TimeLimit.truncated"] = False
+            _set_obs(obs, i, new_obs)
+            dones[i] = True
+        self._baseline(stopped, [info for _, info in new])
 
     def _new_episode(self, i: int) -> None:
         """Hand sub-env ``i``'s finished episode (if any) to the sink and give the next one its id."""
