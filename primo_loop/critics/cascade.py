@@ -209,7 +209,6 @@ class CascadeCritic:
         """The student's verdicts on every query (with ``override``, the teacher's on those sent to it)."""
         with self._lock:
             self._calls += 1
-            self._collect(self.pipeline.poll())
             verdicts = list(self._student_call(queries))
             sent: list[tuple[int, _Asked]] = []
             for i, (q, v) in enumerate(zip(queries, verdicts)):
@@ -237,8 +236,8 @@ class CascadeCritic:
                     if t is not None and t.progress is not None and math.isfinite(t.progress):
                         verdicts[i] = t
                         self.stats.overridden += 1
-            else:
-                self._collect(self.pipeline.poll())  # starts the batch just queued when the teacher is idle
+            else:  # one poll per call: take what arrived, start the next batch (this call's) if the teacher is idle
+                self._collect(self.pipeline.poll())
             return verdicts
 
     # -- the teacher's side -------------------------------------------------------------------------
