@@ -221,6 +221,9 @@ class CascadeCritic:
                     continue
                 if self.pipeline.pending >= self.max_pending:
                     self.stats.dropped += 1
+                    if self.stats.dropped == 1:
+                        log.info("the teacher has %d queries out (max_pending): queries it would answer are dropped "
+                                 "and counted (teacher_dropped) until it catches up", self.max_pending)
                     continue
                 asked = _Asked(q, v, reason, time.perf_counter(), self._calls)
                 self._collect(self.pipeline.put([asked]))

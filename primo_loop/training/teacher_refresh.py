@@ -200,9 +200,9 @@ class TeacherRefresher(CriticRefresher):
 
     def fit(self, fresh: list[int]) -> float:
         """Fine-tune the student on the samples (``fresh``: indices of the new ones); returns the mean loss."""
-        rng = np.random.default_rng([self.config.seed, self.refreshes])
         import torch
 
+        rng = np.random.default_rng([self.config.seed, self.refreshes])
         torch.manual_seed(self.config.seed * 100003 + self.refreshes)
         loss, self._optimizer = fit_compact(self.critic, list(self.samples), fresh, self.config, rng,
                                             self._optimizer)
