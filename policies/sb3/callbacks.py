@@ -79,6 +79,19 @@ class CriticStatsCallback(BaseCallback):
         if self.gap:
             rec("critic/oracle_mae", float(np.mean(np.abs(self.gap))))
             rec("critic/oracle_bias", float(np.mean(self.gap)))
+        record_cascade(rec, self.wrapper.critic)
+
+
+def record_cascade(rec: Any, critic: Any) -> None:
+    """A cascade critic's teacher statistics as ``critic/teacher_*`` (``critic/teacher_student_gap``: teacher minus
+    student progress on the queries both answered; ``critic/teacher_share``; ``critic/teacher_delay_s``); a value
+    with nothing behind it yet (no teacher verdict arrived) is not recorded."""
+    from primo_loop.critics.cascade import CascadeCritic
+
+    if isinstance(critic, CascadeCritic):
+        for key, value in critic.summary().items():
+            if value is not None:
+                rec(f"critic/{key}", value)
 
 class PrunedCheckpoints(CheckpointCallback):
     """SB3's CheckpointCallback that also deletes the replay buffers of all but the newest ``keep``."""

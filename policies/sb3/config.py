@@ -210,6 +210,7 @@ class AgentConfig:
                               "potential-based shaping needs the agent's; set the agent's gamma in algo_kwargs "
                               "(--sb3.gamma)")
         self.tracker = dataclasses.replace(self.tracker, gamma=gamma)
+        self._check_cascade()
         self.refresh = dataclasses.replace(self.refresh, seed=self.seed)
         if self.reward not in CRITIC_REWARDS:  # settings a sparse or dense run would silently ignore
             if self.instruction is not None:
@@ -232,6 +233,16 @@ class AgentConfig:
                 raise ConfigError("Online critic refresh (--refresh.every) relabels rewards by buffer row, and an "
                                   "asynchronous critic stores rows once their rewards are final: use one of "
                                   "--refresh.every and --tracker.async-critic")
+
+    def _check_cascade(self) -> None:
+        """A cascade critic (``--critic cascade``) judges its student unsure near the tracker's failure threshold
+        (passed on unless given), and its ``override`` waits for the teacher: only in asynchronous mode."""
+        if self.critic != "cascade":
+            return
+        self.critic_options.setdefault("failure_threshold", self.tracker.failure_threshold)
+        if str(self.critic_options.get("override", "")).lower() in ("true", "1") and not self.tracker.async_critic:
+            raise ConfigError("--critic-option override=true makes every batch with a teacher query wait for the "
+                              "teacher; expected it with --tracker.async-critic (the wait becomes a deferred reward)")
 
     @property
     def critic_name(self) -> str | None:

@@ -26,12 +26,16 @@ log = logging.getLogger(__name__)
 
 def _refresher(cfg: AgentConfig, venv: Any, model: Any, resumed: bool):
     """The online critic refresher of a run, restored from the checkpoint the model was loaded from."""
+    from primo_loop.critics.cascade import CascadeCritic
     from primo_loop.training.online import CriticRefresher
+    from primo_loop.training.teacher_refresh import TeacherRefresher
 
     wrapper = find_critic_wrapper(venv)
     rb = model.replay_buffer
-    refresher = CriticRefresher(wrapper.critic, wrapper.trackers[0].config, cfg.refresh_config(),
-                                buffer_size=rb.buffer_size, n_envs=rb.n_envs)
+    # a cascade's student learns from its teacher's labels, any other critic from privileged state
+    kind = TeacherRefresher if isinstance(wrapper.critic, CascadeCritic) else CriticRefresher
+    refresher = kind(wrapper.critic, wrapper.trackers[0].config, cfg.refresh_config(),
+                     buffer_size=rb.buffer_size, n_envs=rb.n_envs)
     if resumed:
         path = refresh_state_path(Path(cfg.out) / "checkpoints", model.num_timesteps)
         try:

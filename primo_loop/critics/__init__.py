@@ -1,7 +1,7 @@
 """Critic registry: backends registered by name, built by :func:`make_critic` with a lazy import.
 
 >>> sorted(available_critics())
-['compact', 'oracle', 'primo', 'remote']
+['cascade', 'compact', 'oracle', 'primo', 'remote']
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ _REGISTRY: dict[str, str] = {
     "compact": "primo_loop.critics.compact:CompactCritic",
     "primo": "primo_loop.critics.primo:VLMCritic",
     "remote": "primo_loop.critics.remote:RemoteCritic",
+    "cascade": "primo_loop.critics.cascade:CascadeCritic",
 }
 
 DEFAULT_CRITIC = "compact"

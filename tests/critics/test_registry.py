@@ -67,7 +67,7 @@ def test_bad_import_paths_are_one_clear_error(user_pkg):
         make_critic("mycritics.step:")
     with pytest.raises(UnknownNameError, match="Did you mean 'oracle'") as exc:
         make_critic("orcle")
-    assert "valid: compact, oracle, primo, remote" in str(exc.value)
+    assert "valid: cascade, compact, oracle, primo, remote" in str(exc.value)
 
 
 def test_register_critic_makes_a_name(user_pkg, monkeypatch):
