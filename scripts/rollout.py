@@ -162,8 +162,9 @@ def _roll_out(args: argparse.Namespace, task: str, robot: str, spec, trained, fa
             mae = summary["critic_vs_oracle_mae"]
             print(f"episode {ep}: success={summary['success']} steps={summary['steps']} "
                   f"ended_by={summary['ended_by']} critic-vs-oracle MAE="
-                  f"{'n/a' if mae is None else f'{mae:.1f}'} unreadable={summary['critic_unreadable']}/"
-                  f"{summary['critic_queries']} ({summary['steps_per_s']:.1f} steps/s)")
+                  f"{'n/a' if mae is None else f'{mae:.1f}'} (over {summary['critic_read']} read) "
+                  f"unreadable={summary['critic_unreadable']} failed={summary['critic_failed']} of "
+                  f"{summary['critic_queries']} queries ({summary['steps_per_s']:.1f} steps/s)")
     finally:
         run_summary = {
             "env": task, "robot": robot, "policy": str(trained.path) if trained is not None else spec.source, "inject_failure": failure, "critic": critic_name,
