@@ -22,6 +22,8 @@ from primo_loop.types import CriticQuery, CriticVerdict, Frame
 log = logging.getLogger(__name__)
 
 ON_ERROR = ("hold", "raise")
+ON_ERROR_HELP = ("what a failed critic query does: hold (log, count it as failed and hold the shaping) or raise "
+                 "(stop the run with the error)")
 
 
 def privileged_from_info(info: Mapping[str, Any]) -> dict[str, Any] | None:
