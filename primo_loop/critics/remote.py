@@ -318,8 +318,6 @@ class RemoteCritic:
 
     def _send(self, queries: list[CriticQuery], retries: int | None) -> list[CriticVerdict]:
         """Send the queries as concurrent requests; any still out after the batch's time bound fail."""
-        if len(queries) == 1:
-            return [self._one(queries[0], retries)]
         if self._workers is None:
             self._workers = ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="remote-critic")
         futures = [self._workers.submit(self._one, q, retries) for q in queries]
