@@ -129,7 +129,7 @@ def test_hanging_server_costs_at_most_the_time_bound_and_the_breaker_probes_afte
             times.append(time.perf_counter() - t0)
             assert all(isinstance(v, FailedVerdict) and v.progress is None for v in verdicts)
         assert all(0.55 <= t <= bound + 0.5 for t in times[:2])  # retries paid, within the bound
-        assert all(t < 0.05 for t in times[2:]) and critic.stats["short_circuited"] == 8  # refused at once
+        assert all(t < 0.1 for t in times[2:]) and critic.stats["short_circuited"] == 8  # refused at once
         requests = critic.stats["requests"]
         time.sleep(0.55)
         t0 = time.perf_counter()
