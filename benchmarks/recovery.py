@@ -33,6 +33,7 @@ class ExperimentConfig:
         robot: robosuite robot.
         critic: critic backend (the oracle reads privileged state, so it gets blank frames, no rendering).
         critic_options: options for ``make_critic``.
+        critic_on_error: a failed critic query is held (counted) or raised (``CriticInTheLoop(on_critic_error=)``).
         tracker_options: TrackerConfig fields (``terminate`` is forced on for the monitored runs).
         conditions: "nominal" and failure modes of the scripted policy.
         episodes: episodes per condition and arm (seeds ``seed .. seed+episodes-1``, paired across arms).
@@ -47,6 +48,7 @@ class ExperimentConfig:
     robot: str = "Panda"
     critic: str = "compact"
     critic_options: dict[str, Any] = field(default_factory=dict)
+    critic_on_error: str = "hold"
     tracker_options: dict[str, Any] = field(default_factory=dict)
     conditions: Sequence[str] = (NOMINAL, "drop", "offset_grasp", "push_away")
     episodes: int = 50
@@ -118,7 +120,8 @@ def run_experiment(cfg: ExperimentConfig, make_env: Callable[..., Any] | None = 
     base = make_env(cfg.env, cfg.robot, horizon=cfg.horizon, image_size=cfg.image_size)
     try:
         render_fn = (lambda: np.zeros((8, 8, 3), dtype=np.uint8)) if blank else None
-        monitored_env = CriticInTheLoop(base, critic, config=tracker_cfg, render_fn=render_fn)
+        monitored_env = CriticInTheLoop(base, critic, config=tracker_cfg, render_fn=render_fn,
+                                        on_critic_error=cfg.critic_on_error)
         for condition in cfg.conditions:
             failure = None if condition == NOMINAL else condition
             policy = make_policy(base, failure, cfg.seed)

@@ -51,8 +51,10 @@ def run_episode(env: CriticInTheLoop, policy: Policy, seed: int | None = None, s
                 on_step: Callable[[int], None] | None = None) -> EpisodeRecord:
     """Run one episode until the env or the critic ends it, or success has held for ``stop_after_success`` steps.
 
-    The step-0 row is the reset (the critic's baseline query). Critic-vs-oracle MAE is over query steps
-    with a readable answer, on the 0-100 scale.
+    The step-0 row is the reset (the critic's baseline query). A query whose answer could not be read, or whose
+    call failed, is null in its row (``critic_progress``; ``critic_verdict`` says which) and is counted apart
+    (``critic_unreadable``, ``critic_failed``); critic-vs-oracle MAE is over the read queries only, on the 0-100
+    scale.
     """
     tracker = env.tracker
     queries0, unreadable0, errors0 = tracker.stats.queries, tracker.stats.unreadable, tracker.stats.errors
@@ -99,7 +101,9 @@ def run_episode(env: CriticInTheLoop, policy: Policy, seed: int | None = None, s
         "steps_per_s": step / wall if wall > 0 else None,
         "critic_queries": tracker.stats.queries - queries0,
         "critic_unreadable": tracker.stats.unreadable - unreadable0,
-        "critic_errors": tracker.stats.errors - errors0,
+        "critic_failed": tracker.stats.errors - errors0,  # queries whose critic call failed (held or short-circuited)
+        "critic_read": len(pairs),
+        "critic_cache_hit_rate": _f((getattr(env.critic, "stats", None) or {}).get("cache_hit_rate")),
         "critic_latency_s_mean": float(np.mean(lat)) if lat else None,
         "frames_rendered": len(rec.frames),
         "shaped_return": float(sum(r["shaped_reward"] or 0.0 for r in rec.rows)),
@@ -117,15 +121,19 @@ def _said(env: CriticInTheLoop, info: dict[str, Any]) -> Any:
 
 def _row(step: int, info: dict[str, Any], env_reward: Any, shaped: Any, terminated: bool, truncated: bool,
          said: Any = None) -> dict:
+    # The critic's numbers only where this step's verdict was read: the tracker holds the last good value through
+    # an unreadable or failed query, and logging that would pass an old answer off as a new one.
+    read = bool(info.get("critic/queried")) and info.get("critic/verdict", "read") == "read"
     return {
         "step": step,
         "env_reward": _f(env_reward),
         "shaped_reward": _f(shaped),
-        "critic_progress": _f(info.get("critic/progress")) if info.get("critic/queried") else None,
+        "critic_progress": _f(info.get("critic/progress")) if read else None,
+        "critic_verdict": info.get("critic/verdict") if info.get("critic/queried") else None,
         "critic_phi": _f(info.get("critic/phi")),
         "oracle_progress": _f(info.get("oracle/progress")),
         "oracle_failed": bool(info.get("oracle/failed", False)),
-        "failure_prob": _f(info.get("critic/failure_prob")) if info.get("critic/queried") else None,
+        "failure_prob": _f(info.get("critic/failure_prob")) if read else None,
         "queried": bool(info.get("critic/queried", False)),
         "critic_latency_s": _f(info.get("critic/latency_s")),
         "is_success": bool(info.get("is_success", False)),

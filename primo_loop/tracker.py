@@ -186,6 +186,7 @@ class EpisodeTracker:
         self.failure_prob: float | None = None
         self.latency_s = 0.0
         self.queried = False
+        self.verdict: str | None = None  # "read", "unreadable" or "failed": the last verdict of this step
         self.done = False
         self.reason: str | None = None
         self._privileged: Mapping[str, Any] | None = None
@@ -197,7 +198,7 @@ class EpisodeTracker:
         self._asked = -1  # the step of the last query made
         self._reported = False  # the termination was returned by finish_step
         self._finished = -1  # the step finish_step last ran on
-        self._carry: list[tuple[int, float]] = []  # (delay, latency) of verdicts applied after it: next step's
+        self._carry: list[tuple[int, float, str]] = []  # (delay, latency, verdict) applied after it: next step's
 
     # -- episode boundaries -------------------------------------------------------------------------
     def reset(self, instruction: str, frame: Frame, privileged: Mapping[str, Any] | None = None) -> CriticQuery:
@@ -209,6 +210,7 @@ class EpisodeTracker:
         self.running_max = 0.0
         self.progress = self.failure_prob = None
         self.latency_s = 0.0
+        self.verdict = None
         self.done, self.reason = False, None
         self._ended = False
         self._fail_streak = self._regress_streak = 0
@@ -240,9 +242,10 @@ class EpisodeTracker:
         self._ended = ended
         self._phi_prev = self.phi
         # verdicts applied between steps (an asynchronous drain) are this step's news
-        self.delays = [d for d, _ in self._carry]
+        self.delays = [d for d, _, _ in self._carry]
         self.queried = bool(self._carry)
         self.latency_s = self._carry[-1][1] if self._carry else 0.0
+        self.verdict = self._carry[-1][2] if self._carry else None
         self._carry = []
 
     # -- frames and queries -------------------------------------------------------------------------
@@ -316,13 +319,15 @@ class EpisodeTracker:
         self.stats.delay_steps += self.step - step
         corrections = self.ledger.answered(verdict)
         latency = verdict.latency_s if verdict is not None else 0.0
+        readable = self._count(verdict)
+        status = "read" if readable else "failed" if verdict is None else "unreadable"
         if self._finished == self.step:  # after this step's info: the next step reports it
-            self._carry.append((self.step - step, latency))
+            self._carry.append((self.step - step, latency, status))
         else:
-            self.queried = True
+            self.queried, self.verdict = True, status
             self.delays.append(self.step - step)
             self.latency_s = latency if verdict is not None else self.latency_s
-        if not self._count(verdict):
+        if not readable:
             return corrections
         cfg = self.config
         # On the 0-1 scale: the wrappers' critic caller refuses other verdicts (never a silent clamp).
@@ -381,6 +386,7 @@ class EpisodeTracker:
             "critic/progress": self.progress,
             "critic/failure_prob": self.failure_prob,
             "critic/queried": self.queried,
+            "critic/verdict": self.verdict,  # None, or how this step's verdict went: read, unreadable, failed
             "critic/latency_s": self.latency_s,
             "critic/terminated_reason": self.reason,
             "critic/phi": self.phi,

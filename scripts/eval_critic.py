@@ -25,6 +25,7 @@ from primo_loop.cli import (  # noqa: E402
     run,
 )
 from primo_loop.outputs import output_folder, write_text_atomic  # noqa: E402
+from primo_loop.wrappers.common import ON_ERROR  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None, help="checkpoint for the critic (compact: a folder)")
     p.add_argument("--critic-option", action="append", default=[], metavar="KEY=VALUE",
                    help="backend option, repeatable")
+    p.add_argument("--critic-on-error", choices=ON_ERROR, default="hold",
+                   help="hold: a failed remote request is scored as an unreadable answer; raise: it stops the "
+                        "evaluation (a critic that raises always stops it)")
     p.add_argument("--data", nargs="+", default=[], help="dataset folder(s) and/or PRIMO .json/.jsonl file(s)")
     p.add_argument("--videos", nargs="+", default=[], help="folder(s) of videos with instruction sidecars "
                                                           "(NAME.mp4 + NAME.txt or NAME.json; see primo_loop/data/video_folder.py)")
@@ -99,6 +103,8 @@ def main() -> int:
         raise ConfigError("Expected --data and/or --videos")
     if args.videos:
         check_frame_size(args.size)
+    if args.critic_on_error == "raise" and args.critic == "remote":
+        options.setdefault("on_error", "raise")
     critic = make_critic(args.critic, **options)
     with output_folder(args.out, overwrite=args.overwrite) as out:
         return _score(args, critic, cfg, out)

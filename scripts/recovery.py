@@ -22,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from primo_loop.cli import parse_options, run  # noqa: E402
+from primo_loop.wrappers.common import ON_ERROR, ON_ERROR_HELP  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--robot", default="Panda")
     p.add_argument("--critic", default="compact", help="critic backend: a registered name or package.module:Factory (oracle: privileged-state upper bound)")
     p.add_argument("--critic-option", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--critic-on-error", choices=ON_ERROR, default="hold", help=ON_ERROR_HELP)
     p.add_argument("--tracker-option", action="append", default=[], metavar="KEY=VALUE",
                    help="TrackerConfig field, e.g. failure_patience=3")
     p.add_argument("--conditions", nargs="+", default=["nominal", "drop", "offset_grasp", "push_away"])
@@ -58,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     check_critic(args.critic)  # a registered name or package.module:Factory
     conditions = [check_choice("condition", c, (NOMINAL, *FAILURE_MODES)) for c in args.conditions]
     cfg = ExperimentConfig(env=args.env, robot=args.robot, critic=args.critic,
-                           critic_options=parse_options(args.critic_option),
+                           critic_options=parse_options(args.critic_option), critic_on_error=args.critic_on_error,
                            tracker_options=parse_options(args.tracker_option), conditions=conditions,
                            episodes=args.episodes, seed=args.seed, horizon=args.horizon, image_size=args.size,
                            recovery=RecoveryConfig(max_retries=args.max_retries, cooldown_steps=args.cooldown,

@@ -27,6 +27,7 @@ from primo_loop.cli import (  # noqa: E402
     run,
 )
 from primo_loop.outputs import output_folder  # noqa: E402
+from primo_loop.wrappers.common import ON_ERROR, ON_ERROR_HELP  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--critic-option", action="append", default=[], metavar="KEY=VALUE",
                    help="backend option, repeatable (e.g. model=/path, checkpoint=ckpt.pt)")
     p.add_argument("--critic-every", type=int, default=10, help="query the critic every N steps")
+    p.add_argument("--critic-on-error", choices=ON_ERROR, default="hold", help=ON_ERROR_HELP)
     p.add_argument("--frame-every", type=int, default=2, help="keep a frame every M steps (video and clip)")
     p.add_argument("--clip-len", type=int, default=8)
     p.add_argument("--shaping", default="delta", help="delta | progress | none")
@@ -140,7 +142,8 @@ def _roll_out(args: argparse.Namespace, task: str, robot: str, spec, trained, fa
 
     critic_name, critic = critic
     env = envs.make_env(task, robot, camera=args.camera, image_size=args.size, horizon=args.horizon)
-    wrapped = CriticInTheLoop(trained.wrap_env(env) if trained else env, critic=critic, config=config)
+    wrapped = CriticInTheLoop(trained.wrap_env(env) if trained else env, critic=critic, config=config,
+                              on_critic_error=args.critic_on_error)
     stop = None if args.stop_after_success < 0 else args.stop_after_success
     title = f"{task} / {robot} / {critic_name}" + (f" / inject {failure}" if failure else "")
     episodes = []
@@ -162,8 +165,9 @@ def _roll_out(args: argparse.Namespace, task: str, robot: str, spec, trained, fa
             mae = summary["critic_vs_oracle_mae"]
             print(f"episode {ep}: success={summary['success']} steps={summary['steps']} "
                   f"ended_by={summary['ended_by']} critic-vs-oracle MAE="
-                  f"{'n/a' if mae is None else f'{mae:.1f}'} unreadable={summary['critic_unreadable']}/"
-                  f"{summary['critic_queries']} ({summary['steps_per_s']:.1f} steps/s)")
+                  f"{'n/a' if mae is None else f'{mae:.1f}'} (over {summary['critic_read']} read) "
+                  f"unreadable={summary['critic_unreadable']} failed={summary['critic_failed']} of "
+                  f"{summary['critic_queries']} queries ({summary['steps_per_s']:.1f} steps/s)")
     finally:
         run_summary = {
             "env": task, "robot": robot, "policy": str(trained.path) if trained is not None else spec.source, "inject_failure": failure, "critic": critic_name,

@@ -53,7 +53,8 @@ class CriticStatsCallback(BaseCallback):
             return True
         for info in self.locals.get("infos", ()):
             if info.get("critic/queried"):
-                if info.get("critic/progress") is not None:
+                # read queries only: through an unreadable or failed one, critic/progress is the held value
+                if info.get("critic/progress") is not None and info.get("critic/verdict", "read") == "read":
                     progress = float(info["critic/progress"])
                     self.progress.append(progress)
                     oracle = privileged_from_info(info)

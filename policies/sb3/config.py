@@ -109,6 +109,8 @@ class AgentConfig:
     always uses the oracle"""
     critic_options: dict[str, Any] = field(default_factory=dict, metadata={"key_value": "critic-option"})
     """an option of the critic backend, e.g. checkpoint=runs/critic"""
+    critic_on_error: Literal["hold", "raise"] = "hold"
+    """a failed critic query: hold (log, count it as failed, hold the shaping) or raise (stop training)"""
     action: Literal["pose", "position"] = "pose"
     """pose (OSC_POSE: 6 deltas + gripper) or position ([dx, dy, dz, gripper], orientation held)"""
     demo_episodes: int = 0

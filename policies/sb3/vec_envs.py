@@ -129,7 +129,8 @@ def make_vec_env(cfg: AgentConfig, critic: Any | None = None):
         # the instruction is passed only when given: an env of ours carries its own
         extra = {} if cfg.instruction is None else {"instruction": cfg.instruction}
         try:
-            venv = VecCriticInTheLoop(venv, critic, config=cfg.tracker_config(), **extra)
+            venv = VecCriticInTheLoop(venv, critic, config=cfg.tracker_config(), on_critic_error=cfg.critic_on_error,
+                                      **extra)
         except BaseException:
             venv.close()
             raise

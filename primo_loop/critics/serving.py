@@ -17,9 +17,10 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -44,12 +45,17 @@ class Faults:
         fail_status: the status of injected failures.
         delay_s: sleep this long before answering a chat request.
         delay_first: delay only the first N chat requests (None: all of them).
+        reply: ``reply(n)`` for the n-th chat request (from 0) returns ``(status, body, content type)`` to send
+            instead of the critic's answer, or None to answer normally (malformed answers for the client's tests).
+        models_reply: ``(status, body, content type)`` to send for ``/v1/models`` instead of the model list.
     """
 
     fail_first: int = 0
     fail_status: int = 500
     delay_s: float = 0.0
     delay_first: int | None = None
+    reply: Callable[[int], tuple[int, str | bytes, str] | None] | None = None
+    models_reply: tuple[int, str | bytes, str] | None = None
 
 
 def query_from_messages(messages: list[Mapping[str, Any]]) -> CriticQuery:
@@ -179,8 +185,9 @@ class CriticServer:
                  faults: Faults | None = None):
         self.critic, self.model_name, self.api_key = critic, model_name, api_key
         self.faults = faults or Faults()
-        self.counts = {"chat": 0, "injected_failures": 0}
+        self.counts = {"chat": 0, "injected_failures": 0, "connections": 0}
         self._count_lock = threading.Lock()
+        self._open: set[socket.socket] = set()  # client connections being served (closed by stop, as a kill would)
         self._batcher = _Batcher(critic, max(1, int(max_batch)), float(batch_wait_s))
         server = self
 
@@ -190,11 +197,22 @@ class CriticServer:
             def log_message(self, fmt: str, *args: Any) -> None:
                 logger.debug("%s " + fmt, self.address_string(), *args)
 
-            def _send(self, status: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
+            def setup(self) -> None:
+                super().setup()
+                with server._count_lock:
+                    server.counts["connections"] += 1
+                    server._open.add(self.connection)
+
+            def finish(self) -> None:
+                with server._count_lock:
+                    server._open.discard(self.connection)
+                super().finish()
+
+            def _send(self, status: int, body: dict[str, Any] | bytes, ctype: str = "application/json") -> None:
+                data = body if isinstance(body, bytes) else json.dumps(body).encode()
                 try:
                     self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Type", ctype)
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
                     self.wfile.write(data)
@@ -213,6 +231,9 @@ class CriticServer:
                     self._send(200, {"status": "ok"})
                 elif not self._authorized():
                     return
+                elif self.path.rstrip("/") == "/v1/models" and server.faults.models_reply is not None:
+                    status, body, ctype = server.faults.models_reply
+                    self._send(status, body if isinstance(body, bytes) else body.encode(), ctype)
                 elif self.path.rstrip("/") == "/v1/models":
                     self._send(200, {"object": "list", "data": [
                         {"id": server.model_name, "object": "model", "owned_by": "primo_loop"}]})
@@ -227,8 +248,8 @@ class CriticServer:
                 if self.path.rstrip("/") != "/v1/chat/completions":
                     self._send(404, _error(f"no route {self.path}", "not_found"))
                     return
-                status, body = server._chat(raw)
-                self._send(status, body)
+                status, body, *ctype = server._chat(raw)
+                self._send(status, body, *ctype)
 
         try:
             self._httpd = ThreadingHTTPServer((host, int(port)), Handler)
@@ -250,7 +271,7 @@ class CriticServer:
         host = self._httpd.server_address[0]
         return f"http://{host}:{self.port}/v1"
 
-    def _chat(self, raw: bytes) -> tuple[int, dict[str, Any]]:
+    def _chat(self, raw: bytes) -> tuple[Any, ...]:
         with self._count_lock:
             n = self.counts["chat"]
             self.counts["chat"] += 1
@@ -261,6 +282,10 @@ class CriticServer:
             with self._count_lock:
                 self.counts["injected_failures"] += 1
             return f.fail_status, _error("injected failure", "server_error")
+        scripted = f.reply(n) if f.reply is not None else None
+        if scripted is not None:
+            status, body, ctype = scripted
+            return status, body if isinstance(body, bytes) else body.encode(), ctype
         try:
             request = json.loads(raw)
             query = query_from_messages(request["messages"])
@@ -296,6 +321,13 @@ class CriticServer:
             self._httpd.shutdown()
             self._thread = None
         self._httpd.server_close()
+        with self._count_lock:  # kept-alive connections die with the server, as they do when it is killed
+            open_now, self._open = list(self._open), set()
+        for conn in open_now:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         self._batcher.close()
 
     def __enter__(self) -> CriticServer:

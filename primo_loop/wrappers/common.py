@@ -15,13 +15,15 @@ from typing import Any
 import numpy as np
 
 from primo_loop.critics.base import Critic, capabilities, critic_name
-from primo_loop.errors import ConfigError, CriticOutputError, check_choice
+from primo_loop.errors import ConfigError, CriticOutputError, CriticUnavailableError, check_choice
 from primo_loop.tracker import TrackerConfig
 from primo_loop.types import CriticQuery, CriticVerdict, Frame
 
 log = logging.getLogger(__name__)
 
 ON_ERROR = ("hold", "raise")
+ON_ERROR_HELP = ("what a failed critic query does: hold (log, count it as failed and hold the shaping) or raise "
+                 "(stop the run with the error)")
 
 
 def privileged_from_info(info: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -83,10 +85,12 @@ class CriticCaller:
     """Calls a critic on a batch of queries and checks what comes back.
 
     A critic that raises is either held (logged, counted, and ``None`` returned for each query so the tracker
-    holds its shaping) or re-raised. What a critic returns is checked either way: a wrong number of verdicts,
-    a value that is not a verdict, or a verdict off the 0-1 scale is a :class:`CriticOutputError` (a bug in the
-    critic, not a transient failure). A critic that declares ``needs_privileged`` is refused a query without
-    privileged state with a :class:`ConfigError` saying so.
+    holds its shaping and counts a failed query) or re-raised. A verdict the critic marks as failed (``failed``
+    true: the ``remote`` backend's request failed) is treated the same way, query by query: ``None`` (failed,
+    never read as an unreadable answer) or a :class:`CriticUnavailableError`. What a critic returns is checked
+    either way: a wrong number of verdicts, a value that is not a verdict, or a verdict off the 0-1 scale is a
+    :class:`CriticOutputError` (a bug in the critic, not a transient failure). A critic that declares
+    ``needs_privileged`` is refused a query without privileged state with a :class:`ConfigError` saying so.
 
     Args:
         critic: the critic.
@@ -120,7 +124,13 @@ class CriticCaller:
             got = f"{len(verdicts)} verdicts" if isinstance(verdicts, Sequence) else type(verdicts).__name__
             raise CriticOutputError(f"Critic {critic_name(self.critic)!r} returned {got} for {len(queries)} "
                                     f"queries; expected a list of one CriticVerdict per query, in order")
-        return [check_verdict(self.critic, v) for v in verdicts]
+        checked = [check_verdict(self.critic, v) for v in verdicts]
+        failed = [v for v in checked if getattr(v, "failed", False) is True]
+        if failed and self.on_error == "raise":
+            raise CriticUnavailableError(f"Critic {critic_name(self.critic)!r} failed {len(failed)} of "
+                                         f"{len(checked)} queries ({failed[0].raw}); expected an answer to each "
+                                         f"(on_error='raise'): fix the critic server, or hold with on_error='hold'")
+        return [None if getattr(v, "failed", False) is True else v for v in checked]
 
 
 def resolve_instruction(instruction: str | None, lookup: Callable[[], Any], what: str = "env") -> str:

@@ -76,7 +76,7 @@ def test_timeout_becomes_counted_none_verdicts_or_raises():
         critic = RemoteCritic(server.url, timeout_s=0.2, max_retries=1, backoff_s=0.01)
         verdicts = critic.assess([_query(10), _query(20)])
         assert [v.progress for v in verdicts] == [None, None]
-        assert critic.stats["failed"] == 2 and critic.stats["unreadable"] == 2
+        assert critic.stats["failed"] == 2 and critic.stats["unreadable"] == 0  # failed, not unreadable
         assert "failed after 2 attempts" in verdicts[0].raw
         strict = RemoteCritic(server.url, timeout_s=0.2, max_retries=0, on_error="raise", check_server=False)
         with pytest.raises(CriticUnavailableError, match="failed after 1 attempts"):
@@ -212,7 +212,7 @@ def test_drop_ends_the_episode_for_the_same_reason_in_process_and_remote():
 
 
 def test_bad_failure_prob_from_a_server_is_dropped(caplog):
-    from primo_loop.critics.remote import _failure_prob
+    from primo_loop.critics.remote import failure_prob_of as _failure_prob
 
     assert _failure_prob({"primo_loop": {"failure_prob": 0.25}}) == 0.25
     assert _failure_prob({"choices": []}) is None and _failure_prob({"primo_loop": {"failure_prob": None}}) is None
