@@ -81,6 +81,19 @@ def test_ray_resumes_a_partial_run_without_rewriting(local_ray, tmp_path):
     assert all((episodes_dir(tmp_path) / e / "frames.npz").stat().st_mtime_ns == t for e, t in before.items())
 
 
+def test_a_ray_worker_builds_new_envs_for_a_run_with_other_settings(local_ray, tmp_path):
+    """Ray reuses worker processes across runs: an env built for one run's settings must not serve the next."""
+    plan = synth_plan(2)
+    collect(plan, tmp_path / "long", CFG, ray=local_ray)
+    short = CollectConfig(synthetic=True, horizon=12, render_size=96)
+    collect(plan, tmp_path / "short", short, ray=local_ray)
+    collect(plan, tmp_path / "here", short, workers=0)
+    a, b = _episodes(tmp_path / "short"), _episodes(tmp_path / "here")
+    for eid in b:
+        assert a[eid][0] == b[eid][0] and a[eid][0]["n_steps"] <= 12
+        np.testing.assert_array_equal(a[eid][2], b[eid][2])
+
+
 def crash_once_policy(marker_dir: str, env, spec, cfg):
     """Policy factory whose worker process dies (as on a lost node) the first time it meets seed 6."""
     marker = Path(marker_dir) / f"crashed-{spec.seed}"
