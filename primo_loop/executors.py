@@ -168,8 +168,9 @@ def _ray_call(setup: tuple, item: Any) -> Any:
 
 def run_ray(fn: Callable[[Any], Any], items: Iterable[Any], options: RayOptions, *, on_result: OnResult,
             on_error: OnError, initializer: Callable[..., None] | None = None, initargs: tuple = (),
-            what: str = "collection") -> int:
-    """Run ``fn`` over ``items`` as one Ray task each, on the cluster of ``options.address``. Returns the count
+            what: str = "collection", max_in_flight: int | None = None) -> int:
+    """Run ``fn`` over ``items`` as one Ray task each, on the cluster of ``options.address``, at most
+    ``max_in_flight`` at a time (None: all submitted at once; Ray queues what does not fit). Returns the count
     of resubmissions (tasks whose worker or node was lost); a task lost more than ``options.max_retries``
     times is reported through ``on_error``."""
     ray = connect(options.address)
@@ -177,9 +178,13 @@ def run_ray(fn: Callable[[Any], Any], items: Iterable[Any], options: RayOptions,
     task = ray.remote(_ray_call).options(num_cpus=options.num_cpus, num_gpus=options.num_gpus, max_retries=0,
                                          name=f"primo_loop.{what}")
     setup = ray.put((fn, initializer, initargs, uuid.uuid4().hex))
-    refs = {task.remote(setup, item): (item, 0) for item in items}
+    waiting = list(items)[::-1]
+    refs: dict[Any, tuple[Any, int]] = {}
     retries = 0
-    while refs:
+    while refs or waiting:
+        while waiting and (max_in_flight is None or len(refs) < max_in_flight):
+            item = waiting.pop()
+            refs[task.remote(setup, item)] = (item, 0)
         done, _ = ray.wait(list(refs), num_returns=len(refs), timeout=0.2)
         for ref in done:
             item, attempt = refs.pop(ref)

@@ -56,3 +56,16 @@ def tiny_ckpt(tmp_path_factory):
     model = build_model(CompactConfig(**TINY_COMPACT))
     model.eval()
     return save_checkpoint(tmp_path_factory.mktemp("ckpt"), CompactConfig(**TINY_COMPACT), model.state_dict())
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """A local Ray with 2 CPUs, started once per session (a few seconds) for the tests of the Ray executor;
+    yields the :class:`~primo_loop.executors.RayOptions` that reach it."""
+    ray = pytest.importorskip("ray")
+    from primo_loop.executors import RayOptions
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING",
+                 runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}})
+    return RayOptions("auto", max_retries=2)

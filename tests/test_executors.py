@@ -32,15 +32,10 @@ def synth_plan(n: int, seed: int = 5):
                          modes_for_task=lambda t: ["drop"])
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    """A local Ray with 2 CPUs; started once (a few seconds), reused when a test connected already."""
-    if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING",
-                 runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
-    # this module's helpers travel to the workers by value (the tests folder is not a package they can import)
+@pytest.fixture(autouse=True)
+def by_value(local_ray):
+    # this module's helpers travel to the Ray workers by value (the tests folder is no package they import)
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    yield RayOptions("auto", max_retries=2)
 
 
 def _episodes(root: Path) -> dict[str, tuple[dict, dict, np.ndarray]]:
