@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from primo_loop.errors import ConfigError, DatasetError
+from primo_loop.errors import ConfigError, DatasetError, MissingDependencyError
 
 logger = logging.getLogger(__name__)
 
@@ -115,8 +115,7 @@ def import_ray():
     try:
         import ray
     except ImportError as exc:
-        raise ConfigError("Expected the `ray` package for --ray, actually: not installed; "
-                          "pip install -r requirements.txt (it pins ray)") from exc
+        raise MissingDependencyError("ray==2.60.0", "Running tasks on Ray (--ray)") from exc
     return ray
 
 
