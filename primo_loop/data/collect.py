@@ -182,8 +182,8 @@ _WORKER: tuple[CollectConfig, EnvFactory, PolicyFactory] | None = None
 
 def _worker_init(cfg: CollectConfig, make_env: EnvFactory, make_policy: PolicyFactory) -> None:
     global _WORKER
-    if _WORKER != (cfg, make_env, make_policy):  # a Ray worker serves many runs: envs built for another go
-        _ENVS.clear()
+    while _ENVS:  # called once per run and process; a Ray worker serves many runs: another run's envs go
+        getattr(_ENVS.popitem()[1], "close", lambda: None)()
     _WORKER = (cfg, make_env, make_policy)
 
 
