@@ -136,7 +136,8 @@ def markdown(result: dict, command: str) -> str:
               f"processes) ran at {cold['rate']:.2f} ep/s. The rates above are after it: every pool round starts "
               "its own processes (as each `scripts/collect.py` run does), while Ray's workers stay up for the job "
               "(envs are rebuilt every run in both). The cluster row compares the 2-node cluster (same machine, "
-              "same CPUs in all) with the local pool of the row with the step delay.", "", "```", command, "```", ""]
+              "same CPUs in all; its first round includes starting its workers) with the local pool of the row "
+              "with the step delay.", "", "```", command, "```", ""]
     return "\n".join(lines)
 
 

@@ -366,10 +366,8 @@ def evaluate(critic: Any, sources: Sequence[str | os.PathLike], out_dir: str | o
         p = Path(src)
         if not p.is_dir() and p.suffix.lower() not in (".json", ".jsonl"):
             raise DatasetError(f"Data source {p} is neither a dataset folder nor a .json/.jsonl records file")
-        if scorer is not None:
-            res, sk = scorer(p, cfg)
-        else:
-            res, sk = (score_dataset if p.is_dir() else score_records)(critic, p, cfg, progress_bar)
+        local = score_dataset if p.is_dir() else score_records
+        res, sk = scorer(p, cfg) if scorer is not None else local(critic, p, cfg, progress_bar)
         results += res
         skipped[str(p)] = sk
     train_info = getattr(getattr(critic, "config", None), "train_info", None) or None

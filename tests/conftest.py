@@ -58,10 +58,11 @@ def tiny_ckpt(tmp_path_factory):
     return save_checkpoint(tmp_path_factory.mktemp("ckpt"), CompactConfig(**TINY_COMPACT), model.state_dict())
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def local_ray():
-    """A local Ray with 2 CPUs, started once per session (a few seconds) for the tests of the Ray executor;
-    yields the :class:`~primo_loop.executors.RayOptions` that reach it."""
+    """A local Ray with 2 CPUs for the tests of the Ray executor, started by the first test that needs it (a few
+    seconds) and kept for the session (started again only after a test shut it down, as the simulated-cluster
+    test does); returns the :class:`~primo_loop.executors.RayOptions` that reach it."""
     ray = pytest.importorskip("ray")
     from primo_loop.executors import RayOptions
 
