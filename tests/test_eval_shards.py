@@ -65,12 +65,12 @@ def test_shards_cover_every_episode_once_in_order(sources):
     assert sum(map(len, shards(sources[1], cfg, 2))) == 7  # record groups: one per episode
 
 
-def test_sharded_oracle_evaluation_equals_the_local_one(local_ray, sources, tmp_path):
+def test_sharded_oracle_evaluation_equals_the_local_one(local_ray, sources):
     from primo_loop.critics import make_critic
 
     cfg = EvalConfig(split_by="source")
-    local = evaluate(make_critic("oracle"), sources, tmp_path / "local", cfg, critic_name="oracle")
-    sharded = evaluate(make_critic("oracle"), sources, tmp_path / "ray", cfg, critic_name="oracle",
+    local = evaluate(make_critic("oracle"), sources, None, cfg, critic_name="oracle")
+    sharded = evaluate(make_critic("oracle"), sources, None, cfg, critic_name="oracle",
                        scorer=ray_scorer("oracle", {}, local_ray, shard_episodes=2))
     assert _strip(sharded) == _strip(local)
     assert sharded["splits"]["recs.jsonl"]["queries"] == 21 and sharded["splits"]["ds"]["episodes"] == 7
