@@ -101,3 +101,11 @@ def test_a_failed_run_is_named_after_the_others_finished(local_ray, sweep, tmp_p
     with pytest.raises(TrainingError, match=r"1 of 4 sweep runs failed: critic_s0 \(ValueError: diverged\)"):
         sweep.run_sweep(runs, fake_train, ray=local_ray)
     assert _report(tmp_path) == ["critic_s1", "sparse_s0", "sparse_s1"]
+
+
+def test_shaping_ray_options_say_where_runs_go_not_how_agents_train(load_script):
+    """A prior report trained without --ray still lends its curves to a command with --ray (and vice versa)."""
+    shaping = load_script("benchmarks/shaping.py")
+    args = shaping.build_parser().parse_args(["--ray", "auto", "--ray-task-cpus", "5", "--ray-task-gpus", "1"])
+    plain = shaping.build_parser().parse_args([])
+    assert shaping.training_options(args) == shaping.training_options(plain)
