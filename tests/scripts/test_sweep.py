@@ -109,3 +109,19 @@ def test_shaping_ray_options_say_where_runs_go_not_how_agents_train(load_script)
     args = shaping.build_parser().parse_args(["--ray", "auto", "--ray-task-cpus", "5", "--ray-task-gpus", "1"])
     plain = shaping.build_parser().parse_args([])
     assert shaping.training_options(args) == shaping.training_options(plain)
+
+
+@pytest.mark.slow
+def test_shaping_trains_its_runs_as_ray_tasks(local_ray, load_script, tmp_path):
+    """benchmarks/shaping.py --ray: real SB3 runs (a fake env, 100 steps) as Ray tasks; the report holds both."""
+    shaping = load_script("benchmarks/shaping.py")
+    argv = ["--env", "primo_loop.testing.fakes:ProgressEnv", "--rewards", "sparse", "oracle", "--seeds", "0",
+            "--steps", "100", "--workers", "1", "--horizon", "30", "--eval-every", "50", "--eval-episodes", "2",
+            "--checkpoint-every", "50", "--set", "learning_starts=50", "--set", "batch_size=32",
+            "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "res"), "--ray", "auto",
+            "--ray-task-cpus", "1"]
+    assert shaping.main(argv) == 0
+    runs = json.loads((tmp_path / "res" / "shaping.json").read_text())["runs"]
+    assert set(runs) == {"sparse", "oracle"}
+    assert all(runs[r]["finished_steps"] == {"0": 100} for r in runs)
+    assert all((tmp_path / "runs" / f"{r}_s0" / "done.json").exists() for r in runs)
