@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -132,6 +133,7 @@ def connect(address: str = "auto"):
     ray = import_ray()
     if ray.is_initialized():
         return ray
+    _check_reachable(address)
     kw: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.WARNING,
                               runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(_code_paths())}})
     try:
@@ -143,6 +145,18 @@ def connect(address: str = "auto"):
         raise ConfigError(f"Expected a running Ray cluster at {address!r}, actually: none answered ({exc}); "
                           "start one with `ray start --head` (docs/cluster.md), or pass --ray local") from exc
     return ray
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """One line at once for a ``HOST:PORT`` nothing listens on (Ray itself retries for minutes)."""
+    if address in ("auto", "local") or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"Expected a Ray head node at {address}, actually: {exc}; start one there with "
+                          "`ray start --head --port PORT` (docs/cluster.md), or pass --ray auto | local") from exc
 
 
 def _lost_errors(ray) -> tuple[type[BaseException], ...]:

@@ -178,6 +178,14 @@ def test_ray_options_are_checked():
         RayOptions("auto", num_cpus=-1)
 
 
+def test_an_address_nothing_listens_on_is_refused_at_once():
+    from primo_loop.executors import _check_reachable
+
+    with pytest.raises(ConfigError, match=r"Expected a Ray head node at 127.0.0.1:1, actually: .*ray start --head"):
+        _check_reachable("127.0.0.1:1")
+    _check_reachable("auto")  # Ray's own names and client addresses are left to Ray
+
+
 def test_importing_the_executors_loads_no_ray():
     code = "import sys, primo_loop, primo_loop.executors, primo_loop.data.collect; print('ray' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

@@ -343,6 +343,8 @@ def collect(plan: Sequence[EpisodeSpec], root: str | os.PathLike, cfg: CollectCo
     clean_stale_tmp(root)
     pending = check_resume(root, plan, cfg)
     already = len(plan) - len(pending)
+    if ray is not None:  # joins the cluster: a bad address or an unshared folder stops here, in one line
+        check_shared_folder(root, ray)
     written, errors, outcomes, restarts, retries = 0, {}, {}, 0, 0
     bar = None
     if progress_bar:
@@ -373,7 +375,6 @@ def collect(plan: Sequence[EpisodeSpec], root: str | os.PathLike, cfg: CollectCo
 
     task, init = partial(_collect_one, str(root)), dict(initializer=_worker_init, initargs=(cfg, *factories))
     if ray is not None:
-        check_shared_folder(root, ray)
         retries = run_ray(task, pending, ray, on_result=done_one, on_error=failed_one, **init)
     elif workers <= 0:
         _worker_init(cfg, *factories)
