@@ -6,8 +6,9 @@
 
 Each (reward, seed) run trains in ``RUNS/<reward>_s<seed>`` through :func:`policies.sb3.train` with
 ``resume=True``: re-running the same command skips finished runs and continues killed ones from their
-newest checkpoint. ``--report-only`` just aggregates what is on disk, up to the ``--steps`` budget (runs
-resumed to a longer one are reported at the budget asked for). ``--prior REPORT.json`` adds the curves of
+newest checkpoint (``--ray auto``: the runs as Ray tasks on a cluster, benchmarks/sweep.py). ``--report-only``
+just aggregates what is on disk, up to the ``--steps`` budget (runs resumed to a longer one are reported at
+the budget asked for). ``--prior REPORT.json`` adds the curves of
 an earlier report for the (reward, seed) runs that are not on disk, so a committed report can be extended with
 more seeds without its run folders, or a critic variant compared with the sparse and dense runs it did not
 change: a prior's curves of a reward are used only when every option that reward's training reads is the same
@@ -37,7 +38,8 @@ from primo_loop.cli import parse_options, run  # noqa: E402
 from primo_loop.errors import ConfigError  # noqa: E402
 
 # options that say where runs and reports live, not how agents train: a prior report may differ in these
-BOOKKEEPING = {"rewards", "seeds", "runs", "results", "report_only", "prior", "checkpoint_every"}
+BOOKKEEPING = {"rewards", "seeds", "runs", "results", "report_only", "prior", "checkpoint_every", "ray",
+               "ray_task_cpus", "ray_task_gpus"}
 KEY_VALUE_LISTS = ("set", "critic_option", "tracker_option", "refresh_option")  # order-free: compared as dicts
 # options only some rewards read: sparse and dense runs build no critic and no tracker; the oracle reward builds
 # the oracle critic (given --critic-option) whatever --critic names
@@ -57,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", default="runs/shaping", help="folder of the training runs")
     p.add_argument("--results", default="docs/results/shaping", help="folder of the plot and table")
     p.add_argument("--report-only", action="store_true", help="aggregate existing runs, train nothing")
+    p.add_argument("--ray", metavar="ADDRESS", default=None,
+                   help="train each (reward, seed) run as a Ray task: auto (the cluster this machine joined), local, "
+                        "or HOST:PORT; --runs must be a folder every node sees (docs/cluster.md)")
+    p.add_argument("--ray-task-cpus", type=float, default=2.0, metavar="N",
+                   help="CPUs each run declares (about --workers + 1)")
+    p.add_argument("--ray-task-gpus", type=float, default=0.0, metavar="N", help="GPUs each run declares")
     p.add_argument("--rewrite", metavar="REPORT.json",
                    help="rewrite a report (table, verdict, plot) from the curves its shaping.json holds, in place; "
                         "trains nothing and ignores the other options")
@@ -170,14 +178,16 @@ def seed_curve(args: argparse.Namespace, priors: dict[str, dict], reward: str, s
 
 def run_all(args: argparse.Namespace, priors: dict[str, dict],
             report: Callable[[], str] | None = None) -> str | None:
-    """Train (or resume) every (reward, seed) run, except those a prior report already holds. ``report`` is
-    called after each run and when training is interrupted, so the curves so far reach the results folder (a
-    report can be committed; run folders die with the machine). Returns the last report written (None if none
-    was: every run came from a prior)."""
+    """Train (or resume) every (reward, seed) run, except those a prior report already holds, through
+    :func:`benchmarks.sweep.run_sweep` (here, or one Ray task each with ``--ray``). ``report`` is called after
+    each run and when training is interrupted, so the curves so far reach the results folder (a report can be
+    committed; run folders die with the machine). Returns the last report written (None if none was: every run
+    came from a prior)."""
     from benchmarks.shaping_options import training_config_kwargs
+    from benchmarks.sweep import SweepRun, run_sweep
     from policies.sb3 import AgentConfig, train
 
-    last = None
+    runs = []
     for reward in args.rewards:
         for seed in args.seeds:
             out = Path(args.runs) / f"{reward}_s{seed}"
@@ -185,20 +195,30 @@ def run_all(args: argparse.Namespace, priors: dict[str, dict],
                 print(f"{reward} seed {seed}: taken from the prior report", flush=True)
                 continue
             kwargs = training_config_kwargs(args, reward)  # refresh applies to the critic reward only
-            cfg = AgentConfig(**kwargs, reward=reward, steps=args.steps, seed=seed,
-                              out=str(out), resume=True, progress_bar=False)
-            t0 = time.time()
-            try:
-                summary = train(cfg)
-            except KeyboardInterrupt:
-                if report is not None:
-                    report()
-                    print(f"interrupted: the report in {args.results} holds the curves so far", flush=True)
-                raise
-            print(f"{reward} seed {seed}: {summary['timesteps']} steps, last eval {summary.get('eval')}, "
-                  f"{time.time() - t0:.0f} s", flush=True)
-            if report is not None:
-                last = report()
+            runs.append(SweepRun(f"{reward} seed {seed}", AgentConfig(
+                **kwargs, reward=reward, steps=args.steps, seed=seed, out=str(out), resume=True, progress_bar=False),
+                out=str(out)))
+    last = None
+    t0 = time.time()
+
+    def finished(run: SweepRun, summary: dict) -> None:
+        nonlocal last
+        print(f"{run.name}: {summary['timesteps']} steps, last eval {summary.get('eval')}, "
+              f"{time.time() - t0:.0f} s since the sweep began", flush=True)
+        if report is not None:
+            last = report()
+
+    def interrupted() -> None:
+        if report is not None:
+            report()
+            print(f"interrupted: the report in {args.results} holds the curves so far", flush=True)
+
+    ray = None
+    if getattr(args, "ray", None):
+        from primo_loop.executors import RayOptions
+
+        ray = RayOptions(args.ray, num_cpus=args.ray_task_cpus, num_gpus=args.ray_task_gpus)
+    run_sweep(runs, train, ray=ray, on_finished=finished, on_interrupt=interrupted)
     return last
 
 

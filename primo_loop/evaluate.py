@@ -23,7 +23,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,13 +32,8 @@ import numpy as np
 
 from primo_loop import metrics as M
 from primo_loop.errors import ConfigError, DatasetError
-from primo_loop.eval_report import (  # noqa: F401 - compare_reports, metric_table, report_markdown: public here too
-    compare_reports,
-    display_path,
-    metric_table,
-    report_markdown,
-    write_report,
-)
+from primo_loop.eval_report import (compare_reports, display_path, metric_table,  # noqa: F401 - public here too
+                                    report_markdown, write_report)
 from primo_loop.types import CriticQuery
 
 logger = logging.getLogger(__name__)
@@ -158,13 +153,13 @@ def _run_queries(critic: Any, queries: list[CriticQuery], results: list[tuple[Ep
             res.output_tokens.append(v.output_tokens)
 
 
-def score_dataset(critic: Any, root: str | os.PathLike, cfg: EvalConfig, progress_bar: bool = False
-                  ) -> tuple[list[EpisodeResult], int]:
-    """Replay every episode of a dataset folder through ``critic``. Returns ``(results, skipped)``."""
+def score_dataset(critic: Any, root: str | os.PathLike, cfg: EvalConfig, progress_bar: bool = False,
+                  ids: Sequence[str] | None = None) -> tuple[list[EpisodeResult], int]:
+    """Replay the episodes of a dataset folder (all, or a shard's ``ids``) through ``critic``: (results, skipped)."""
     from primo_loop.data.dataset import EpisodeDataset
 
     ds = EpisodeDataset(root)
-    ids = ds.ids[: cfg.max_episodes] if cfg.max_episodes else ds.ids
+    shard, ids = ids is not None, list(ids) if ids is not None else ds.ids[: cfg.max_episodes or len(ds.ids)]
     out: list[EpisodeResult] = []
     it: Iterable[str] = ids
     if progress_bar:
@@ -187,21 +182,17 @@ def score_dataset(critic: Any, root: str | os.PathLike, cfg: EvalConfig, progres
             _run_queries(critic, pending_q, pending_r, cfg)
             pending_q, pending_r = [], []
     _run_queries(critic, pending_q, pending_r, cfg)
-    return out, len(ds.skipped)
+    return out, len(set(ds.skipped) & set(ids)) if shard else len(ds.skipped)
 
 
-def score_records(critic: Any, path: str | os.PathLike, cfg: EvalConfig, progress_bar: bool = False
-                  ) -> tuple[list[EpisodeResult], int]:
-    """Score PRIMO records; records sharing an ``episode_id`` form one episode (ordered by ``step``)."""
+def score_records(critic: Any, path: str | os.PathLike, cfg: EvalConfig, progress_bar: bool = False,
+                  keys: Collection[str] | None = None) -> tuple[list[EpisodeResult], int]:
+    """Score PRIMO records; records sharing an ``episode_id`` form one episode (ordered by ``step``); with
+    ``keys`` only those episodes (a shard; see :func:`record_groups`)."""
     from primo_loop.data.primo_format import load_record_frames, load_records
 
-    records = load_records(path, data_root=cfg.data_root)
-    if cfg.max_episodes:
-        records = records[: cfg.max_episodes]
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for i, r in enumerate(records):
-        key = str(r.get("episode_id") or r.get("problem_id") or i)
-        groups.setdefault(key, []).append(r)
+    groups = {k: v for k, v in record_groups(load_records(path, data_root=cfg.data_root), cfg).items()
+              if keys is None or k in keys}
     out, skipped = [], 0
     queries: list[CriticQuery] = []
     pending: list[tuple[EpisodeResult, int]] = []
@@ -241,10 +232,18 @@ def score_records(critic: Any, path: str | os.PathLike, cfg: EvalConfig, progres
             res.failed.append(bool(r.get("failed", False)))
         if res.steps:
             out.append(res)
-    if not out:
+    if not out and keys is None:  # a shard may hold only unreadable records; the whole file may not
         raise DatasetError(f"No scorable records in {path} ({skipped} skipped)")
     _run_queries(critic, queries, pending, cfg)
     return out, skipped
+
+
+def record_groups(records: Sequence[dict[str, Any]], cfg: EvalConfig) -> dict[str, list[dict[str, Any]]]:
+    """PRIMO records by episode (``episode_id``, else ``problem_id``, else position), in file order."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for i, r in enumerate(records[: cfg.max_episodes] if cfg.max_episodes else records):
+        groups.setdefault(str(r.get("episode_id") or r.get("problem_id") or i), []).append(r)
+    return groups
 
 
 # ------------------------------------------------------------------------------------------------ splits
@@ -341,7 +340,7 @@ def summarize(results: Sequence[EpisodeResult], cfg: EvalConfig) -> dict[str, An
 
 def evaluate(critic: Any, sources: Sequence[str | os.PathLike], out_dir: str | os.PathLike | None = None,
              config: EvalConfig | None = None, critic_name: str | None = None, progress_bar: bool = False,
-             extra: dict[str, Any] | None = None) -> dict[str, Any]:
+             extra: dict[str, Any] | None = None, scorer: Callable | None = None) -> dict[str, Any]:
     """Score ``critic`` on dataset folders and/or PRIMO record files; write the report if ``out_dir``.
 
     Args:
@@ -352,6 +351,7 @@ def evaluate(critic: Any, sources: Sequence[str | os.PathLike], out_dir: str | o
         critic_name: name for the report (default: ``critic.name``).
         progress_bar: show tqdm bars.
         extra: more fields for report.json (e.g. the command line).
+        scorer: ``(source, config) -> (results, skipped)`` scores instead (:mod:`primo_loop.eval_shards`: on Ray).
 
     Returns:
         The report dict (what report.json holds).
@@ -364,12 +364,10 @@ def evaluate(critic: Any, sources: Sequence[str | os.PathLike], out_dir: str | o
     skipped: dict[str, int] = {}
     for src in sources:
         p = Path(src)
-        if p.is_dir():
-            res, sk = score_dataset(critic, p, cfg, progress_bar)
-        elif p.suffix.lower() in (".json", ".jsonl"):
-            res, sk = score_records(critic, p, cfg, progress_bar)
-        else:
+        if not p.is_dir() and p.suffix.lower() not in (".json", ".jsonl"):
             raise DatasetError(f"Data source {p} is neither a dataset folder nor a .json/.jsonl records file")
+        local = score_dataset if p.is_dir() else score_records
+        res, sk = scorer(p, cfg) if scorer is not None else local(critic, p, cfg, progress_bar)
         results += res
         skipped[str(p)] = sk
     train_info = getattr(getattr(critic, "config", None), "train_info", None) or None

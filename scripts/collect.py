@@ -6,8 +6,11 @@
     python scripts/collect.py --env Lift --policy runs/sac --episodes 40 --failure-rate 0 --horizon 80 \\
         --out data/lift_agent         # the states a trained agent visits
     python scripts/collect.py --stats data/lift_panda
+    python scripts/collect.py --env Lift --episodes 2000 --ray auto --out /shared/data/lift   # on a Ray cluster
 
 A killed run started again with the same options resumes: episodes on disk are kept, unfinished ones redone.
+With --ray each episode is a Ray task whose worker writes it into --out: a folder every node sees at the same
+path (checked before anything runs; docs/cluster.md).
 """
 from __future__ import annotations
 
@@ -34,7 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--failure-modes", nargs="+", default=None,
                    help="restrict the injected failure modes (default: all the task supports)")
     p.add_argument("--noise", type=float, default=0.1, help="action noise std is drawn from [0, NOISE] per episode")
-    p.add_argument("--workers", type=int, default=1, help="worker processes (0: in this process)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (0: in this process); not with --ray")
+    p.add_argument("--ray", metavar="ADDRESS", default=None,
+                   help="run the episodes as Ray tasks: auto (the cluster this machine joined with `ray start`), "
+                        "local (a Ray started for this run), or HOST:PORT of the head node")
+    p.add_argument("--ray-task-cpus", type=float, default=1.0, metavar="N", help="CPUs each Ray task declares")
+    p.add_argument("--ray-retries", type=int, default=3, metavar="N",
+                   help="resubmissions of an episode whose Ray worker or node was lost")
     p.add_argument("--out", help="dataset folder")
     p.add_argument("--image-size", type=int, default=d.image_size, help="stored frame size (critic resolution)")
     p.add_argument("--render-size", type=int, default=d.render_size, help="rendered frame size")
@@ -124,6 +133,10 @@ def main(argv: list[str] | None = None) -> int:
                              modes, modes_for_task=failure_modes)
         factories = {"make_env": collect_env, "make_policy": collect_policy}
     writable_dir(args.out)
+    if args.ray is not None:
+        from primo_loop.executors import RayOptions
+
+        factories["ray"] = RayOptions(args.ray, num_cpus=args.ray_task_cpus, max_retries=args.ray_retries)
     summary = collect(plan, args.out, cfg, workers=args.workers, progress_bar=not args.no_progress, **factories)
     print(json.dumps(summary, indent=1))
     return 1 if summary["errors"] else 0

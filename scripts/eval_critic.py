@@ -6,6 +6,8 @@
     python scripts/eval_critic.py --critic primo --critic-option model=LeonOverload/PRIMO-R1-7B \\
         --data primo_bench/real_humanoid.jsonl --data-root /data/primo --out runs/eval_primo
     python scripts/eval_critic.py --compare runs/eval_a runs/eval_b --names old new --out runs/compared
+    python scripts/eval_critic.py --critic remote --critic-option base_url=http://gpu:8000/v1 \
+        --data /shared/primo/bench.jsonl --ray auto --out runs/eval_remote     # sharded over a Ray cluster
 """
 from __future__ import annotations
 
@@ -62,6 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "OUT/comparison.md")
     p.add_argument("--names", nargs="+", default=None, help="column names for --compare (default: folder names)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--ray", metavar="ADDRESS", default=None,
+                   help="score --data in shards of whole episodes as Ray tasks: auto (the cluster this machine "
+                        "joined), local, or HOST:PORT; each worker builds the critic (remote: shares the server "
+                        "within the critic's max_concurrency); the data must be at the same path on every node")
+    p.add_argument("--ray-shard-episodes", type=int, default=32, metavar="N", help="episodes per Ray task")
+    p.add_argument("--ray-task-cpus", type=float, default=1.0, metavar="N", help="CPUs each Ray task declares")
+    p.add_argument("--ray-task-gpus", type=float, default=0.0, metavar="N",
+                   help="GPUs each Ray task declares (a VLM critic loaded in the workers)")
     add_output_flags(p)
     return p
 
@@ -107,10 +117,21 @@ def main() -> int:
         options.setdefault("on_error", "raise")
     critic = make_critic(args.critic, **options)
     with output_folder(args.out, overwrite=args.overwrite) as out:
-        return _score(args, critic, cfg, out)
+        return _score(args, critic, cfg, out, _ray_scorer(args, options))
 
 
-def _score(args: argparse.Namespace, critic, cfg, out: Path) -> int:
+def _ray_scorer(args: argparse.Namespace, options: dict):
+    """With --ray: the scorer that shards --data over Ray tasks (primo_loop/eval_shards.py), else None."""
+    if args.ray is None:
+        return None
+    from primo_loop.eval_shards import ray_scorer
+    from primo_loop.executors import RayOptions
+
+    ray = RayOptions(args.ray, num_cpus=args.ray_task_cpus, num_gpus=args.ray_task_gpus)
+    return ray_scorer(args.critic, options, ray, args.ray_shard_episodes, progress_bar=not args.no_progress)
+
+
+def _score(args: argparse.Namespace, critic, cfg, out: Path, scorer=None) -> int:
     from primo_loop.evaluate import evaluate
 
     if args.videos:
@@ -122,7 +143,7 @@ def _score(args: argparse.Namespace, critic, cfg, out: Path) -> int:
         if not args.data:
             return 0
     report = evaluate(critic, args.data, out, cfg, critic_name=args.critic, progress_bar=not args.no_progress,
-                      extra={"command": " ".join(["scripts/eval_critic.py", *sys.argv[1:]])})
+                      extra={"command": " ".join(["scripts/eval_critic.py", *sys.argv[1:]])}, scorer=scorer)
     summary = {name: {"episodes": s["episodes"], "mae": s["progress"]["mae"], "voc_successful": s["voc_successful"],
                       "failure_f1": (s["failure_detection"] or {}).get("f1"),
                       "median_delay": (s["failure_detection"] or {}).get("median_delay"),

@@ -56,3 +56,17 @@ def tiny_ckpt(tmp_path_factory):
     model = build_model(CompactConfig(**TINY_COMPACT))
     model.eval()
     return save_checkpoint(tmp_path_factory.mktemp("ckpt"), CompactConfig(**TINY_COMPACT), model.state_dict())
+
+
+@pytest.fixture
+def local_ray():
+    """A local Ray with 2 CPUs for the tests of the Ray executor, started by the first test that needs it (a few
+    seconds) and kept for the session (started again only after a test shut it down, as the simulated-cluster
+    test does); returns the :class:`~primo_loop.executors.RayOptions` that reach it."""
+    ray = pytest.importorskip("ray")
+    from primo_loop.executors import RayOptions
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING",
+                 runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}})
+    return RayOptions("auto", max_retries=2)

@@ -12,10 +12,11 @@ unpickle them); ``policies.specs`` has the robosuite ones. With ``CollectConfig(
 synthetic scene and its policy are the defaults.
 
 Every episode has a deterministic id (``<task>-<robot>-s<seed>``) and spec (failure mode, action noise) drawn
-from the collection seed, and is written atomically (:func:`primo_loop.data.dataset.write_episode`). A run that
-is killed at any moment and started again skips the episodes already on disk and redoes the unfinished ones:
-nothing is lost or duplicated. A worker that dies mid-run breaks only its pool: the parent starts a new pool
-and carries on with what is left.
+from the collection seed, and is written atomically (:func:`primo_loop.data.dataset.write_episode`) by the
+worker that rolled it out. A run killed at any moment and started again skips the episodes on disk and redoes
+the unfinished ones: nothing is lost or duplicated. Workers are a local process pool, or Ray tasks on a cluster
+(``ray=RayOptions("auto")``, :mod:`primo_loop.executors`): a local worker that dies breaks only its pool (a new
+one carries on with what is left); a Ray task lost with its worker or node is resubmitted.
 
 Cost: frames are rendered only every ``frame_every`` steps; an episode stops soon after success or failure.
 """
@@ -26,9 +27,8 @@ import os
 import time
 import zlib
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ from primo_loop.data.dataset import (
     write_index,
 )
 from primo_loop.errors import ConfigError, DatasetError
+from primo_loop.executors import RayOptions, check_shared_folder, run_pool, run_ray
 
 logger = logging.getLogger(__name__)
 
@@ -181,6 +182,8 @@ _WORKER: tuple[CollectConfig, EnvFactory, PolicyFactory] | None = None
 
 def _worker_init(cfg: CollectConfig, make_env: EnvFactory, make_policy: PolicyFactory) -> None:
     global _WORKER
+    while _ENVS:  # called once per run and process; a Ray worker serves many runs: another run's envs go
+        getattr(_ENVS.popitem()[1], "close", lambda: None)()
     _WORKER = (cfg, make_env, make_policy)
 
 
@@ -284,6 +287,7 @@ def _collect_one(root: str, spec: EpisodeSpec) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------------- driver
 
+
 def check_resume(root: str | os.PathLike, plan: Sequence[EpisodeSpec], cfg: CollectConfig) -> list[EpisodeSpec]:
     """Episodes of ``plan`` still to collect; raises if what is on disk was collected differently.
 
@@ -311,21 +315,24 @@ def check_resume(root: str | os.PathLike, plan: Sequence[EpisodeSpec], cfg: Coll
 
 def collect(plan: Sequence[EpisodeSpec], root: str | os.PathLike, cfg: CollectConfig, workers: int = 1,
             progress_bar: bool = False, max_restarts: int = 5, make_env: EnvFactory | None = None,
-            make_policy: PolicyFactory | None = None) -> dict[str, Any]:
+            make_policy: PolicyFactory | None = None, ray: RayOptions | None = None) -> dict[str, Any]:
     """Collect the episodes of ``plan`` into the dataset folder ``root``, resuming what is there.
 
     Args:
         plan: from :func:`plan_episodes`.
         root: the dataset folder.
         cfg: recording options.
-        workers: worker processes (0 = in this process).
+        workers: local worker processes (0 = in this process); ignored with ``ray``.
         progress_bar: show a tqdm bar.
         max_restarts: new pools to start after a worker dies before giving up.
         make_env, make_policy: the env and policy factories (module-level functions; defaults only for
             ``cfg.synthetic``).
+        ray: run each episode as a Ray task on this cluster instead (:mod:`primo_loop.executors`); ``root``
+            must be a folder every node sees (checked), as the workers write the episodes there.
 
     Returns:
-        A summary: episodes planned, already there, written, failed to collect, outcomes, wall time.
+        A summary: episodes planned, already there, written, failed to collect, outcomes, local pool restarts,
+        Ray task retries (tasks resubmitted after their worker or node was lost), the executor, wall time.
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise ConfigError(f"Expected `workers` to be an integer >= 0 (0: in this process), actually: {workers!r}")
@@ -336,14 +343,16 @@ def collect(plan: Sequence[EpisodeSpec], root: str | os.PathLike, cfg: CollectCo
     clean_stale_tmp(root)
     pending = check_resume(root, plan, cfg)
     already = len(plan) - len(pending)
-    written, errors, outcomes, restarts = 0, {}, {}, 0
+    if ray is not None:  # joins the cluster: a bad address or an unshared folder stops here, in one line
+        check_shared_folder(root, ray)
+    written, errors, outcomes, restarts, retries = 0, {}, {}, 0, 0
     bar = None
     if progress_bar:
         from tqdm import tqdm
 
         bar = tqdm(total=len(plan), initial=already, desc=f"collect {root.name}", unit="ep")
 
-    def done_one(res: dict[str, Any]) -> None:
+    def done_one(spec: EpisodeSpec, res: dict[str, Any]) -> None:
         nonlocal written
         if res["status"] == "written":
             written += 1
@@ -352,49 +361,36 @@ def collect(plan: Sequence[EpisodeSpec], root: str | os.PathLike, cfg: CollectCo
             bar.update(1)
             bar.set_postfix(outcomes)
 
-    if workers <= 0:
+    def failed_one(spec: EpisodeSpec, exc: BaseException) -> None:
+        errors[spec.episode_id] = f"{type(exc).__name__}: {exc}"
+        logger.error("episode %s failed: %s", spec.episode_id, errors[spec.episode_id])
+
+    def refresh() -> list[EpisodeSpec]:  # after a worker died: what is left, per the disk
+        clean_stale_tmp(root)
+        left = [s for s in check_resume(root, plan, cfg) if s.episode_id not in errors]
+        if bar is not None:
+            bar.n = len(plan) - len(left) - len(errors)
+            bar.refresh()
+        return left
+
+    task, init = partial(_collect_one, str(root)), dict(initializer=_worker_init, initargs=(cfg, *factories))
+    if ray is not None:
+        retries = run_ray(task, pending, ray, on_result=done_one, on_error=failed_one, **init)
+    elif workers <= 0:
         _worker_init(cfg, *factories)
         for spec in pending:
             try:
-                done_one(_collect_one(str(root), spec))
+                done_one(spec, task(spec))
             except Exception as exc:  # noqa: BLE001 - one bad episode must not end the run
-                errors[spec.episode_id] = f"{type(exc).__name__}: {exc}"
-                logger.exception("episode %s failed", spec.episode_id)
+                failed_one(spec, exc)
     else:
-        import multiprocessing as mp
-
-        ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
-        while pending:
-            try:
-                with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
-                                         initargs=(cfg, *factories)) as pool:
-                    futures = {pool.submit(_collect_one, str(root), s): s for s in pending}
-                    while futures:
-                        finished, _ = wait(futures, return_when=FIRST_COMPLETED)
-                        for fut in finished:
-                            spec = futures.pop(fut)
-                            try:
-                                done_one(fut.result())
-                            except BrokenProcessPool:
-                                raise
-                            except Exception as exc:  # noqa: BLE001
-                                errors[spec.episode_id] = f"{type(exc).__name__}: {exc}"
-                                logger.error("episode %s failed: %s", spec.episode_id, errors[spec.episode_id])
-                pending = []
-            except BrokenProcessPool:
-                restarts += 1
-                if restarts > max_restarts:
-                    raise DatasetError(f"Collection workers died {restarts} times; giving up (see the log)")
-                logger.warning("a collection worker died; starting a new pool (restart %d)", restarts)
-                clean_stale_tmp(root)
-                pending = [s for s in check_resume(root, plan, cfg) if s.episode_id not in errors]
-                if bar is not None:
-                    bar.n = len(plan) - len(pending) - len(errors)
-                    bar.refresh()
+        restarts = run_pool(task, pending, workers=workers, on_result=done_one, on_error=failed_one, refresh=refresh,
+                            max_restarts=max_restarts, **init)
     if bar is not None:
         bar.close()
     clean_stale_tmp(root)  # again: a writer of a killed run may have been dying (unreaped) at the start
     index = write_index(root)
+    executor = f"ray:{ray.address}" if ray is not None else ("in-process" if workers <= 0 else f"pool:{workers}")
     return {"planned": len(plan), "already_there": already, "written": written, "errors": errors,
             "outcomes_written": outcomes, "episodes_on_disk": index["n_episodes"], "worker_restarts": restarts,
-            "wall_s": round(time.time() - t0, 1), "config": asdict(cfg)}
+            "task_retries": retries, "executor": executor, "wall_s": round(time.time() - t0, 1), "config": asdict(cfg)}
