@@ -48,6 +48,7 @@ from policies.scripted.hands import (
 from policies.scripted.plans import (
     HUMANOID_TASKS,
     PLANS,
+    DoorPlan,
     LiftPlan,
     PickPlaceCanPlan,
     StackPlan,
@@ -57,9 +58,10 @@ from policies.scripted.plans import (
     scripted_robots,
 )
 from policies.scripted.policy import FAILURE_MODES, ScriptedPolicy
+from policies.scripted.door import DoorPolicy  # noqa: E402  (registers with ScriptedPolicy for the Door task)
 
 __all__ = [
-    "CLOSEDNESS", "CLOSE_LEVEL", "FAILURE_MODES", "GRASP_DZ", "HAND_OFFSET", "HUMANOID_TASKS", "OPEN_LEVEL", "PLANS",
+    "CLOSEDNESS", "CLOSE_LEVEL", "DoorPlan", "DoorPolicy", "FAILURE_MODES", "GRASP_DZ", "HAND_OFFSET", "HUMANOID_TASKS", "OPEN_LEVEL", "PLANS",
     "POS_SCALE", "ROT_SCALE", "R_DOWN", "WIDE_OPEN_LEVEL", "LiftPlan", "PickPlaceCanPlan", "ScriptedPolicy",
     "StackPlan", "TaskPlan", "check_plan", "check_scripted", "choose_yaw", "evaluate", "grip_command",
     "gripper_is_open", "hand_offset", "open_level", "rot_error", "rot_z", "scripted_robots", "wrap", "yaw_of",
