@@ -21,6 +21,7 @@ from policies.scripted.policy import ScriptedPolicy
 
 TURN_TO = UNLATCH_ANGLE + 0.1  # turn a little past the angle where the latch lets go
 TURN_SIGN = -1.0  # the lever turns freely either way; this way the arm's wrist has room (measured on Panda)
+TURN_LEAD = 0.3  # rad: how far ahead of the lever each turning step aims
 
 
 def axis_rotation(axis: np.ndarray, angle: float) -> np.ndarray:
@@ -44,6 +45,8 @@ class DoorPolicy(ScriptedPolicy, task="Door"):
         self._r_held: np.ndarray | None = None  # hand orientation when a phase that turns it started
         self._hinge0 = 0.0
         self._vertical = float(self._param_rng.choice([-1.0, 1.0]))  # offset_grasp: above or below the lever
+        self._last_eef: np.ndarray | None = None
+        self._still = 0
 
     def _r_target(self) -> np.ndarray:
         return self._r_goal
@@ -56,7 +59,7 @@ class DoorPolicy(ScriptedPolicy, task="Door"):
 
     def _phase_approach(self) -> np.ndarray:
         target = self._grasp_target() - self.plan.front_distance * self.plan.into_door()
-        if self._rot_ok() and self._err(target) < 0.01 or self._phase_t > 80:
+        if (self._rot_ok() and (self._err(target) < 0.01 or self._stuck())) or self._phase_t > 80:
             self._set_phase("descend")
         return self._action(target, -1.0)
 
@@ -67,7 +70,7 @@ class DoorPolicy(ScriptedPolicy, task="Door"):
                 self._injected()
                 self._set_phase("grasp")
                 return self._phase_grasp()
-        if self._err(target) < 0.007 or self._phase_t > 40:
+        if self._err(target) < 0.007 or self._stuck() or self._phase_t > 40:
             self._set_phase("grasp")
             return self._phase_grasp()
         return self._action(target, -1.0)
@@ -85,7 +88,7 @@ class DoorPolicy(ScriptedPolicy, task="Door"):
             self._r_held = None
             return self._phase_pull()
         anchor, axis = self.plan.latch_axis()
-        step = TURN_SIGN * 0.15
+        step = TURN_SIGN * TURN_LEAD
         eef = self.view.eef_pos(self.arm)
         target = anchor + axis_rotation(axis, step) @ (eef - anchor)
         self._r_goal = axis_rotation(axis, TURN_SIGN * angle + step) @ self._r_held
@@ -105,6 +108,15 @@ class DoorPolicy(ScriptedPolicy, task="Door"):
         target = anchor + axis_rotation(axis, 0.15) @ (eef - anchor)
         self._r_goal = axis_rotation(axis, hinge - self._hinge0 + 0.1) @ self._r_held
         return self._action(target, 1.0)
+
+    def _stuck(self) -> bool:
+        """The grip site has moved less than 1 mm a step for 5 steps (blocked short of its waypoint: some arms
+        cannot reach the exact front pose), after the phase's first 10 steps."""
+        eef = self.view.eef_pos(self.arm)
+        last = getattr(self, "_last_eef", None)
+        self._still = self._still + 1 if last is not None and np.linalg.norm(eef - last) < 0.001 else 0
+        self._last_eef = eef
+        return self._phase_t > 10 and self._still >= 5
 
     def _rot_ok(self) -> bool:
         from policies.scripted.geometry import rot_error
