@@ -48,6 +48,10 @@ class DoorPolicy(ScriptedPolicy, task="Door"):
         self._last_eef: np.ndarray | None = None
         self._still = 0
 
+    def replan(self) -> None:
+        super().replan()
+        self._r_goal, self._r_held = self.plan.grip_rotation(), None
+
     def _r_target(self) -> np.ndarray:
         return self._r_goal
 
