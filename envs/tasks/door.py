@@ -101,7 +101,10 @@ SPEC = TaskSpec(
     canonical_steps=("move the gripper above the end of the door handle", "lower the gripper around the handle",
                      "close the gripper to grasp the handle", "turn the handle down to unlatch the door",
                      "pull the door open"),
-    robots=ARM_ROBOTS,
+    # UR5e cannot bring its gripper to the front grasp pose for some door placements (it stops 3-4 cm short with
+    # no contact: 65% of nominal scripted episodes; docs/results/scripted_policies.md); the humanoids have no
+    # Door plan
+    robots=tuple(r for r in ARM_ROBOTS if r != "UR5e"),
     oracle=DoorOracle,
     env_kwargs={"use_latch": True},
     stages=("reach", "grasp", "turn", "open", "done"),

@@ -141,6 +141,9 @@ def test_door_spec_and_registration():
         spec.failure_modes)
     assert envs.env_id("Door") == "primo/Door-v0" and "primo/Door-v0" in gym.registry
     assert "handle" in spec.instruction and "door" in spec.instruction
+    assert "Panda" in spec.robots and "UR5e" not in spec.robots and "GR1ArmsOnly" not in spec.robots
+    with pytest.raises(UnsupportedError, match="Door: Panda"):
+        envs.make_env("Door", "UR5e")
 
 
 def _set_door(env, hinge=None, handle=None):
