@@ -22,7 +22,7 @@ from envs.robots import ARM_ROBOTS
 from envs.tasks.base import TaskOracle, TaskSpec, frac
 
 OPEN_ANGLE = 0.3  # robosuite's success threshold on the hinge angle (rad)
-UNLATCH_ANGLE = 1.2  # lever angle (rad) past which the latch lets the door move (measured: the hinge stays at 0 below it)
+UNLATCH_ANGLE = 1.2  # lever angle (rad) past which the latch lets the door move (measured: hinge at 0 below it)
 LET_GO = "the door handle was let go before the door was open"
 
 

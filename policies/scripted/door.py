@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from envs.tasks.door import OPEN_ANGLE, UNLATCH_ANGLE
+from policies.scripted.geometry import rot_error
 from policies.scripted.policy import ScriptedPolicy
 
 TURN_TO = UNLATCH_ANGLE + 0.1  # turn a little past the angle where the latch lets go
@@ -123,6 +124,4 @@ class DoorPolicy(ScriptedPolicy, task="Door"):
         return self._phase_t > 10 and self._still >= 5
 
     def _rot_ok(self) -> bool:
-        from policies.scripted.geometry import rot_error
-
         return bool(np.linalg.norm(rot_error(self._r_goal, self.view.eef_mat(self.arm))) < 0.1)
