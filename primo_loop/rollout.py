@@ -146,23 +146,25 @@ def _row(step: int, info: dict[str, Any], env_reward: Any, shaped: Any, terminat
 
 
 def write_episode(rec: EpisodeRecord, out_dir: str | Path, index: int, *, horizon: int | None = None, title: str = "",
-                  fps: float = 10.0) -> dict[str, Path]:
-    """Write ``episode_NNN.jsonl`` and ``episode_NNN.mp4`` (annotated) for one episode.
+                  instruction: str = "", fps: float = 10.0) -> dict[str, Path]:
+    """Write ``episode_NNN.jsonl`` and ``episode_NNN.mp4`` (annotated: see :mod:`primo_loop.viz`) for one episode.
 
-    ``horizon`` sets the plot's x range (default: the episode's length, so the curves fill the strip).
+    ``horizon`` sets the plot's x range (default: the episode's length, so the curves fill the strip);
+    ``title`` and ``instruction`` head every frame.
     """
     from primo_loop.data.media import write_video
     from primo_loop.outputs import write_text_atomic
-    from primo_loop.viz import annotate_frames
+    from primo_loop.viz import annotate_frames, outcome_banners
 
     out_dir = Path(out_dir)
     stem = f"episode_{index:03d}"
     log_path = write_text_atomic(out_dir / f"{stem}.jsonl", "".join(json.dumps(r) + "\n" for r in rec.rows))
     steps, critic, fail = rec.critic_points
     end = rec.rows[-1] if rec.rows[-1]["reason"] else None
-    frames = annotate_frames(rec.frames, rec.frame_steps, horizon=horizon or rec.rows[-1]["step"], oracle=rec.oracle, critic_steps=steps,
-                             critic=critic, failure_prob=fail, title=title,
-                             end_step=end["step"] if end else None, end_reason=end["reason"] if end else None)
+    frames = annotate_frames(rec.frames, rec.frame_steps, horizon=horizon or rec.rows[-1]["step"], oracle=rec.oracle,
+                             critic_steps=steps, critic=critic, failure_prob=fail, title=title,
+                             instruction=instruction, banners=outcome_banners(rec.rows),
+                             end_step=end["step"] if end else None)
     video = write_video(out_dir / f"{stem}.mp4", np.stack(frames), fps=fps)
     return {"log": log_path, "video": video}
 

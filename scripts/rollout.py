@@ -154,7 +154,7 @@ def _roll_out(args: argparse.Namespace, task: str, robot: str, spec, trained, fa
             with tqdm(total=args.horizon, desc=f"episode {ep}", unit="step", leave=False, mininterval=1.0) as bar:
                 rec = run_episode(wrapped, policy, seed=seed, stop_after_success=stop, on_step=lambda _: bar.update())
             files = ({"log": None, "video": None} if args.no_video else
-                     write_episode(rec, out, ep, title=title,
+                     write_episode(rec, out, ep, title=title, instruction=wrapped.tracker.instruction,
                                    fps=max(1.0, 20 / config.frame_every)))
             if args.no_video:
                 files["log"] = write_text_atomic(out / f"episode_{ep:03d}.jsonl",

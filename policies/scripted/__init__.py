@@ -20,6 +20,11 @@ Failure injection (``failure=``), drawn from ``seed`` so episodes are reproducib
 * ``push_away``: lower a closed gripper beside the object and sweep it 0.35 m away.
 * ``freeze``: stop moving (zero arm motion) at a random step in steps 10-45.
 
+Door has phases of its own (grasp the lever from the front, turn it, pull the door round its hinge):
+:class:`~policies.scripted.door.DoorPolicy`, which ``ScriptedPolicy(env)`` builds for a Door env. Its failure
+modes are drop (let go while pulling), offset_grasp (close above or below the lever), close_early (close in
+front of it) and freeze.
+
 ``failure_injected_at`` is the env step at which the failure happened. ``replan()`` restarts from the
 approach wherever the robot is and disables injection for the rest of the episode, so a replan after a
 drop can succeed.
@@ -31,6 +36,7 @@ The package by concern: :mod:`~policies.scripted.policy` (the waypoint state mac
 """
 from __future__ import annotations
 
+from policies.scripted.door import DoorPolicy  # imported here so that ScriptedPolicy(env) finds it for Door
 from policies.scripted.evaluation import evaluate
 from policies.scripted.geometry import POS_SCALE, R_DOWN, ROT_SCALE, choose_yaw, rot_error, rot_z, wrap, yaw_of
 from policies.scripted.hands import (
@@ -48,6 +54,7 @@ from policies.scripted.hands import (
 from policies.scripted.plans import (
     HUMANOID_TASKS,
     PLANS,
+    DoorPlan,
     LiftPlan,
     PickPlaceCanPlan,
     StackPlan,
@@ -59,7 +66,8 @@ from policies.scripted.plans import (
 from policies.scripted.policy import FAILURE_MODES, ScriptedPolicy
 
 __all__ = [
-    "CLOSEDNESS", "CLOSE_LEVEL", "FAILURE_MODES", "GRASP_DZ", "HAND_OFFSET", "HUMANOID_TASKS", "OPEN_LEVEL", "PLANS",
+    "CLOSEDNESS", "CLOSE_LEVEL", "DoorPlan", "DoorPolicy", "FAILURE_MODES", "GRASP_DZ", "HAND_OFFSET",
+    "HUMANOID_TASKS", "OPEN_LEVEL", "PLANS",
     "POS_SCALE", "ROT_SCALE", "R_DOWN", "WIDE_OPEN_LEVEL", "LiftPlan", "PickPlaceCanPlan", "ScriptedPolicy",
     "StackPlan", "TaskPlan", "check_plan", "check_scripted", "choose_yaw", "evaluate", "grip_command",
     "gripper_is_open", "hand_offset", "open_level", "rot_error", "rot_z", "scripted_robots", "wrap", "yaw_of",

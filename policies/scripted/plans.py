@@ -105,7 +105,52 @@ class PickPlaceCanPlan(TaskPlan):
         return bool(np.all(xy > quarter_low + 0.035) and np.all(xy < quarter_high - 0.035))
 
 
-PLANS: dict[str, type[TaskPlan]] = {"Lift": LiftPlan, "Stack": StackPlan, "PickPlaceCan": PickPlaceCanPlan}
+class DoorPlan(TaskPlan):
+    """The door's lever, latch and hinge, from the simulator (the policy is :class:`policies.scripted.door.DoorPolicy`).
+
+    The gripper grasps the lever from the front (pointing into the door, fingers closing vertically across the
+    lever), turns it about the latch axis, then pulls it round the hinge axis.
+    """
+
+    yaw_period = None
+    front_distance = 0.10  # approach from this far in front of the lever
+
+    def __init__(self, env: Any):
+        super().__init__(env)
+        import mujoco
+
+        model = self.oracle.view.sim.model._model
+        door = env.rs_env.door
+        self._latch = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, door.naming_prefix + "latch_joint")
+        self._hinge = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, door.hinge_joint)
+
+    def _joint(self, jid: int) -> tuple[np.ndarray, np.ndarray]:
+        data = self.oracle.view.sim.data._data
+        return np.array(data.xanchor[jid]), np.array(data.xaxis[jid])
+
+    def latch_axis(self) -> tuple[np.ndarray, np.ndarray]:
+        """A point on the lever's turning axis and its direction (world), as the simulator has them now."""
+        return self._joint(self._latch)
+
+    def hinge_axis(self) -> tuple[np.ndarray, np.ndarray]:
+        """A point on the door's hinge axis and its direction (world)."""
+        return self._joint(self._hinge)
+
+    def into_door(self) -> np.ndarray:
+        """Unit horizontal direction from the lever into the door panel."""
+        n = self.latch_axis()[1].copy()
+        n[2] = 0.0
+        return n / max(float(np.linalg.norm(n)), 1e-9)
+
+    def grip_rotation(self) -> np.ndarray:
+        """Grip site orientation for the front grasp: approach axis into the door, gripper x pointing down."""
+        z = self.into_door()
+        x = np.array([0.0, 0.0, -1.0])
+        return np.stack([x, np.cross(z, x), z], axis=1)
+
+
+PLANS: dict[str, type[TaskPlan]] = {"Lift": LiftPlan, "Stack": StackPlan, "PickPlaceCan": PickPlaceCanPlan,
+                                    "Door": DoorPlan}
 
 
 def scripted_robots(task: str) -> tuple[str, ...]:

@@ -33,6 +33,18 @@ class ScriptedPolicy:
             as actions without rotation do (:class:`envs.actions.PositionActions`).
     """
 
+    _task_policies: dict[str, type[ScriptedPolicy]] = {}  # tasks with phases of their own (e.g. Door)
+
+    def __init_subclass__(cls, task: str | None = None, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        if task is not None:
+            ScriptedPolicy._task_policies[task] = cls
+
+    def __new__(cls, env: Any = None, *args: Any, **kwargs: Any):
+        if cls is ScriptedPolicy and env is not None:  # build the task's own subclass where it has one
+            cls = ScriptedPolicy._task_policies.get(getattr(getattr(env, "unwrapped", env), "task", None), cls)
+        return super().__new__(cls)
+
     def __init__(self, env: Any, failure: str | None = None, seed: int = 0, noise: float = 0.0,
                  rotate: bool = True):
         self.env = env.unwrapped

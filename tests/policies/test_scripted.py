@@ -166,3 +166,44 @@ def test_humanoid_lift_failure_modes_fail(mode):
 
     result = evaluate("Lift", "GR1ArmsOnly", episodes=3, failure=mode)
     assert result["success_rate"] == 0.0 and result["failure_flagged"] == 1.0, result
+
+
+# ----- Door: its own phases (turn the lever, pull the door) behind the same constructor ---------------------------
+@pytest.fixture(scope="module")
+def door():
+    env = envs.make_env("Door", "Panda")
+    yield env
+    env.close()
+
+
+def test_door_gets_its_own_policy_from_every_entry_point(door, lift):
+    import copy
+
+    from policies.scripted import DoorPolicy
+    from primo_loop.errors import UnsupportedError
+
+    assert type(ScriptedPolicy(door)) is DoorPolicy and type(make_policy("scripted", door)) is DoorPolicy
+    assert type(ScriptedPolicy(lift)) is ScriptedPolicy  # other tasks keep the shared machine
+    assert type(copy.deepcopy(ScriptedPolicy(lift, seed=3))) is ScriptedPolicy
+    with pytest.raises(UnsupportedError, match="push_away.*Door"):
+        ScriptedPolicy(door, failure="push_away")
+
+
+@pytest.mark.parametrize("mode", ["offset_grasp", "close_early"])
+def test_door_missed_grasps_fail(door, mode):
+    policy = ScriptedPolicy(door, failure=mode, seed=0)
+    progress, info = run(door, policy, seed=0)
+    p = door.privileged()
+    assert policy.failure_injected_at is not None and not info["is_success"]
+    assert p["failure_event"] == "the grasp missed the door handle" and progress.max() < 0.4
+    assert p["hinge_angle"] < 0.02  # the door never moved
+
+
+def test_door_axis_rotation():
+    from policies.scripted.door import axis_rotation
+
+    r = axis_rotation(np.array([0.3, -1.0, 0.2]), 0.7)
+    np.testing.assert_allclose(r @ r.T, np.eye(3), atol=1e-12)
+    np.testing.assert_allclose(r @ np.array([0.3, -1.0, 0.2]), [0.3, -1.0, 0.2], atol=1e-12)  # the axis stays
+    np.testing.assert_allclose(axis_rotation(np.array([0, 0, 1.0]), 0.4)[:2, :2],
+                               [[np.cos(0.4), -np.sin(0.4)], [np.sin(0.4), np.cos(0.4)]], atol=1e-12)
