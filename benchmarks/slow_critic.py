@@ -287,14 +287,14 @@ def main(argv: list[str] | None = None) -> int:
             for v in variants[k:] + variants[:k]:  # a new order each round
                 v.run(args.chunk)
             print(f"round {c + 1}/{rounds}: " + ", ".join(f"{v.steps / v.wall:.0f}" for v in variants), flush=True)
+        base = variants[0].wall / variants[0].steps
+        rows = [v.row(base) for v in variants]  # before shutdown: batches cut off by it are not the run's
     finally:
         for close in closers:
             close()
         for proc in servers:
             proc.terminate()
             proc.wait(timeout=30)
-    base = variants[0].wall / variants[0].steps
-    rows = [v.row(base) for v in variants]
     venv.close()
     command = ("python benchmarks/slow_critic.py " + shlex.join(sys.argv[1:] if argv is None else argv)).strip()
     text = write_results(args, rows, command, time.perf_counter() - started)
