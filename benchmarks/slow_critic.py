@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Env steps/s with a slow critic in the loop, synchronous against asynchronous, as ratios to no critic.
 
-    python benchmarks/slow_critic.py [--steps 160] [--chunk 40] [--delays 0.05 0.5 2] [--envs 8] [--every 10]
+    python benchmarks/slow_critic.py [--steps 240] [--chunk 40] [--delays 0.05 0.5 2] [--envs 8] [--every 10]
 
 One SB3 ``DummyVecEnv`` of ``--envs`` primo/Lift-v0 envs (``envs.make_env``, fast render profile, random actions)
 is stepped by every variant in turn: with no critic (the VecEnv alone), and for each batch latency in
@@ -249,7 +249,7 @@ def write_results(args, rows: list[dict], command: str, wall_s: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=160, help="VecEnv steps per variant")
+    p.add_argument("--steps", type=int, default=240, help="VecEnv steps per variant")
     p.add_argument("--chunk", type=int, default=40, help="VecEnv steps per turn (a multiple of --every)")
     p.add_argument("--delays", type=float, nargs="+", default=[0.05, 0.5, 2.0], help="seconds per critic batch")
     p.add_argument("--envs", type=int, default=8)
@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=84, help="critic frame size (px)")
     p.add_argument("--max-pending", type=int, default=64, help="asynchronous bound on queries out")
     p.add_argument("--max-batch", type=int, default=64, help="server batch and client concurrency")
-    p.add_argument("--batch-wait-ms", type=float, default=20.0, help="how long a served query waits for company")
+    p.add_argument("--batch-wait-ms", type=float, default=50.0, help="how long a served query waits for company")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(ROOT / "docs" / "results" / "slow_critic.md"))
     p.add_argument("--note", default="", help="a sentence for the report")
