@@ -73,9 +73,9 @@ class ConnectionPool:
         self._idle: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
 
-    def _take(self, timeout_s: float) -> tuple[http.client.HTTPConnection, bool]:
+    def _take(self, timeout_s: float, fresh: bool = False) -> tuple[http.client.HTTPConnection, bool]:
         with self._lock:
-            if self._idle:
+            if self._idle and not fresh:
                 conn = self._idle.pop()
                 if conn.sock is not None:
                     conn.sock.settimeout(timeout_s)
@@ -95,10 +95,11 @@ class ConnectionPool:
     def request(self, method: str, path: str, body: bytes | None, headers: dict[str, str],
                 timeout_s: float) -> tuple[int, str, bytes]:
         """One HTTP exchange; returns (status, content type, body). A kept-alive connection the server closed
-        meanwhile is replaced once, silently; other network errors propagate (``OSError``,
+        meanwhile is replaced once, silently, by a newly opened one (another idle connection may be stale too);
+        other network errors propagate (``OSError``,
         ``http.client.HTTPException``) for the caller's retry policy."""
         for fresh_try in (False, True):
-            conn, reused = self._take(timeout_s)
+            conn, reused = self._take(timeout_s, fresh=fresh_try)
             try:
                 conn.request(method, self.prefix + path, body=body, headers=headers)
                 resp = conn.getresponse()
