@@ -18,7 +18,7 @@ starts new episodes: a verdict still out when an asynchronous variant's turn end
 and is not in the delay distribution (counted as not applied), and its batch may finish during other variants'
 turns. DummyVecEnv, not SubprocVecEnv: on 2 shared cores eight worker processes per variant would add IPC and
 memory, not parallel speed, and the question here is how long the loop waits for its critic.
-Results go to docs/results/slow_critic.md (and .json) with the command; notes below ``NOTES_MARK`` are kept.
+Results go to docs/results/slow_critic.md (and .json) with the command; notes below its marker are kept.
 """
 from __future__ import annotations
 
@@ -40,10 +40,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.results_page import write_results_page  # noqa: E402
+
 from primo_loop.types import CriticQuery, CriticVerdict  # noqa: E402
 
 TARGET_RATIO = 0.8
-NOTES_MARK = "<!-- notes below are written by hand and kept when benchmarks/slow_critic.py rewrites this file -->"
 
 
 class DelayedCritic:
@@ -300,11 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     text = write_results(args, rows, command, time.perf_counter() - started)
     print(text)
     out = Path(args.out)
-    old = out.read_text() if out.is_file() else ""
-    if NOTES_MARK in old:  # hand-written notes survive a new run
-        text += "\n" + old[old.index(NOTES_MARK):]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
+    write_results_page(out, text, "slow_critic.py")  # hand-written notes under its marker survive a new run
     out.with_suffix(".json").write_text(json.dumps(
         {"command": command, "note": args.note, "envs": args.envs, "every": args.every, "steps": args.steps,
          "chunk": args.chunk, "size": args.size, "delays_s": args.delays, "target_ratio": TARGET_RATIO,

@@ -14,7 +14,7 @@ loop is mostly rendering. A second table gives milliseconds per frame for each r
 (``envs/render.py``) at several sizes, with two reference points: the default scene with shadows, reflections
 and skybox off but full meshes, and the collision geoms alone.
 Results are written to docs/results/throughput.md (and .json) with the command that produced them; notes in
-the markdown file below ``NOTES_MARK`` are kept.
+the markdown file below its marker are kept.
 """
 from __future__ import annotations
 
@@ -32,8 +32,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.results_page import write_results_page  # noqa: E402
+
 TARGET_EVERY, TARGET_RATIO = 10, 0.85
-NOTES_MARK = "<!-- notes below are written by hand and kept when benchmarks/throughput.py rewrites this file -->"
 
 
 class Variant:
@@ -200,11 +201,7 @@ def main() -> int:
     text = "\n".join(lines) + "\n"
     print(text)
     out = Path(args.out)
-    old = out.read_text() if out.is_file() else ""
-    if NOTES_MARK in old:  # hand-written notes survive a new run
-        text += "\n" + old[old.index(NOTES_MARK):]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
+    write_results_page(out, text, "throughput.py")  # hand-written notes under its marker survive a new run
     Path(args.out).with_suffix(".json").write_text(json.dumps(
         {"command": cmd, "note": args.note, "steps": args.steps, "chunk": args.chunk, "size": args.size,
          "rows": rows,
