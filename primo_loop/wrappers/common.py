@@ -160,3 +160,20 @@ def as_frame(frame: Any, source: str) -> Frame:
 def blank_frame(size: int = 8) -> Frame:
     """A black frame, for callers that skip rendering for a critic that declares ``needs_frames=False``."""
     return np.zeros((size, size, 3), dtype=np.uint8)
+
+
+class AsyncQueries:
+    """The part both wrappers share for asynchronous queries: ``self._async`` is their
+    :class:`~primo_loop.asynchronous.AsyncCritic`, or None in synchronous mode."""
+
+    _async: Any = None
+
+    def drain(self) -> list:
+        """Wait for every query on its way and return the corrections not yet reported (asynchronous mode;
+        synchronous: none). A termination they decide is reported by the next step."""
+        return self._async.drain() if self._async is not None else []
+
+    def close(self) -> None:
+        if self._async is not None:
+            self._async.close()
+        super().close()  # the wrapper base class (gymnasium.Wrapper or SB3's VecEnvWrapper)

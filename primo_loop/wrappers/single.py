@@ -18,9 +18,9 @@ import numpy as np
 from primo_loop.asynchronous import AsyncCritic, Runner
 from primo_loop.critics import Critic, resolve_critic
 from primo_loop.errors import ConfigError
-from primo_loop.ledger import RewardCorrection
 from primo_loop.tracker import EpisodeTracker, TrackerConfig
 from primo_loop.wrappers.common import (
+    AsyncQueries,
     CriticCaller,
     as_frame,
     merge_tracker_config,
@@ -42,7 +42,7 @@ def frame_source(env: gym.Env, render_fn: Callable[[], np.ndarray] | None = None
     return lambda: as_frame(env.render(), "env.render()")
 
 
-class CriticInTheLoop(gym.Wrapper, gym.utils.RecordConstructorArgs):
+class CriticInTheLoop(AsyncQueries, gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Query a critic every N steps; shape rewards with its progress; end episodes it judges failed.
 
     Args:
@@ -114,16 +114,6 @@ class CriticInTheLoop(gym.Wrapper, gym.utils.RecordConstructorArgs):
             self.tracker.apply(self._call([query])[0])
         else:
             self._async.ask(0, query)  # the verdict applies when it arrives
-
-    def drain(self) -> list[RewardCorrection]:
-        """Wait for every query on its way and return the corrections not yet reported (asynchronous mode;
-        synchronous: none). A termination they decide is reported by the next step."""
-        return self._async.drain() if self._async is not None else []
-
-    def close(self) -> None:
-        if self._async is not None:
-            self._async.close()
-        super().close()
 
     def step(self, action):
         obs, env_reward, terminated, truncated, info = self.env.step(action)

@@ -15,9 +15,9 @@ import numpy as np
 from primo_loop.asynchronous import AsyncCritic, Runner
 from primo_loop.critics import Critic, resolve_critic
 from primo_loop.errors import ConfigError
-from primo_loop.ledger import RewardCorrection
 from primo_loop.tracker import EpisodeTracker, TrackerConfig
 from primo_loop.wrappers.common import (
+    AsyncQueries,
     CriticCaller,
     as_frame,
     merge_tracker_config,
@@ -50,7 +50,7 @@ def _vec_base():
     return VecEnvWrapper
 
 
-class VecCriticInTheLoop(_vec_base()):  # type: ignore[misc]
+class VecCriticInTheLoop(AsyncQueries, _vec_base()):  # type: ignore[misc]
     """The critic in the loop over an SB3 VecEnv (DummyVecEnv or SubprocVecEnv).
 
     All queries due on a step, across all sub-envs, go to the critic in one ``assess`` call; the critic
@@ -133,16 +133,6 @@ class VecCriticInTheLoop(_vec_base()):  # type: ignore[misc]
             return
         for i, verdict in zip(indices, self._call(queries)):
             self.trackers[i].apply(verdict)
-
-    def drain(self) -> list[RewardCorrection]:
-        """Wait for every query on its way and return the corrections not yet reported (asynchronous mode;
-        synchronous: none). A termination they decide is reported by the next step."""
-        return self._async.drain() if self._async is not None else []
-
-    def close(self) -> None:
-        if self._async is not None:
-            self._async.close()
-        super().close()
 
     def reset(self):
         obs = self.venv.reset()
