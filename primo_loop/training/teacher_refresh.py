@@ -10,7 +10,8 @@ no privileged label reaches it except through the teacher's answers.
 it takes the labels that arrived, fine-tunes the (compact) student on them (:func:`fit_compact`: half of each batch
 from the fresh labels), and relabels the replay buffer with the refreshed student exactly as the privileged refresher
 does (its episodes, their frames and the buffer map are the parent's). Where the env reports privileged progress,
-the student's error against it is measured (``fresh_mae``, ``fit_mae``), never trained on.
+the student's error against it is measured (``fresh_mae``, ``fit_mae``; ``frozen_mae`` for the student as it
+started, on the same states), never trained on.
 
 Differences from :class:`~primo_loop.training.online.CriticRefresher`: ``min_episodes`` counts teacher labels
 (a refresh waits for that many), ``label_fraction`` does not apply (the teacher's share is the labelling budget),
@@ -160,8 +161,12 @@ class TeacherRefresher(CriticRefresher):
         if not hasattr(cascade, "take_labels"):
             raise ConfigError(f"Expected a cascade critic (primo_loop.critics.cascade) for teacher-labelled refresh, "
                               f"actually: {type(cascade).__name__}")
+        import copy
+
         super().__init__(cascade.student, tracker, config, buffer_size, n_envs)
         self.cascade = cascade
+        # the student as it started (never refreshed): its error on the same fresh states is the baseline
+        self.frozen = copy.deepcopy(cascade.student)
         self.samples: deque[Sample] = deque(maxlen=max_labels)
 
     @property
@@ -218,6 +223,7 @@ class TeacherRefresher(CriticRefresher):
         fresh_eps = [e for e in ids if self.episodes[e].fresh]
         gap_before = student_errors(self.critic, new)
         priv_before = self.errors(fresh_eps)
+        priv_frozen = self.frozen_errors(fresh_eps)
         loss = self.fit(fresh_idx) if samples else math.nan
         gap_after = student_errors(self.critic, new)
         phis = self.potentials(ids) if ids else {}
@@ -230,13 +236,22 @@ class TeacherRefresher(CriticRefresher):
                  "labels_lost": int(self.cascade.labels_lost), "episodes": len(ids), "fresh_episodes": len(fresh_eps),
                  "teacher_mae_before": _nanmean(np.abs(gap_before)), "teacher_mae_after": _nanmean(np.abs(gap_after)),
                  "fresh_mae": _nanmean(np.abs(priv_before)), "fresh_bias": _nanmean(priv_before),
-                 "fit_mae": _nanmean(np.abs(priv_after)), "loss": loss, "relabelled": changed,
+                 "fit_mae": _nanmean(np.abs(priv_after)), "frozen_mae": _nanmean(np.abs(priv_frozen)),
+                 "loss": loss, "relabelled": changed,
                  "seconds": round(time.time() - t0, 2)}
         self.history.append(stats)
         logger.info("teacher refresh %d: %d labels (%d fresh), student-teacher MAE %.3f -> %.3f, %d transitions "
                     "relabelled, %.1f s", self.refreshes, len(samples), len(new), stats["teacher_mae_before"],
                     stats["teacher_mae_after"], changed, stats["seconds"])
         return stats
+
+    def frozen_errors(self, episode_ids: list[int]) -> np.ndarray:
+        """The never-refreshed student's error against privileged progress at the same queries as :meth:`errors`."""
+        live, self.critic = self.critic, self.frozen
+        try:
+            return self.errors(episode_ids)
+        finally:
+            self.critic = live
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "teacher_samples": list(self.samples)}

@@ -90,6 +90,10 @@ def test_a_student_refreshed_from_a_teacher_moves_toward_it_and_the_buffer_follo
     assert second["teacher_mae_before"] < first["teacher_mae_before"]  # new states are read closer to the teacher
     # measured against the privileged progress the env reports (never trained on): present, finite
     assert np.isfinite(first["fresh_mae"]) and first["labels"] < second["labels"] == len(refresher.samples)
+    # the frozen student is the one the run started from, scored on the same states: equal before any refresh,
+    # apart once the student has been refreshed
+    assert first["frozen_mae"] == pytest.approx(first["fresh_mae"])
+    assert np.isfinite(second["frozen_mae"]) and abs(second["frozen_mae"] - second["fresh_mae"]) > 1e-4
     # the held-out check: queries the teacher labelled after the last refresh
     cascade.drain()
     later = refresher.take()
