@@ -118,12 +118,18 @@ def check_types(target: Any, kind: str, options: dict) -> dict:
     ... except ConfigError as exc:
     ...     print(exc)
     Expected critic option `noise_std` to be a number (float), actually: 'abc' (str)
+    >>> def g(folders: list[str] = ()): ...
+    >>> check_types(g, "refresh option", {"folders": "data/lift"})
+    {'folders': ['data/lift']}
     """
     hints = _type_hints(target)
     out = dict(options)
     for key, value in options.items():
         hint = hints.get(key)
         if hint is None or _matches(value, hint):
+            continue
+        if isinstance(value, str) and _is_string_list(hint):  # one path where a list of paths is expected
+            out[key] = [value]
             continue
         if isinstance(value, (int, float, bool)) and _matches("x", hint):
             out[key] = json.dumps(value) if isinstance(value, bool) else str(value)
@@ -173,6 +179,14 @@ def _matches(value: Any, hint: Any) -> bool:
     if isinstance(base, type) and base.__module__ in ("os", "pathlib"):  # os.PathLike, Path: or a path string
         return isinstance(value, (str, os.PathLike))
     return True  # a type we do not check (a config object, a callable)
+
+
+def _is_string_list(hint: Any) -> bool:
+    import typing
+
+    base = typing.get_origin(hint)
+    return (base in (list, tuple) or getattr(base, "__name__", "") == "Sequence") and \
+        [a for a in typing.get_args(hint) if a is not Ellipsis] == [str]
 
 
 def _describe(hint: Any) -> str:

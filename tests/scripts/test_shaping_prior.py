@@ -209,3 +209,19 @@ def test_a_refresh_variant_borrows_sparse_and_dense_and_plots_the_oracle_bias(tm
     with pytest.raises(Exception, match="refresh-every 0 there, 500 here"):
         shaping.main(["--rewards", "critic", "--seeds", "0", "--runs", str(tmp_path / "none"), "--results",
                       str(tmp_path / "x"), "--prior", str(prior), "--refresh-every", "500", "--report-only"])
+
+
+def test_the_committed_commands_of_the_rehearsal_experiment_still_build_their_configs(shaping):
+    """Experiment 15's command, as committed in its report, parses and builds each reward's agent config; its
+    ``rehearsal_data=data/rehearsal_lift`` (one folder where a list is expected) is a one-folder list."""
+    import shlex
+    from pathlib import Path
+
+    from benchmarks.shaping_options import training_config_kwargs
+
+    md = (Path(__file__).resolve().parents[2] / "docs/results/scratch_rehearse/shaping.md").read_text()
+    line = next(x for x in md.splitlines() if x.startswith("python benchmarks/shaping.py"))
+    args = shaping.build_parser().parse_args(shlex.split(line)[2:])
+    kwargs = training_config_kwargs(args, "critic")
+    assert kwargs["refresh"].rehearsal_data == ["data/rehearsal_lift"] and kwargs["refresh"].every == 10000
+    assert kwargs["tracker"].terminate is False and kwargs["algo_kwargs"] == {"n_steps": 5, "ent_coef": 0.05}
