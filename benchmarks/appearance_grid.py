@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """One scene under the nominal look, three training looks and three held-out looks, at 64 and 128 px.
 
-    python benchmarks/appearance_grid.py [--out docs/results/appearance.png] [--seed 0] [--looks 1 2 3]
+    python benchmarks/appearance_grid.py [--out docs/results/appearance.png] [--seed 0] [--looks 4 5 6]
 
 The scene is a Lift/Panda state of a scripted episode (the gripper closing on the cube, step ``--step``); every
 column shows that same physical state, drawn after a reset with appearance ``"train"`` or ``"heldout"`` and the
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(ROOT / "docs" / "results" / "appearance.png"))
     p.add_argument("--seed", type=int, default=0, help="seed of the scripted episode whose state is shown")
     p.add_argument("--step", type=int, default=30, help="step of that episode shown")
-    p.add_argument("--looks", type=int, nargs="+", default=[1, 2, 3], help="look seeds of each split")
+    p.add_argument("--looks", type=int, nargs="+", default=[4, 5, 6], help="look seeds of each split")
     args = p.parse_args(argv)
     print(picture(Path(args.out), args.seed, args.step, args.looks))
     return 0
