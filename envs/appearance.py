@@ -204,7 +204,9 @@ class SceneLook:
         m = self.model
         names = [mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_GEOM, i) or "" for i in range(m.ngeom)]
         visual = [i for i in range(m.ngeom) if m.geom_group[i] == 1]
-        self.table_geoms = [i for i in visual if "table" in names[i] or names[i].startswith("bin")]
+        bodies = [mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_BODY, m.geom_bodyid[i]) or "" for i in range(m.ngeom)]
+        self.table_geoms = [i for i in visual if "table" in names[i] or "table" in bodies[i]  # bins' geoms are unnamed
+                            or bodies[i].startswith("bin")]
         self.object_geoms: list[list[tuple[int, bool]]] = []  # per object: (geom id, is a handle or latch)
         for obj in getattr(rs_env.model, "mujoco_objects", []):
             ids = [mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, g) for g in obj.visual_geoms]

@@ -139,3 +139,26 @@ def test_hard_reset_rebinds_and_keeps_looks_seeded():
         assert np.array_equal(a, env.render_frame()) and env.look == sample_look(2, "heldout")
     finally:
         env.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["Stack", "PickPlaceCan", "Door"])
+def test_every_task_shows_a_look(task):
+    """The table (the bins of PickPlaceCan, whose geoms are unnamed) and every object take the look's colours:
+    a large share of the picture changes, and the state does not."""
+    import envs
+
+    frames, states = [], []
+    for appearance in (None, "train"):
+        env = envs.make_env(task, "Panda", image_size=48, appearance=appearance)
+        try:
+            env.reset(seed=2)
+            frames.append(env.render_frame().astype(int))
+            states.append(env.rs_env.sim.get_state().flatten())
+            if appearance:
+                assert env._scene_look.table_geoms and all(env._scene_look.object_geoms)
+        finally:
+            env.close()
+    changed = float((np.abs(frames[0] - frames[1]).max(axis=2) > 20).mean())
+    assert changed > 0.3, changed
+    assert np.array_equal(states[0], states[1])
