@@ -3,7 +3,7 @@ drawn from the episode's seed, in a training split and a held-out split that sha
 
     look = sample_look(seed=12, split="train")           # pure: no simulator needed
     scene = SceneLook(rs_env)                            # binds a live robosuite env; keeps its nominal look
-    scene.apply(look)                                    # after every robosuite reset (and after a hard reset's rebuild)
+    scene.apply(look)                                    # after every robosuite reset (rebind after a hard reset)
     frame = add_noise(frame, look.noise_std, rng)        # per frame, from a generator seeded per episode
 
 What a look changes (only what is drawn: physics, object sizes and poses, and the oracle never see it):
