@@ -277,8 +277,9 @@ def check_resume(root: str | os.PathLike, plan: Sequence[EpisodeSpec], cfg: Coll
 
     Raises:
         DatasetError: an existing episode's failure mode, noise, or a recording setting (frame size, stride,
-            horizon, camera, render size and profile, appearance, policy, stopping rule) differs from the plan (a
-            different seed, failure rate or option with the same ``--out``); the message names each setting that differs.
+            horizon, camera, render size and profile, appearance, policy, stopping rule) differs from the plan
+            (a different seed, failure rate or option with the same ``--out``); the message names each setting
+            that differs.
     """
     done = set(list_episode_ids(root))
     by_id = {s.episode_id: s for s in plan}
