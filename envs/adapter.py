@@ -5,7 +5,8 @@ Observations: ``"state"`` is a float32 vector (robosuite's ``object-state`` + ``
 ``"pixels"`` a uint8 [H, W, 3] upright RGB frame of ``camera``, ``"both"`` a Dict of the two. Frames are
 rendered only when asked for (``render_frame``) or when the observation needs them, under the env's
 ``render_profile`` (``envs/render.py``: ``"fast"``, the default, or ``"default"``, MuJoCo's full scene as
-robosuite draws it).
+robosuite draws it). With ``appearance="train"`` or ``"heldout"`` every reset shows a look drawn from the reset
+seed (``envs/appearance.py``: colours, light, camera pose) and every frame carries that look's pixel noise.
 
 ``info`` at reset and after every step holds ``is_success``, ``oracle/progress``, ``oracle/failed`` and
 ``oracle/stage``; ``privileged()`` returns the full oracle state (see ``envs/tasks/base.py``).
@@ -19,6 +20,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from envs.appearance import Look, SceneLook, add_noise, check_appearance, noise_rng, sample_look
 from envs.render import RenderProfile, SceneRenderer, get_profile
 from envs.robots import GRIPPERS, ROBOTS, controller_config, fix_model
 from envs.tasks import SPECS, SimView, TaskSpec
@@ -69,6 +71,9 @@ class RobosuiteEnv(gym.Env):
             reflections, skybox and multisampling off and draws simplified meshes, ~8x cheaper on a CPU (the
             shipped compact critic reads it as well as the full scene: docs/results/throughput.md);
             ``"default"`` is MuJoCo's full scene as robosuite draws it; a ``RenderProfile`` gives a custom one.
+        appearance: None (or ``"nominal"``): robosuite's look; ``"train"`` / ``"heldout"``: at each reset a look
+            drawn from that split (``envs/appearance.py``) from the reset seed (from ``np_random`` without one),
+            kept in ``look``; frames get its pixel noise, seeded per episode. Physics and the oracle never see it.
         **robosuite_kwargs: passed to ``robosuite.make`` (e.g. ``initialization_noise``).
     """
 
@@ -77,7 +82,7 @@ class RobosuiteEnv(gym.Env):
     def __init__(self, task: str, robot: str = "Panda", *, camera: str = "agentview", image_size: int = 128,
                  horizon: int | None = None, obs_mode: str = "state", hard_reset: bool = False, control_freq: int = 20,
                  reward_shaping: bool = False, terminate_on_success: bool = False, render_mode: str | None = None,
-                 render_profile: str | RenderProfile = "fast", **robosuite_kwargs: Any):
+                 render_profile: str | RenderProfile = "fast", appearance: str | None = None, **robosuite_kwargs: Any):
         task = check_choice("task", task, SPECS)
         robot = check_choice("robot", robot, ROBOTS)
         spec: TaskSpec = SPECS[task]
@@ -85,6 +90,8 @@ class RobosuiteEnv(gym.Env):
         obs_mode = check_choice("obs_mode", obs_mode, OBS_MODES)
         self._profile = get_profile(render_profile)
         self.render_profile = self._profile.name
+        self.appearance = check_appearance(appearance)
+        self.look: Look | None = None
         horizon = spec.horizon if horizon is None else horizon
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ConfigError(f"Expected `render_mode` in {self.metadata['render_modes']} or None, "
@@ -144,6 +151,7 @@ class RobosuiteEnv(gym.Env):
         self.raw_obs = self.rs_env.reset()
         if self.rs_env.hard_reset:
             self._bind_sim()  # the model (and its ids) was rebuilt
+        self._new_look(seed)
         self.step_count = 0
         self.last_action = None
         self.oracle.reset()
@@ -194,7 +202,8 @@ class RobosuiteEnv(gym.Env):
             rs = self.rs_env
             groups = (int(bool(rs.render_collision_mesh)), int(bool(rs.render_visual_mesh)), 1, 0, 0, 0)
             renderer = self._renderers[prof] = SceneRenderer(rs.sim.model._model, rs.sim.data._data, prof, groups)
-        return renderer.render(cam, size)
+        frame = renderer.render(cam, size)
+        return frame if self.look is None else add_noise(frame, self.look.noise_std, self._noise)
 
     def privileged(self) -> dict[str, Any]:
         """Oracle state from the simulator: progress, failed, failure_event, stage, success, events, ..."""
@@ -212,6 +221,15 @@ class RobosuiteEnv(gym.Env):
         self.sim_view = SimView(self.rs_env)
         self.oracle = self.spec_task.oracle(self.sim_view, self.spec_task, self.robot)
         self.oracle.reset()
+        self._scene_look = None if self.appearance == "nominal" else SceneLook(self.rs_env)
+
+    def _new_look(self, seed: int | None) -> None:
+        if self._scene_look is None:
+            return
+        look_seed = int(self.np_random.integers(2**31)) if seed is None else int(seed)
+        self.look = sample_look(look_seed, self.appearance)
+        self._noise = noise_rng(look_seed)
+        self._scene_look.apply(self.look)
 
     def _reseed(self, seed: int) -> None:
         # robosuite samples object placements and initial joint noise from env.rng (shared with samplers)

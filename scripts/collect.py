@@ -26,6 +26,7 @@ from primo_loop.cli import run, writable_dir  # noqa: E402
 
 def build_parser() -> argparse.ArgumentParser:
     from primo_loop.data.collect import CollectConfig
+    from primo_loop.data.provenance import APPEARANCES
 
     d = CollectConfig()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -56,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--camera", default=d.camera)
     p.add_argument("--render-profile", default=d.render_profile, choices=("fast", "default"),
                    help="how frames are drawn (envs/render.py): fast (the default) or MuJoCo's full scene")
+    p.add_argument("--appearance", default=d.appearance, choices=APPEARANCES,
+                   help="nominal (robosuite's look), or a look per episode drawn from its seed: train, or heldout "
+                        "(colours, light and camera never drawn for train; envs/appearance.py)")
     p.add_argument("--policy", default=d.policy,
                    help="scripted | random | RUN_FOLDER of scripts/train_agent.py (the trained agent, with the "
                         "episode's action noise); random and trained agents inject no failures")
@@ -105,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
                         horizon=args.horizon,
                         post_success_steps=None if args.post_success_steps < 0 else args.post_success_steps,
                         post_failure_steps=None if args.post_failure_steps < 0 else args.post_failure_steps,
-                        camera=args.camera, render_profile=args.render_profile, policy=args.policy,
+                        camera=args.camera, render_profile=args.render_profile, appearance=args.appearance,
+                        policy=args.policy,
                         policy_steps=args.policy_steps, synthetic=args.synthetic, step_delay=args.step_delay)
     if spec is not None and not spec.injects_failures and args.failure_rate > 0:
         raise ConfigError(f"--policy {args.policy} injects no failures: pass --failure-rate 0")

@@ -43,6 +43,8 @@ from primo_loop.data.dataset import (
     write_episode,
     write_index,
 )
+from primo_loop.data.provenance import appearance_meta, check_appearance
+from primo_loop.data.provenance import versions as _versions
 from primo_loop.errors import ConfigError, DatasetError
 from primo_loop.executors import RayOptions, check_shared_folder, run_pool, run_ray
 
@@ -74,6 +76,7 @@ class CollectConfig:
         post_success_steps: stop this many steps after the first success (None: run to the horizon).
         post_failure_steps: stop this many steps after the failure event (None: run to the horizon).
         camera: the env camera; render_profile: the env's render profile ("fast" or "default", envs/render.py).
+        appearance: "nominal", or a look per episode from its seed, "train" or "heldout" (envs/appearance.py).
         policy: "scripted" (waypoints with failure injection), "random" (uniform random actions, e.g. for
             task/robot pairs without a scripted policy), or a run folder of ``scripts/train_agent.py`` (the
             trained agent, with each episode's action noise; the states an RL agent visits, labelled from
@@ -91,6 +94,7 @@ class CollectConfig:
     post_failure_steps: int | None = 50
     camera: str = "agentview"
     render_profile: str = "fast"
+    appearance: str = "nominal"
     policy: str = "scripted"
     policy_steps: int | None = None
     synthetic: bool = False
@@ -102,6 +106,7 @@ class CollectConfig:
                 raise ConfigError(f"Expected `{name}` >= 1, actually: {getattr(self, name)}")
         if self.synthetic and self.policy != "scripted":
             raise ConfigError(f"Expected policy='scripted' in the synthetic scene, actually: {self.policy!r}")
+        self.appearance = check_appearance(self.appearance, self.synthetic)
 
     @property
     def policy_label(self) -> str:
@@ -240,33 +245,12 @@ def rollout(spec: EpisodeSpec, cfg: CollectConfig, env: Any | None = None, make_
         "horizon": cfg.horizon, "render_size": cfg.render_size, "render_profile": cfg.render_profile,
         "post_success_steps": cfg.post_success_steps,
         "post_failure_steps": cfg.post_failure_steps, "collect_s": round(time.perf_counter() - t0, 3),
-        "renders": n_render, "versions": versions,
+        "renders": n_render, "versions": versions, **appearance_meta(env, cfg.appearance),
     }
     model = getattr(policy, "path", None)  # a trained agent's checkpoint file
     if model is not None:
         meta["policy_model"] = str(model)
     return rec.finish(spec.episode_id, meta)
-
-
-_VERSIONS: dict[str, Any] | None = None
-
-
-def _versions(synthetic: bool) -> dict[str, Any]:
-    global _VERSIONS
-    if _VERSIONS is None:
-        import primo_loop
-
-        v = {"primo_loop": primo_loop.__version__, "numpy": np.__version__, "format": 1}
-        if not synthetic:
-            try:
-                import mujoco
-                import robosuite
-
-                v.update(robosuite=robosuite.__version__, mujoco=mujoco.__version__)
-            except ImportError:
-                pass
-        _VERSIONS = v
-    return _VERSIONS
 
 
 def _collect_one(root: str, spec: EpisodeSpec) -> dict[str, Any]:
@@ -293,8 +277,9 @@ def check_resume(root: str | os.PathLike, plan: Sequence[EpisodeSpec], cfg: Coll
 
     Raises:
         DatasetError: an existing episode's failure mode, noise, or a recording setting (frame size, stride,
-            horizon, camera, render size and profile, policy, stopping rule) differs from the plan (a different seed, failure
-            rate or option with the same ``--out``); the message names each setting that differs.
+            horizon, camera, render size and profile, appearance, policy, stopping rule) differs from the plan
+            (a different seed, failure rate or option with the same ``--out``); the message names each setting
+            that differs.
     """
     done = set(list_episode_ids(root))
     by_id = {s.episode_id: s for s in plan}
@@ -304,6 +289,7 @@ def check_resume(root: str | os.PathLike, plan: Sequence[EpisodeSpec], cfg: Coll
         planned = {"failure": s.failure, "noise": s.noise, "image_size": cfg.image_size,
                    "frame_every": cfg.frame_every, "horizon": cfg.horizon, "camera": cfg.camera,
                    "render_size": cfg.render_size, "render_profile": cfg.render_profile, "policy": cfg.policy_label,
+                   "appearance": cfg.appearance,
                    "post_success_steps": cfg.post_success_steps, "post_failure_steps": cfg.post_failure_steps}
         # a setting an older dataset did not record counts as unchanged
         diffs = [f"{k}: on disk {m[k]!r}, now {v!r}" for k, v in planned.items() if k in m and m[k] != v]

@@ -1,0 +1,71 @@
+"""What a collected episode's meta records about how it was made, beyond the collection settings: the library
+versions, and the appearance the scene was shown in (its name and the episode's drawn look).
+
+The library knows no simulator: a look is whatever the env reports. An env built for an appearance other than
+``"nominal"`` exposes ``appearance`` (the name) and ``look`` (an object with ``to_dict()``, set at each reset);
+``envs.adapter.RobosuiteEnv`` does (``envs/appearance.py``).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from primo_loop.errors import ConfigError, check_choice
+
+#: Collection appearances: robosuite's own look, or a look per episode from the training or the held-out split.
+APPEARANCES: tuple[str, ...] = ("nominal", "train", "heldout")
+
+
+def check_appearance(appearance: str | None, synthetic: bool = False) -> str:
+    """``appearance`` checked (None: "nominal"); the synthetic scene has only the nominal look.
+
+    Raises:
+        UnknownNameError: not one of ``APPEARANCES`` (lists them and the closest).
+        ConfigError: a randomised appearance asked of the synthetic scene.
+    """
+    if appearance is None:
+        return "nominal"
+    if not isinstance(appearance, str):
+        raise ConfigError(f"Expected `appearance` to be one of {list(APPEARANCES)} or None, actually: {appearance!r}")
+    appearance = check_choice("appearance", appearance, APPEARANCES)
+    if synthetic and appearance != "nominal":
+        raise ConfigError(f"Expected appearance 'nominal' in the synthetic scene (it has no looks), actually: "
+                          f"{appearance!r}; collect from robosuite, or drop the appearance")
+    return appearance
+
+
+def appearance_meta(env: Any, appearance: str) -> dict[str, Any]:
+    """``{"appearance": ..., "look": ...}`` for an episode just rolled out in ``env``, collected for ``appearance``.
+
+    Raises:
+        ConfigError: the env shows another appearance than the one asked for (an env factory that ignored it).
+    """
+    shown = getattr(env, "appearance", None) or "nominal"
+    if shown != appearance:
+        raise ConfigError(f"Expected the env to show appearance {appearance!r}, actually: {shown!r}; the env "
+                          f"factory must pass CollectConfig.appearance to the env (policies.specs.collect_env does)")
+    look = getattr(env, "look", None)
+    return {"appearance": appearance, "look": None if look is None else look.to_dict()}
+
+
+_VERSIONS: dict[str, Any] | None = None
+
+
+def versions(synthetic: bool) -> dict[str, Any]:
+    """The versions recorded in each episode's meta (robosuite and mujoco too unless ``synthetic``)."""
+    global _VERSIONS
+    if _VERSIONS is None:
+        import primo_loop
+
+        v = {"primo_loop": primo_loop.__version__, "numpy": np.__version__, "format": 1}
+        if not synthetic:
+            try:
+                import mujoco
+                import robosuite
+
+                v.update(robosuite=robosuite.__version__, mujoco=mujoco.__version__)
+            except ImportError:
+                pass
+        _VERSIONS = v
+    return _VERSIONS
