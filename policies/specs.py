@@ -119,7 +119,8 @@ def collect_env(task: str, robot: str, cfg: Any) -> Any:
     import envs
 
     return envs.make_env(task, robot, camera=cfg.camera, image_size=cfg.render_size, horizon=cfg.horizon,
-                         obs_mode="state", hard_reset=False, render_profile=cfg.render_profile)
+                         obs_mode="state", hard_reset=False, render_profile=cfg.render_profile,
+                         **({"cameras": tuple(cfg.cameras)} if getattr(cfg, "cameras", ()) else {}))
 
 
 def collect_policy(env: Any, episode: Any, cfg: Any) -> Any:
