@@ -284,7 +284,8 @@ def check_resume(root: str | os.PathLike, plan: Sequence[EpisodeSpec], cfg: Coll
 
     Raises:
         DatasetError: an existing episode's failure mode, noise, or a recording setting (frame size, stride,
-            horizon, camera(s), render size and profile, policy, stopping rule) differs from the plan (a different seed, failure
+            horizon, camera(s),
+            render size and profile, policy, stopping rule) differs from the plan (a different seed, failure
             rate or option with the same ``--out``); the message names each setting that differs.
     """
     done = set(list_episode_ids(root))
