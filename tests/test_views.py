@@ -99,3 +99,17 @@ def test_wrappers_put_the_env_cameras_into_every_query():
     venv = VecCriticInTheLoop(DummyVecEnv([TwoCameraEnv, TwoCameraEnv]), vec_critic, critic_every=2)
     venv.reset()
     assert len(vec_critic.queries) == 2 and all(q.views == TWO for q in vec_critic.queries)
+
+
+def test_rollout_videos_draw_a_tiled_frame_wider():
+    from primo_loop.viz import annotate_frames, layout_for
+
+    frames = _tiled(2, 32)  # [32, 64]: black view left, grey view right
+    out = annotate_frames(list(frames), [0, 10], horizon=20, oracle=[0.0] * 21, critic_steps=[0, 10],
+                          critic=[0.0, 0.5], instruction="lift the block")
+    lay = layout_for(64)
+    assert out[0].shape[1] == lay.width == 64 * lay.scale
+    # the tiled picture spans the canvas at one scale: rows of the black view then the grey one, half and half
+    half = lay.width // 2
+    rows = [r for r in out[0] if (r[:half] == 0).all() and (r[half:] == 200).all()]
+    assert len(rows) == 32 * lay.scale

@@ -297,8 +297,11 @@ def check_resume(root: str | os.PathLike, plan: Sequence[EpisodeSpec], cfg: Coll
                    "frame_every": cfg.frame_every, "horizon": cfg.horizon, "camera": cfg.views[0],
                    "render_size": cfg.render_size, "render_profile": cfg.render_profile, "policy": cfg.policy_label,
                    "post_success_steps": cfg.post_success_steps, "post_failure_steps": cfg.post_failure_steps}
-        # a setting an older dataset did not record counts as unchanged; it had one view, of its camera
-        planned["views"], m = list(cfg.views), {"views": [m.get("camera")], **m}
+        # a setting an older dataset did not record counts as unchanged; it had one view, of its camera (one view
+        # on both sides: `camera` says it all)
+        disk_views = m.get("views") or [m.get("camera")]
+        if max(len(disk_views), len(cfg.views)) > 1:
+            planned["views"], m = list(cfg.views), {**m, "views": disk_views}
         diffs = [f"{k}: on disk {m[k]!r}, now {v!r}" for k, v in planned.items() if k in m and m[k] != v]
         if diffs:
             raise DatasetError(f"{root} already holds episode {eid} collected differently ({'; '.join(diffs)}); "
