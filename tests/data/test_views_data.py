@@ -107,3 +107,21 @@ def test_training_refuses_folders_of_different_views(two_view, tmp_path):
     collect(_plan(2), one, _cfg(cameras=()), workers=0)
     with pytest.raises(DatasetError, match=r"same views.*\['front', 'side'\] in .*one view in"):
         load_episodes([str(two_view), str(one)], 16)
+
+
+def test_collect_script_takes_cameras(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    out = tmp_path / "cli"
+    cmd = [sys.executable, str(root / "scripts" / "collect.py"), "--synthetic", "--env", "SynthLift", "--robot",
+           "SynthBot", "--episodes", "2", "--workers", "0", "--out", str(out), "--no-progress", "--horizon", "20",
+           "--image-size", "16", "--render-size", "32", "--cameras", "front", "side"]
+    res = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)},
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    ds = EpisodeDataset(out)
+    assert ds.views == TWO and ds.load(ds.ids[0]).frames.shape[1:] == (16, 32, 3)
