@@ -14,6 +14,7 @@ seed (``envs/appearance.py``: colours, light, camera pose) and every frame carri
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -25,6 +26,7 @@ from envs.render import RenderProfile, SceneRenderer, get_profile
 from envs.robots import GRIPPERS, ROBOTS, controller_config, fix_model
 from envs.tasks import SPECS, SimView, TaskSpec
 from primo_loop.errors import ConfigError, check_choice
+from primo_loop.views import normalize_views, tile_views
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +60,10 @@ class RobosuiteEnv(gym.Env):
         task: a name from ``envs.TASKS``.
         robot: a name from ``envs.supported_robots(task)``.
         camera: camera for pixel observations and ``render_frame``.
+        cameras: several cameras (e.g. ``("agentview", "robot0_eye_in_hand")``): ``render_frame()`` tiles their
+            views left to right, each a square of ``image_size`` (a frame of ``[S, len(cameras) * S, 3]``;
+            :mod:`primo_loop.views`), all under the env's render profile; the critic wrappers read the names from
+            ``env.cameras``. Default: ``(camera,)``.
         image_size: side of the square frames, in pixels.
         horizon: steps until ``truncated=True`` (never ``terminated``); None = the task's default
             (``envs.task_spec(task).horizon``: Lift 200, Stack 250, PickPlaceCan 300).
@@ -79,7 +85,8 @@ class RobosuiteEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
 
-    def __init__(self, task: str, robot: str = "Panda", *, camera: str = "agentview", image_size: int = 128,
+    def __init__(self, task: str, robot: str = "Panda", *, camera: str = "agentview",
+                 cameras: Sequence[str] | None = None, image_size: int = 128,
                  horizon: int | None = None, obs_mode: str = "state", hard_reset: bool = False, control_freq: int = 20,
                  reward_shaping: bool = False, terminate_on_success: bool = False, render_mode: str | None = None,
                  render_profile: str | RenderProfile = "fast", appearance: str | None = None, **robosuite_kwargs: Any):
@@ -123,7 +130,10 @@ class RobosuiteEnv(gym.Env):
 
         self.spec_task = spec
         self.task, self.robot = task, robot
-        self.camera = check_choice("camera", camera, self.rs_env.sim.model.camera_names)
+        names = self.rs_env.sim.model.camera_names
+        self.cameras: tuple[str, ...] = tuple(check_choice("camera", c, names)
+                                              for c in normalize_views(cameras or (camera,), "cameras"))
+        self.camera = self.cameras[0]
         self.image_size, self.horizon, self.obs_mode = int(image_size), int(horizon), obs_mode
         self.terminate_on_success = bool(terminate_on_success)
         self.render_mode = render_mode
@@ -137,7 +147,8 @@ class RobosuiteEnv(gym.Env):
 
         state_dim = self._state(self.raw_obs).shape[0]
         state_space = spaces.Box(-np.inf, np.inf, shape=(state_dim,), dtype=np.float32)
-        pixel_space = spaces.Box(0, 255, shape=(self.image_size, self.image_size, 3), dtype=np.uint8)
+        width = self.image_size * len(self.cameras)
+        pixel_space = spaces.Box(0, 255, shape=(self.image_size, width, 3), dtype=np.uint8)
         self.observation_space = {"state": state_space, "pixels": pixel_space,
                                   "both": spaces.Dict({"state": state_space, "pixels": pixel_space})}[obs_mode]
         lo, hi = self.rs_env.action_spec
@@ -192,10 +203,12 @@ class RobosuiteEnv(gym.Env):
 
     def render_frame(self, camera: str | None = None, size: int | None = None,
                      profile: str | RenderProfile | None = None) -> np.ndarray:
-        """An upright RGB frame, uint8 [size, size, 3], of ``camera`` (default: the env's camera) drawn under
-        render ``profile`` (default: the env's ``render_profile``)."""
-        cam = self.camera if camera is None else check_choice("camera", camera, self.rs_env.sim.model.camera_names)
+        """An upright RGB frame, uint8 [size, size, 3], of ``camera`` drawn under render ``profile`` (default: the
+        env's ``render_profile``); without ``camera``, the env's ``cameras`` tiled left to right, [size, V*size, 3]."""
         size = self.image_size if size is None else int(size)
+        if camera is None and len(self.cameras) > 1:
+            return tile_views([self.render_frame(c, size, profile) for c in self.cameras])
+        cam = self.camera if camera is None else check_choice("camera", camera, self.rs_env.sim.model.camera_names)
         prof = self._profile if profile is None else get_profile(profile)
         renderer = self._renderers.get(prof)
         if renderer is None:

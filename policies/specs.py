@@ -120,7 +120,8 @@ def collect_env(task: str, robot: str, cfg: Any) -> Any:
 
     return envs.make_env(task, robot, camera=cfg.camera, image_size=cfg.render_size, horizon=cfg.horizon,
                          obs_mode="state", hard_reset=False, render_profile=cfg.render_profile,
-                         appearance=cfg.appearance)
+                         appearance=cfg.appearance,
+                         **({"cameras": tuple(cfg.cameras)} if getattr(cfg, "cameras", ()) else {}))
 
 
 def collect_policy(env: Any, episode: Any, cfg: Any) -> Any:

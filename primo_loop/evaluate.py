@@ -129,7 +129,8 @@ def _episode_queries(ep: Any, cfg: EvalConfig) -> tuple[list[CriticQuery], list[
         p = float(ep.table["progress"][s])
         f = bool(ep.table["failed"][s])
         queries.append(CriticQuery(instruction=instruction, initial=ep.frames[0], clip=ep.frames[clip],
-                                   current=ep.frames[k], step=s, privileged={"progress": p, "failed": f}))
+                                   current=ep.frames[k], step=s, privileged={"progress": p, "failed": f},
+                                   views=ep.meta.get("views") or ()))
         steps.append(s)
         target.append(100.0 * p)
         failed.append(f)

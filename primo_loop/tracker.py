@@ -175,6 +175,7 @@ class EpisodeTracker:
         self.config = config or TrackerConfig()
         self.stats = TrackerStats()
         self.instruction = ""
+        self.views: tuple[str, ...] = ()  # camera names tiled in each frame (set by the wrapper; CriticQuery.views)
         self.step = 0
         self.frames: list[Frame] = []
         self.frame_steps: list[int] = []
@@ -288,7 +289,7 @@ class EpisodeTracker:
             self.ledger.asked(self.step)
             self._asked = self.step
         return CriticQuery(instruction=self.instruction, initial=self.frames[0], clip=clip,
-                           current=self.frames[-1], step=self.step, privileged=self._privileged)
+                           current=self.frames[-1], step=self.step, privileged=self._privileged, views=self.views)
 
     def deliver(self, ledger: RewardLedger, verdict: CriticVerdict | None, step: int) -> list[RewardCorrection]:
         """A verdict for the query made at ``step`` of the episode ``ledger`` belongs to: applied if that is the

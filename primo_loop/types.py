@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from primo_loop.errors import ConfigError
+from primo_loop.views import check_tiled, normalize_views
 
 Frame = np.ndarray  # uint8 [H, W, 3], upright RGB
 Clip = np.ndarray  # uint8 [T, H, W, 3]
@@ -34,6 +35,8 @@ class CriticQuery:
         privileged: simulator state for the oracle critic only (other critics must ignore it).
         question: a benchmark record's own question text (its ``problem``); prompt-building critics ask it
             as is instead of writing a question from ``instruction``, so a record is wrapped exactly once.
+        views: the camera names tiled left to right in every frame, each view a square of the frame's height
+            (a 2-view frame is [S, 2S, 3]; :mod:`primo_loop.views`); empty: one unnamed view of any shape.
     """
 
     instruction: str
@@ -43,6 +46,7 @@ class CriticQuery:
     step: int = 0
     privileged: Mapping[str, Any] | None = field(default=None, compare=False)
     question: str | None = None
+    views: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_frames("initial", self.initial, 3)
@@ -50,6 +54,10 @@ class CriticQuery:
         _check_frames("clip", self.clip, 4)
         if len(self.clip) == 0:
             raise ConfigError("Expected `clip` to hold at least one frame, actually: 0 frames")
+        views = normalize_views(self.views)
+        object.__setattr__(self, "views", views)
+        for name in ("initial", "clip", "current"):
+            check_tiled(getattr(self, name).shape, views, name)
 
 
 @dataclass(frozen=True)

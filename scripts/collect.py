@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--post-failure-steps", type=int, default=d.post_failure_steps,
                    help="stop N steps after the failure event (-1: run to the horizon)")
     p.add_argument("--camera", default=d.camera)
+    p.add_argument("--cameras", nargs="+", metavar="NAME", default=None,
+                   help="several cameras instead of --camera (e.g. agentview robot0_eye_in_hand): each frame tiles "
+                        "their views left to right, each --image-size square; recorded as the episodes' views")
     p.add_argument("--render-profile", default=d.render_profile, choices=("fast", "default"),
                    help="how frames are drawn (envs/render.py): fast (the default) or MuJoCo's full scene")
     p.add_argument("--appearance", default=d.appearance, choices=APPEARANCES,
@@ -109,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
                         horizon=args.horizon,
                         post_success_steps=None if args.post_success_steps < 0 else args.post_success_steps,
                         post_failure_steps=None if args.post_failure_steps < 0 else args.post_failure_steps,
-                        camera=args.camera, render_profile=args.render_profile, appearance=args.appearance,
-                        policy=args.policy,
+                        camera=args.camera, cameras=tuple(args.cameras or ()),
+                        render_profile=args.render_profile, appearance=args.appearance, policy=args.policy,
                         policy_steps=args.policy_steps, synthetic=args.synthetic, step_delay=args.step_delay)
     if spec is not None and not spec.injects_failures and args.failure_rate > 0:
         raise ConfigError(f"--policy {args.policy} injects no failures: pass --failure-rate 0")

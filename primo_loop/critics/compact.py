@@ -35,6 +35,7 @@ from primo_loop.critics.compact_model import (
 )
 from primo_loop.errors import CheckpointError, ConfigError
 from primo_loop.types import CriticQuery, CriticVerdict
+from primo_loop.views import n_views, pick_view, resize_views
 
 __all__ = [
     "ARCH_VERSION", "CONFIG_FILE", "DEFAULT_CHECKPOINT", "ROLE_CLIP", "ROLE_CURRENT", "ROLE_INITIAL", "SHIPPED",
@@ -233,28 +234,49 @@ class CompactCritic:
                                                          torch.tensor(offsets, device=self.device))
             return torch.sigmoid(p_logit).cpu().numpy(), torch.sigmoid(f_logit).cpu().numpy()
 
+    def frames_for(self, frames: np.ndarray, views: Sequence[str] = ()) -> np.ndarray:
+        """Frames carrying ``views`` (:class:`CriticQuery.views`) as this critic's network reads them: each view
+        at ``image_size``, tiled. A one-view critic reads the first view of a multi-view frame; a multi-view critic
+        needs its own views in its own order.
+
+        Raises:
+            ConfigError: a multi-view critic given frames of other views (the message names both).
+        """
+        views = tuple(views)
+        mine = self.config.views
+        if mine and views != mine:
+            raise ConfigError(f"This compact critic ({self.checkpoint}) reads frames tiling the views {list(mine)}, "
+                              f"actually given views {list(views) or '() (one unnamed view)'}; render the same "
+                              f"cameras in that order (e.g. RobosuiteEnv(cameras={list(mine)}), collect --cameras "
+                              f"{' '.join(mine)}), or use a critic trained on these views")
+        if not mine:
+            frames = pick_view(frames, views, None)
+        return resize_views(frames, self.config.image_size, n_views(mine))
+
     def _frames(self, queries: Sequence[CriticQuery]) -> tuple[np.ndarray, np.ndarray]:
         """Distinct frames of the batch at the critic's resolution, and each query's
         ``[initial, clip (resampled to clip_len), current]`` as indices into them.
 
         The tracker's clips start with the initial frame and end with the current one: those are encoded once.
+        Frames of a query with views are read as :meth:`frames_for` says.
         """
-        from primo_loop.data.media import resize_frames
         from primo_loop.tracker import sample_clip_indices
 
         frames: list[np.ndarray] = []
         gather = np.empty((len(queries), self.config.clip_len + 2), np.int64)
+        base = 0
         for i, q in enumerate(queries):
             clip = q.clip
             if len(clip) != self.config.clip_len:
                 clip = clip[sample_clip_indices(len(clip), self.config.clip_len)]
-            base = len(frames)
-            frames.extend(clip)
+            raw = list(clip)
             row = list(range(base, base + len(clip)))
-            first = row[0] if _same(q.initial, clip[0]) else _append(frames, q.initial)
-            last = row[-1] if _same(q.current, clip[-1]) else _append(frames, q.current)
+            first = row[0] if _same(q.initial, clip[0]) else base + _append(raw, q.initial)
+            last = row[-1] if _same(q.current, clip[-1]) else base + _append(raw, q.current)
             gather[i] = [first, *row, last]
-        return resize_frames(np.stack(frames), self.config.image_size), gather
+            frames.append(self.frames_for(np.stack(raw), q.views))
+            base += len(raw)
+        return np.concatenate(frames), gather
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:

@@ -6,6 +6,12 @@ Architecture: a shared small CNN encodes every frame; a temporal transformer rea
 instruction is a mean of hashed word and bigram embeddings (no pretrained text model is needed offline).
 Two heads read the CLS output: progress (sigmoid, 0-1) and failure (logit).
 
+Views: a critic of ``V >= 2`` views (``CompactConfig.views``) reads frames that tile its cameras side by side
+(``[S, V*S, 3]``, :mod:`primo_loop.views`); the encoder splits each frame into its views, encodes each with the
+shared CNN, and fuses the ``V`` features into one frame token (concatenation, then a linear layer and a
+LayerNorm: the position in the concatenation tells the views apart). A one-view critic has no fusion layer, so
+its weights are those of checkpoints made before views existed.
+
 The critic does not see the absolute step count on purpose: a critic that learned "later means further"
 would pay a slow or idle RL agent for waiting.
 
@@ -24,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from primo_loop.errors import CheckpointError, ConfigError, MissingDependencyError
+from primo_loop.views import n_views, normalize_views
 
 ARCH_VERSION = 1
 ROLE_INITIAL, ROLE_CLIP, ROLE_CURRENT = 0, 1, 2
@@ -44,6 +51,8 @@ class CompactConfig:
         ff_mult: feed-forward width as a multiple of ``dim``.
         dropout: dropout in the transformer and before the heads.
         vocab_buckets: hash buckets of the instruction's word/bigram embedding table.
+        views: the camera names tiled in each frame, left to right (two or more); ``()``, the default, is one
+            view (a one-view critic given a multi-view frame reads its first view).
         arch_version: bumped when the network changes incompatibly.
         train_info: provenance (tasks, robots, data, epochs); not part of the architecture.
     """
@@ -57,11 +66,15 @@ class CompactConfig:
     ff_mult: int = 2
     dropout: float = 0.1
     vocab_buckets: int = 2048
+    views: tuple[str, ...] = ()
     arch_version: int = ARCH_VERSION
     train_info: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.channels = tuple(int(c) for c in self.channels)
+        self.views = normalize_views(self.views)
+        if len(self.views) == 1:
+            self.views = ()  # one view, whatever its camera: the same network
         if self.image_size < 16 or self.image_size % (2 ** len(self.channels)):
             raise ConfigError(f"Expected `image_size` >= 16 and divisible by 2**len(channels) = "
                               f"{2 ** len(self.channels)}, actually: {self.image_size}")
@@ -74,6 +87,7 @@ class CompactConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["channels"] = list(self.channels)
+        d["views"] = list(self.views)
         return d
 
     @classmethod
@@ -128,10 +142,18 @@ def build_model(config: CompactConfig):
             side = config.image_size // 2 ** len(config.channels)
             # Flatten (not pool) the last map: where things are (the cube's height) is the signal.
             self.proj = nn.Sequential(nn.Flatten(), nn.Linear(cin * side * side, config.dim), nn.LayerNorm(config.dim))
+            self.n_views = n_views(config.views)
+            if self.n_views > 1:  # only then: a one-view critic keeps the weights of older checkpoints
+                self.fuse = nn.Sequential(nn.Linear(self.n_views * config.dim, config.dim), nn.LayerNorm(config.dim))
 
-        def forward(self, x):  # x: uint8 [N, H, W, 3]
+        def forward(self, x):  # x: uint8 [N, S, V*S, 3], the views tiled left to right
+            v = self.n_views
+            if v > 1:
+                n, s = x.shape[:2]
+                x = x.reshape(n, s, v, s, 3).transpose(1, 2).reshape(n * v, s, s, 3)
             x = x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
-            return self.proj(self.convs(x))
+            f = self.proj(self.convs(x))
+            return self.fuse(f.reshape(-1, v * f.shape[-1])) if v > 1 else f
 
     class CompactNet(nn.Module):
         def __init__(self):

@@ -44,9 +44,10 @@ from primo_loop.data.dataset import (
     write_index,
 )
 from primo_loop.data.provenance import appearance_meta, check_appearance
-from primo_loop.data.provenance import versions as _versions
+from primo_loop.data.versions import stack_versions
 from primo_loop.errors import ConfigError, DatasetError
 from primo_loop.executors import RayOptions, check_shared_folder, run_pool, run_ray
+from primo_loop.views import normalize_views
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,9 @@ class CollectConfig:
         post_failure_steps: stop this many steps after the failure event (None: run to the horizon).
         camera: the env camera; render_profile: the env's render profile ("fast" or "default", envs/render.py).
         appearance: "nominal", or a look per episode from its seed, "train" or "heldout" (envs/appearance.py).
+        cameras: several cameras instead of ``camera`` (e.g. ``("agentview", "robot0_eye_in_hand")``): each frame
+            tiles their views left to right, each ``image_size`` square (:mod:`primo_loop.views`); recorded in
+            each episode's meta as ``views`` (one camera: ``[camera]``).
         policy: "scripted" (waypoints with failure injection), "random" (uniform random actions, e.g. for
             task/robot pairs without a scripted policy), or a run folder of ``scripts/train_agent.py`` (the
             trained agent, with each episode's action noise; the states an RL agent visits, labelled from
@@ -95,6 +99,7 @@ class CollectConfig:
     camera: str = "agentview"
     render_profile: str = "fast"
     appearance: str = "nominal"
+    cameras: tuple[str, ...] = ()
     policy: str = "scripted"
     policy_steps: int | None = None
     synthetic: bool = False
@@ -104,9 +109,15 @@ class CollectConfig:
         for name in ("image_size", "render_size", "frame_every", "horizon"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"Expected `{name}` >= 1, actually: {getattr(self, name)}")
+        self.cameras = normalize_views(self.cameras, "cameras")
         if self.synthetic and self.policy != "scripted":
             raise ConfigError(f"Expected policy='scripted' in the synthetic scene, actually: {self.policy!r}")
         self.appearance = check_appearance(self.appearance, self.synthetic)
+
+    @property
+    def views(self) -> tuple[str, ...]:
+        """The camera names tiled in each recorded frame."""
+        return tuple(self.cameras) or (self.camera,)
 
     @property
     def policy_label(self) -> str:
@@ -212,7 +223,7 @@ def rollout(spec: EpisodeSpec, cfg: CollectConfig, env: Any | None = None, make_
     obs, info = env.reset(seed=spec.seed)
     policy = make_policy(env, spec, cfg)
     acting = policy.wrap_env(env) if hasattr(policy, "wrap_env") else env  # a trained agent's action space
-    rec = EpisodeRecorder(cfg.image_size, cfg.frame_every)
+    rec = EpisodeRecorder(cfg.image_size, cfg.frame_every, cfg.views)
     rec.reset(env.render_frame(), env.privileged())
     stop_at: int | None = None
     failure_event = None
@@ -236,9 +247,9 @@ def rollout(spec: EpisodeSpec, cfg: CollectConfig, env: Any | None = None, make_
         rec.step(action, reward, priv, success=success, frame=frame)
         if last:
             break
-    versions = _versions(cfg.synthetic)
+    versions = stack_versions(cfg.synthetic)
     meta = {
-        "task": spec.task, "robot": spec.robot, "instruction": env.instruction, "camera": cfg.camera,
+        "task": spec.task, "robot": spec.robot, "instruction": env.instruction, "camera": cfg.views[0],
         "seed": spec.seed, "policy": cfg.policy_label, "failure": spec.failure, "noise": spec.noise,
         "failure_injected_at": getattr(policy, "failure_injected_at", None), "failure_event": failure_event,
         "canonical_steps": list(getattr(env, "canonical_steps", None) or env.privileged().get("canonical_steps", [])),
@@ -277,7 +288,7 @@ def check_resume(root: str | os.PathLike, plan: Sequence[EpisodeSpec], cfg: Coll
 
     Raises:
         DatasetError: an existing episode's failure mode, noise, or a recording setting (frame size, stride,
-            horizon, camera, render size and profile, appearance, policy, stopping rule) differs from the plan
+            horizon, camera(s), render size and profile, appearance, policy, stopping rule) differs from the plan
             (a different seed, failure rate or option with the same ``--out``); the message names each setting
             that differs.
     """
@@ -287,11 +298,15 @@ def check_resume(root: str | os.PathLike, plan: Sequence[EpisodeSpec], cfg: Coll
         m = read_meta(episodes_dir(root) / eid)
         s = by_id[eid]
         planned = {"failure": s.failure, "noise": s.noise, "image_size": cfg.image_size,
-                   "frame_every": cfg.frame_every, "horizon": cfg.horizon, "camera": cfg.camera,
+                   "frame_every": cfg.frame_every, "horizon": cfg.horizon, "camera": cfg.views[0],
                    "render_size": cfg.render_size, "render_profile": cfg.render_profile, "policy": cfg.policy_label,
                    "appearance": cfg.appearance,
                    "post_success_steps": cfg.post_success_steps, "post_failure_steps": cfg.post_failure_steps}
-        # a setting an older dataset did not record counts as unchanged
+        # a setting an older dataset did not record counts as unchanged; it had one view, of its camera (one view
+        # on both sides: `camera` says it all)
+        disk_views = m.get("views") or [m.get("camera")]
+        if max(len(disk_views), len(cfg.views)) > 1:
+            planned["views"], m = list(cfg.views), {**m, "views": disk_views}
         diffs = [f"{k}: on disk {m[k]!r}, now {v!r}" for k, v in planned.items() if k in m and m[k] != v]
         if diffs:
             raise DatasetError(f"{root} already holds episode {eid} collected differently ({'; '.join(diffs)}); "

@@ -10,7 +10,9 @@ Layout of a dataset folder::
                                  step, action [T+1, A] (row 0 is zeros), progress (oracle, 0-1), failed (bool),
                                  reward, success (bool), stage (str)
         meta.json                task, instruction, robot, camera, seed, failure (injected), outcome, events,
-                                 canonical_steps, failure_step, n_steps, frame_every, image_size, versions
+                                 canonical_steps, failure_step, n_steps, frame_every, image_size, views,
+                                 versions (``views``: camera names tiled left to right in each frame, each a
+                                 square of its height, :mod:`primo_loop.views`; absent in older datasets: one view)
 
 An episode folder is written under a temporary name and renamed into place when complete, so a folder that
 exists under its final name is whole; collection skips episodes whose folder exists (resume). The episode in
@@ -33,8 +35,9 @@ from typing import Any
 import numpy as np
 
 from primo_loop.data.episode import Episode, EpisodeRecorder  # noqa: F401 - EpisodeRecorder: importable here too
-from primo_loop.errors import DatasetError
+from primo_loop.errors import ConfigError, DatasetError
 from primo_loop.outputs import write_text_atomic
+from primo_loop.views import check_tiled
 
 logger = logging.getLogger(__name__)
 
@@ -123,10 +126,25 @@ def read_episode(folder: str | os.PathLike, load_frames: bool = True) -> Episode
         if len(frames) != len(frame_steps) or frame_steps.max() >= len(table["progress"]):
             raise DatasetError(f"Inconsistent frames file {fpath}: {len(frames)} frames, "
                                f"{len(frame_steps)} frame steps, {len(table['progress'])} table rows")
+        try:
+            check_tiled(frames.shape, episode_views(meta), "frames")
+        except ConfigError as exc:
+            raise DatasetError(f"{fpath} does not match the views of its meta.json: {exc}") from exc
     else:
         frames = np.zeros((0, 1, 1, 3), np.uint8)
         frame_steps = np.zeros((0,), np.int32)
     return Episode(folder.name, meta, frames, frame_steps.astype(np.int64), table)
+
+
+def episode_views(meta: Mapping[str, Any]) -> tuple[str, ...]:
+    """The camera names tiled in an episode's frames (``meta["views"]``; empty where an older dataset did not
+    record them: one view)."""
+    return tuple(meta.get("views") or ())
+
+
+def views_layout(views: Sequence[str]) -> tuple[str, ...]:
+    """What a critic must agree on: the names of a multi-view layout, ``()`` for one view (of any camera)."""
+    return tuple(views) if len(views) >= 2 else ()
 
 
 def _check_table(table: dict[str, np.ndarray], meta: Mapping[str, Any], path: Path) -> None:
@@ -282,6 +300,15 @@ class EpisodeDataset:
         if not self.metas:
             raise DatasetError(f"Dataset folder {self.root} holds no usable episodes "
                                f"({len(self.skipped)} skipped for missing frames)")
+        layouts: dict[tuple[str, ...], str] = {}
+        for eid, meta in self.metas.items():
+            layouts.setdefault(views_layout(episode_views(meta)), eid)
+        if len(layouts) > 1:
+            raise DatasetError(f"Dataset folder {self.root} mixes frames of different views: " + "; ".join(
+                f"{list(v) or 'one view'} (e.g. {eid})" for v, eid in layouts.items())
+                + "; a critic reads one layout: collect each view set into its own --out")
+        #: the multi-view layout of every episode's frames (camera names), or () for one view
+        self.views: tuple[str, ...] = next(iter(layouts))
 
     @property
     def ids(self) -> list[str]:

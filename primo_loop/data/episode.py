@@ -4,14 +4,14 @@ Writing and reading episodes on disk, and dataset folders of them, are in :mod:`
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from primo_loop.data.media import resize_frames
 from primo_loop.errors import DatasetError
+from primo_loop.views import check_tiled, n_views, normalize_views, resize_views
 
 
 @dataclass
@@ -51,6 +51,8 @@ class EpisodeRecorder:
     Args:
         image_size: frames are resized to this square size before they are kept.
         frame_every: keep a frame every this many steps (and at reset, and at the last step).
+        views: camera names tiled in each frame (:mod:`primo_loop.views`); each view is resized to
+            ``image_size`` on its own, and the names go into the meta as ``views``. Default: one view.
 
     Example:
         >>> rec = EpisodeRecorder(image_size=8, frame_every=2)
@@ -65,10 +67,11 @@ class EpisodeRecorder:
         ([0, 1, 2, 3], [{'step': 1, 'event': 'grasped'}])
     """
 
-    def __init__(self, image_size: int, frame_every: int):
+    def __init__(self, image_size: int, frame_every: int, views: Sequence[str] = ()):
         if frame_every < 1:
             raise DatasetError(f"Expected frame_every >= 1, actually: {frame_every}")
         self.image_size, self.frame_every = int(image_size), int(frame_every)
+        self.views = normalize_views(views)
         self._clear()
 
     def _clear(self) -> None:
@@ -103,7 +106,9 @@ class EpisodeRecorder:
 
     def add_frame(self, frame: np.ndarray) -> None:
         """Keep ``frame`` as the view of the current step (replaces one already kept for this step)."""
-        frame = resize_frames(np.asarray(frame, dtype=np.uint8), self.image_size)
+        frame = np.asarray(frame, dtype=np.uint8)
+        check_tiled(frame.shape, self.views)
+        frame = resize_views(frame, self.image_size, n_views(self.views))
         if self._frame_steps and self._frame_steps[-1] == self.t:
             self._frames[-1] = frame
         else:
@@ -146,6 +151,7 @@ class EpisodeRecorder:
             "n_frames": len(self._frames),
             "frame_every": self.frame_every,
             "image_size": self.image_size,
+            "views": list(self.views),
             "events": list(self._events),
             "failure_step": int(failed_steps[0]) if len(failed_steps) else None,
             "success": bool(table["success"][-1]),

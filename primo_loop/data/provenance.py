@@ -1,5 +1,5 @@
-"""What a collected episode's meta records about how it was made, beyond the collection settings: the library
-versions, and the appearance the scene was shown in (its name and the episode's drawn look).
+"""What a collected episode's meta records about the look it was shown in, beyond the collection settings: the
+appearance's name and the episode's drawn look (the library versions: :mod:`primo_loop.data.versions`).
 
 The library knows no simulator: a look is whatever the env reports. An env built for an appearance other than
 ``"nominal"`` exposes ``appearance`` (the name) and ``look`` (an object with ``to_dict()``, set at each reset);
@@ -8,8 +8,6 @@ The library knows no simulator: a look is whatever the env reports. An env built
 from __future__ import annotations
 
 from typing import Any
-
-import numpy as np
 
 from primo_loop.errors import ConfigError, check_choice
 
@@ -47,25 +45,3 @@ def appearance_meta(env: Any, appearance: str) -> dict[str, Any]:
                           f"factory must pass CollectConfig.appearance to the env (policies.specs.collect_env does)")
     look = getattr(env, "look", None)
     return {"appearance": appearance, "look": None if look is None else look.to_dict()}
-
-
-_VERSIONS: dict[str, Any] | None = None
-
-
-def versions(synthetic: bool) -> dict[str, Any]:
-    """The versions recorded in each episode's meta (robosuite and mujoco too unless ``synthetic``)."""
-    global _VERSIONS
-    if _VERSIONS is None:
-        import primo_loop
-
-        v = {"primo_loop": primo_loop.__version__, "numpy": np.__version__, "format": 1}
-        if not synthetic:
-            try:
-                import mujoco
-                import robosuite
-
-                v.update(robosuite=robosuite.__version__, mujoco=mujoco.__version__)
-            except ImportError:
-                pass
-        _VERSIONS = v
-    return _VERSIONS

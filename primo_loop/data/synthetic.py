@@ -93,8 +93,9 @@ class SyntheticEnv:
     """
 
     def __init__(self, task: str = "SynthLift", robot: str = "SynthBot", image_size: int = 64,
-                 horizon: int = 60, step_delay: float = 0.0):
+                 horizon: int = 60, step_delay: float = 0.0, cameras: tuple[str, ...] = ()):
         self.task, self.robot, self.image_size, self.horizon = task, robot, image_size, horizon
+        self.cameras = tuple(cameras) or ("synthetic",)  # more than one: frames tile them (primo_loop.views)
         self.step_delay = step_delay
         self.instruction = INSTRUCTIONS.get(task, task)
         self.canonical_steps = ["reach the block", "grasp it", "lift it"]
@@ -127,7 +128,12 @@ class SyntheticEnv:
                 "oracle/failed": self.dropped, "oracle/stage": self.privileged()["stage"]}
 
     def render_frame(self, camera=None, size=None):
-        return draw_scene(self.progress, self.dropped, size or self.image_size, self.task, self.shade)
+        img = draw_scene(self.progress, self.dropped, size or self.image_size, self.task, self.shade)
+        if camera is not None or len(self.cameras) < 2:
+            return img
+        # the second and later views: the scene mirrored, a shade darker per view (enough to tell them apart)
+        return np.concatenate([img] + [np.ascontiguousarray(img[:, ::-1] // (i + 1))
+                                       for i in range(1, len(self.cameras))], axis=1)
 
     def privileged(self):
         events = (["the block was grasped"] if self.progress >= 0.4 or self.dropped else []) + \
@@ -159,7 +165,8 @@ class SyntheticPolicy:
 
 def synthetic_env(task: str, robot: str, cfg) -> SyntheticEnv:
     """Env factory for :func:`primo_loop.data.collect.collect` (``cfg``: its ``CollectConfig``)."""
-    return SyntheticEnv(task, robot, image_size=cfg.render_size, horizon=cfg.horizon, step_delay=cfg.step_delay)
+    return SyntheticEnv(task, robot, image_size=cfg.render_size, horizon=cfg.horizon, step_delay=cfg.step_delay,
+                        cameras=tuple(getattr(cfg, "cameras", ())))
 
 
 def synthetic_policy(env: SyntheticEnv, spec, cfg) -> SyntheticPolicy:

@@ -81,6 +81,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress_bar: bool = True,
     state_path = out / STATE_FILE
 
     episodes, skipped = load_episodes(cfg.data, cfg.model.image_size, cfg.tasks, cfg.robots, progress_bar)
+    cfg.model = _model_views(cfg.model, episodes[0].views)
     train_idx, val_idx = split_episodes(episodes, cfg.val_fraction, cfg.seed)
     if not train_idx:
         raise DatasetError(f"No training episodes left after holding out {len(val_idx)} for validation")
@@ -188,6 +189,18 @@ def train(cfg: TrainConfig, resume: bool = False, progress_bar: bool = True,
                "val_episodes": len(val_idx), "skipped_episodes": skipped,
                "wall_s": round(elapsed_before + time.time() - t_start, 1), "out": str(out)}
     return summary
+
+
+def _model_views(model: CompactConfig, data_views: tuple[str, ...]) -> CompactConfig:
+    """The architecture with the data's views (read from the datasets' meta); a model given other views is an
+    error."""
+    if model.views == data_views:
+        return model
+    if model.views:
+        raise ConfigError(f"The model is set to read the views {list(model.views)} and the data holds frames of "
+                          f"{list(data_views) or 'one view'}; train on data collected with --cameras "
+                          f"{' '.join(model.views)}, or leave the views to the data")
+    return dataclasses.replace(model, views=data_views)
 
 
 def _load_state(path: Path) -> dict[str, Any]:

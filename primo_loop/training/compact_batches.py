@@ -22,9 +22,9 @@ import numpy as np
 
 from primo_loop.critics.compact import CompactConfig, sequence_layout, text_batch
 from primo_loop.data.dataset import EpisodeDataset
-from primo_loop.data.media import resize_frames
 from primo_loop.errors import ConfigError, DatasetError
 from primo_loop.tracker import sample_clip_indices
+from primo_loop.views import n_views, resize_views
 
 logger = logging.getLogger(__name__)
 
@@ -106,13 +106,14 @@ class EpisodeArrays:
     instruction: str
     task: str
     robot: str
-    frames: np.ndarray  # uint8 [K, S, S, 3]
+    frames: np.ndarray  # uint8 [K, S, V*S, 3]: V views tiled (primo_loop.views), each S square
     frame_steps: np.ndarray  # [K]
     progress: np.ndarray  # [K] at the kept frames, 0-1
     failed: np.ndarray  # [K] bool
     outcome: str
     failure_step: int | None
     frame_every: int = 1  # the stride the frames were stored at (the last frame may be off it)
+    views: tuple[str, ...] = ()  # camera names of a multi-view layout; () for one view
 
 
 def load_episodes(dirs: Sequence[str | os.PathLike], image_size: int, tasks: Sequence[str] | None = None,
@@ -120,11 +121,16 @@ def load_episodes(dirs: Sequence[str | os.PathLike], image_size: int, tasks: Seq
     """Load every usable episode of ``dirs`` into memory. Returns ``(episodes, skipped)``.
 
     An episode id already loaded from an earlier folder (two collections with overlapping seeds) is kept as
-    ``<folder name>/<id>``, so the validation ids a checkpoint records name one episode each.
+    ``<folder name>/<id>``, so the validation ids a checkpoint records name one episode each. Every folder must
+    hold frames of the same views (each view is resized to ``image_size`` on its own).
     """
-    out, skipped, seen = [], 0, set()
+    out, skipped, seen, layouts = [], 0, set(), {}
     for d in dirs:
-        ds = EpisodeDataset(d, tasks=tasks, robots=robots)
+        ds = EpisodeDataset(d, tasks=tasks, robots=robots)  # checks that its episodes agree on their views
+        layouts.setdefault(ds.views, str(d))
+        if len(layouts) > 1:
+            raise DatasetError("Expected every dataset folder to hold frames of the same views, actually: " + "; ".join(
+                f"{list(v) or 'one view'} in {p}" for v, p in layouts.items()) + "; train on one view set at a time")
         ids = ds.ids
         it = ids
         if progress_bar:
@@ -144,7 +150,8 @@ def load_episodes(dirs: Sequence[str | os.PathLike], image_size: int, tasks: Seq
             seen.add(eid)
             out.append(EpisodeArrays(
                 episode_id=eid, instruction=m["instruction"], task=str(m.get("task")), robot=str(m.get("robot")),
-                frames=resize_frames(ep.frames, image_size), frame_steps=np.asarray(ep.frame_steps),
+                frames=resize_views(ep.frames, image_size, n_views(ds.views)), frame_steps=np.asarray(ep.frame_steps),
+                views=ds.views,
                 frame_every=int(m.get("frame_every") or _stride(ep.frame_steps)),
                 progress=ep.progress_at_frames().astype(np.float32), failed=ep.failed_at_frames(),
                 outcome=str(m.get("outcome")), failure_step=m.get("failure_step")))
@@ -288,7 +295,8 @@ def augment_episode(frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     s = frames.shape[1]
     m = max(1, s // 16)
     dy, dx = rng.integers(-m, m + 1, size=2)
-    x = np.roll(x, (int(dy), int(dx)), axis=(1, 2))
+    v = max(1, frames.shape[2] // s)  # tiled views (primo_loop.views): each shifts within its own square
+    x = np.roll(x.reshape(len(x), s, v, -1, 3), (int(dy), int(dx)), axis=(1, 3)).reshape(x.shape)
     x += rng.normal(0, 2.0, size=x.shape).astype(np.float32)
     return np.clip(x, 0, 255).astype(np.uint8)
 

@@ -122,7 +122,6 @@ class CriticRefresher:
     # -- recording ----------------------------------------------------------------------------------
     def add_episode(self, env_index: int, episode_id: int, tracker: EpisodeTracker) -> None:
         """The vector wrapper's episode sink: keep a finished episode's frames and privileged labels."""
-        from primo_loop.data.media import resize_frames
         from primo_loop.training.compact import EpisodeArrays
 
         if not tracker.frames:
@@ -133,7 +132,7 @@ class CriticRefresher:
                               "(info['oracle/progress']); this env does not report it")
         arrays = EpisodeArrays(
             episode_id=str(episode_id), instruction=tracker.instruction, task="", robot="",
-            frames=resize_frames(np.stack(tracker.frames), self.critic.config.image_size),
+            frames=self.critic.frames_for(np.stack(tracker.frames), tracker.views),  # each view resized
             frame_steps=np.asarray(tracker.frame_steps, np.int64),
             progress=np.array([p["progress"] for p in labels], np.float32),
             failed=np.array([bool(p.get("failed", False)) for p in labels]),

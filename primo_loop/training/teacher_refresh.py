@@ -177,7 +177,6 @@ class TeacherRefresher(CriticRefresher):
     def add_episode(self, env_index: int, episode_id: int, tracker: EpisodeTracker) -> None:
         """Keep a finished episode's frames for relabelling; its privileged progress, where the env reports it, is
         kept for the error measurements only (NaN where it does not)."""
-        from primo_loop.data.media import resize_frames
         from primo_loop.training.compact import EpisodeArrays
 
         if not tracker.frames:
@@ -185,7 +184,7 @@ class TeacherRefresher(CriticRefresher):
         labels = tracker.frame_privileged
         arrays = EpisodeArrays(
             episode_id=str(episode_id), instruction=tracker.instruction, task="", robot="",
-            frames=resize_frames(np.stack(tracker.frames), self.critic.config.image_size),
+            frames=self.critic.frames_for(np.stack(tracker.frames), tracker.views),  # each view resized
             frame_steps=np.asarray(tracker.frame_steps, np.int64),
             progress=np.array([math.nan if p is None else p["progress"] for p in labels], np.float32),
             failed=np.zeros(len(labels), bool), outcome="", failure_step=None,

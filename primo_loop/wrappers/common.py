@@ -149,6 +149,20 @@ def resolve_instruction(instruction: str | None, lookup: Callable[[], Any], what
     return found
 
 
+def resolve_views(views: Sequence[str] | None, env_cameras: Sequence[Any] = ()) -> tuple[str, ...]:
+    """The camera names tiled in each frame: ``views`` if given, else the env's ``cameras`` (``env_cameras``: one
+    entry per (sub-)env that has the attribute; they must agree), else one unnamed view (``()``)."""
+    from primo_loop.views import normalize_views
+
+    if views is not None:
+        return normalize_views(views)
+    found = {normalize_views(c, "cameras") for c in env_cameras}
+    if len(found) > 1:
+        raise ConfigError(f"Expected every sub-env to render the same cameras, actually: {sorted(found)}; pass "
+                          f"views=(...) or build the sub-envs alike")
+    return found.pop() if found else ()
+
+
 def as_frame(frame: Any, source: str) -> Frame:
     """A rendered frame as an owned uint8 [H, W, 3] array (renderers may reuse their buffer)."""
     if frame is None:

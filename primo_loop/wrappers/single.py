@@ -9,7 +9,7 @@ from the ``instruction`` argument, else the env's ``instruction`` attribute. Pri
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -26,6 +26,7 @@ from primo_loop.wrappers.common import (
     merge_tracker_config,
     privileged_from_info,
     resolve_instruction,
+    resolve_views,
 )
 
 
@@ -54,6 +55,8 @@ class CriticInTheLoop(AsyncQueries, gym.Wrapper, gym.utils.RecordConstructorArgs
         render_fn: how to get a frame (default: the env's ``render_frame``, else ``env.render()``).
         instruction: the task in words (default: the env's ``instruction`` attribute).
         async_runner: how batches run with ``async_critic=True`` (default: one background thread).
+        views: camera names tiled left to right in each frame (:mod:`primo_loop.views`), carried by every query;
+            default: the env's ``cameras`` attribute (our robosuite envs), or one unnamed view with ``render_fn``.
 
     Adds the ``critic/*`` info keys of :meth:`EpisodeTracker.info` plus ``critic/shaping``,
     ``critic/corrections`` and ``env/reward``; the reward returned is the shaped one.
@@ -71,10 +74,10 @@ class CriticInTheLoop(AsyncQueries, gym.Wrapper, gym.utils.RecordConstructorArgs
     def __init__(self, env: gym.Env, critic: Critic | str | None = None, config: TrackerConfig | None = None,
                  critic_options: Mapping[str, Any] | None = None, on_critic_error: str = "hold",
                  render_fn: Callable[[], np.ndarray] | None = None, instruction: str | None = None,
-                 async_runner: Runner | None = None, **tracker_options: Any):
+                 async_runner: Runner | None = None, views: Sequence[str] | None = None, **tracker_options: Any):
         gym.utils.RecordConstructorArgs.__init__(
             self, critic=critic, config=config, critic_options=critic_options, on_critic_error=on_critic_error,
-            render_fn=render_fn, instruction=instruction, async_runner=async_runner, **tracker_options,
+            render_fn=render_fn, instruction=instruction, async_runner=async_runner, views=views, **tracker_options,
             _disable_deepcopy=True)
         gym.Wrapper.__init__(self, env)
         self.critic = resolve_critic(critic, **dict(critic_options or {}))
@@ -82,6 +85,9 @@ class CriticInTheLoop(AsyncQueries, gym.Wrapper, gym.utils.RecordConstructorArgs
         self._call = CriticCaller(self.critic, on_critic_error)
         self._render = frame_source(env, render_fn)
         self.instruction: str = resolve_instruction(instruction, lambda: env.get_wrapper_attr("instruction"))
+        cams = [env.get_wrapper_attr("cameras")] if render_fn is None and env.has_wrapper_attr("cameras") else []
+        self.views: tuple[str, ...] = resolve_views(views, cams)
+        self.tracker.views = self.views
         cfg = self.tracker.config
         self._async = (AsyncCritic(self._call, [self.tracker], cfg.max_pending, async_runner)
                        if cfg.async_critic else None)

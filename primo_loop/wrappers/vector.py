@@ -23,6 +23,7 @@ from primo_loop.wrappers.common import (
     merge_tracker_config,
     privileged_from_info,
     resolve_instruction,
+    resolve_views,
 )
 
 
@@ -75,7 +76,8 @@ class VecCriticInTheLoop(AsyncQueries, _vec_base()):  # type: ignore[misc]
 
     def __init__(self, venv, critic: Critic | str | None = None, config: TrackerConfig | None = None,
                  critic_options: Mapping[str, Any] | None = None, on_critic_error: str = "hold",
-                 instruction: str | None = None, async_runner: Runner | None = None, **tracker_options: Any):
+                 instruction: str | None = None, async_runner: Runner | None = None,
+                 views: Sequence[str] | None = None, **tracker_options: Any):
         super().__init__(venv)
         self.critic = resolve_critic(critic, **dict(critic_options or {}))
         cfg = merge_tracker_config(config, tracker_options)
@@ -89,6 +91,10 @@ class VecCriticInTheLoop(AsyncQueries, _vec_base()):  # type: ignore[misc]
             self.instructions = [resolve_instruction(None, lambda x=x: x, "VecEnv's sub-env")
                                  for x in self.venv.get_attr("instruction")]
         self._render_method = self._frame_method()
+        cams = self.venv.get_attr("cameras") if views is None and self.venv.has_attr("cameras") else []
+        self.views: tuple[str, ...] = resolve_views(views, cams)
+        for tracker in self.trackers:
+            tracker.views = self.views
         self.next_episode_id = 0
         self.episode_ids = [-1] * self.num_envs
         self.episode_sink: Callable[[int, int, EpisodeTracker], None] | None = None
