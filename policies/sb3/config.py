@@ -231,10 +231,6 @@ class AgentConfig:
             if self.reward != "critic" or self.algo != "sac" or self.demo_episodes:
                 raise ConfigError("Online critic refresh (--refresh.every) relabels a SAC replay buffer of critic "
                                   "rewards: it needs --reward critic, --algo sac and no --demo-episodes")
-            if self.tracker.async_critic:
-                raise ConfigError("Online critic refresh (--refresh.every) relabels rewards by buffer row, and an "
-                                  "asynchronous critic stores rows once their rewards are final: use one of "
-                                  "--refresh.every and --tracker.async-critic")
 
     def _check_cascade(self) -> None:
         """A cascade critic (``--critic cascade``) judges its student unsure near the tracker's failure threshold
