@@ -281,6 +281,14 @@ class AgentConfig:
 
             key = "rollout_buffer_class" if self.algo == "ppo" else "replay_buffer_class"
             given = params.get(key)
+            if self.algo == "sac" and given is None and int(params.get("n_steps", 1)) > 1:
+                # SB3 sets up n-step returns only for its own default buffer: name the n-step one here
+                from stable_baselines3.common.buffers import NStepReplayBuffer
+
+                given = NStepReplayBuffer
+                kwargs = params.setdefault("replay_buffer_kwargs", {})
+                kwargs.setdefault("n_steps", int(params.pop("n_steps")))
+                kwargs.setdefault("gamma", float(params.get("gamma", 0.99)))
             params[key] = deferred.deferred_buffer_class(self.algo, given)
         return params
 

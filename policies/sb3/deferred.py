@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 import torch as th
-from stable_baselines3.common.buffers import ReplayBuffer, RolloutBuffer
+from stable_baselines3.common.buffers import NStepReplayBuffer, ReplayBuffer, RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 
 from policies.demo_sac import DemoReplayBuffer
@@ -123,6 +123,10 @@ class DeferredReplayBuffer(DeferredRewards, ReplayBuffer):
     """SB3's ReplayBuffer that stores a transition only once its reward is final."""
 
 
+class DeferredNStepReplayBuffer(DeferredRewards, NStepReplayBuffer):
+    """SB3's NStepReplayBuffer (``n_steps > 1``) that stores a transition only once its reward is final."""
+
+
 class DeferredDemoReplayBuffer(DeferredRewards, DemoReplayBuffer):
     """:class:`policies.demo_sac.DemoReplayBuffer` that stores a transition only once its reward is final."""
 
@@ -212,7 +216,7 @@ def deferred_buffer_class(algo: str, given: type | None = None) -> type:
         base: type = DeferredRolloutBuffer
     else:
         options = {None: DeferredReplayBuffer, ReplayBuffer: DeferredReplayBuffer,
-                   DemoReplayBuffer: DeferredDemoReplayBuffer}
+                   NStepReplayBuffer: DeferredNStepReplayBuffer, DemoReplayBuffer: DeferredDemoReplayBuffer}
         base = DeferredRewards
     if given in options:
         return options[given]
