@@ -32,7 +32,10 @@ class OneByOne(CompactCritic):
     batch (float sums over a batch may differ in the last bit), so synchronous and asynchronous batches agree."""
 
     def assess(self, queries):
-        return [v for q in queries for v in super().assess([q])]
+        out = []
+        for q in queries:
+            out += super().assess([q])
+        return out
 
 
 def run(tiny_ckpt, tmp_path, late: bool, shaping: str, steps: int = 260, every: int = 50):
@@ -65,6 +68,8 @@ def test_refresh_with_a_late_critic_relabels_exactly_as_the_synchronous_run(tiny
     late, env, refresher, held = run(tiny_ckpt, tmp_path, True, shaping)
     rb, want = late.replay_buffer, sync.replay_buffer
     assert isinstance(rb, DeferredRewards) and held >= 3  # rows did wait for verdicts
+    stats = [t.stats for t in env.trackers]
+    assert sum(s.queries for s in stats) > 40 and sum(s.errors + s.unreadable for s in stats) == 0
     assert ref.refreshes == refresher.refreshes == 5 and refresher.relabelled > 0
     assert [h["relabelled"] for h in refresher.history] == [h["relabelled"] for h in ref.history]
     rb.settle(env.drain())  # the newest rows, still waiting when learning stopped
