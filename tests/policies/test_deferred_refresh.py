@@ -114,3 +114,31 @@ def test_the_delayed_compact_critic_is_the_compact_critic_to_refresh(tiny_ckpt):
     refresher.critic.weights_changed()
     assert [v.progress for v in critic.assess([q])] != [v.progress for v in plain.assess([q])]
     assert delayed_compact(delay_s=0.0, checkpoint=str(tiny_ckpt)).delay_s == 0.0
+
+
+@pytest.mark.slow  # ~90 s on the shared 2-core machine
+def test_a_training_run_refreshes_a_delayed_asynchronous_compact_critic(tiny_ckpt, tmp_path, load_script):
+    """The command-line route: train_agent's options build the delayed compact critic in asynchronous mode with
+    refresh on, and train() refreshes it and relabels rows released by the deferred buffer, with n-step returns."""
+    from benchmarks.slow_critic import delayed_compact
+    from policies.sb3 import AgentConfig, read_eval, train
+    from primo_loop.config_cli import from_namespace
+
+    script = load_script("scripts/train_agent.py")
+    args = script.build_parser().parse_args([
+        "--out", str(tmp_path / "run"), "--env", "primo_loop.testing.fakes:ProgressEnv", "--reward", "critic",
+        "--critic", "benchmarks.slow_critic:delayed_compact", "--critic-option", "delay_s=0.05",
+        "--critic-option", f"checkpoint={tiny_ckpt}", "--tracker.async-critic", "--tracker.critic-every", "5",
+        "--refresh.every", "150", "--refresh.min-episodes", "2", "--refresh.grad-steps", "5"])
+    cfg = from_namespace(AgentConfig, args)
+    assert cfg.critic_options["delay_s"] == 0.05 and cfg.tracker.async_critic and cfg.refresh.every == 150
+    cfg = AgentConfig(**{**cfg.__dict__, "steps": 300, "workers": 1, "horizon": 30, "eval_every": 0,
+                         "checkpoint_every": 0, "progress_bar": False,
+                         "algo_kwargs": {"learning_starts": 60, "batch_size": 16, "n_steps": 3,
+                                         "policy_kwargs": {"net_arch": [8]}}})
+    critic = delayed_compact(delay_s=0.05, checkpoint=str(tiny_ckpt))
+    summary = train(cfg, critic=critic)
+    assert summary["timesteps"] == 300 and summary["critic"]["errors"] == 0
+    rows = read_eval(tmp_path / "run" / "refresh.csv")
+    assert [r["refreshes"] for r in rows] == [1, 2] and all(r["relabelled"] > 0 for r in rows)
+    assert critic.batch_s and min(critic.batch_s) >= 0.05  # every batch paid the delay
