@@ -82,6 +82,36 @@ class DelayedCritic:
         return verdicts
 
 
+class DelayedCompact(DelayedCritic):
+    """The compact critic behind an injected batch latency, still the compact critic to online refresh: ``assess``
+    takes at least ``delay_s`` (as :class:`DelayedCritic`); every other attribute (``model``, ``config``,
+    ``score``, ``weights_changed``, ...) is the compact critic's own, so the refresher trains it in place, and it
+    declares the compact critic's capabilities (frames needed, refreshable)."""
+
+    name = "delayed_compact"
+
+    def __init__(self, inner, delay_s: float = 0.0):
+        from primo_loop.critics.base import capabilities
+
+        super().__init__(inner, delay_s)
+        self.refreshable = capabilities(inner).refreshable
+
+    def __getattr__(self, attr: str):  # only what this proxy lacks; ``inner`` itself never (unpickling)
+        if attr == "inner" or "inner" not in self.__dict__:
+            raise AttributeError(attr)
+        return getattr(self.inner, attr)
+
+
+def delayed_compact(delay_s: float = 1.0, checkpoint: str | None = None, device: str = "cpu",
+                    threads: int | None = None) -> DelayedCompact:
+    """The compact critic (``make_critic("compact", ...)``'s options) behind ``delay_s`` seconds per batch:
+    ``--critic benchmarks.slow_critic:delayed_compact --critic-option delay_s=1`` (from the repository root)."""
+    from primo_loop.critics import make_critic
+
+    options = {k: v for k, v in dict(checkpoint=checkpoint, device=device, threads=threads).items() if v is not None}
+    return DelayedCompact(make_critic("compact", **options), delay_s)
+
+
 class FrameChangeCritic:
     """A deterministic critic that reads frames only: progress is the mean absolute pixel change from the
     initial frame to the current one, over 255 (so in [0, 1]); no failure probability. A stand-in for a

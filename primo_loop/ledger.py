@@ -32,11 +32,14 @@ class RewardCorrection(NamedTuple):
         transition_id: the id the step reported in ``info["critic/pending_id"]``.
         reward: the final reward (what a synchronous critic gives this transition).
         provisional: the reward the step returned (what a buffer holds until it applies this correction).
+        shaping: the final critic term of the reward (``info["critic/shaping"]`` of a synchronous critic), which
+            online critic refresh relabels from; None where not known.
     """
 
     transition_id: int
     reward: float
     provisional: float
+    shaping: float | None = None
 
 
 def shaping_term(mode: str, phi: float, phi_next: float, gamma: float) -> float:
@@ -111,7 +114,7 @@ class RewardLedger:
     ((0.1, 0.1), None)
     >>> ledger.wait(7, step=2, env_reward=0.0, penalty=None, provisional=0.1)
     >>> ledger.answered(CriticVerdict(progress=0.4))
-    [RewardCorrection(transition_id=7, reward=0.4, provisional=0.1)]
+    [RewardCorrection(transition_id=7, reward=0.4, provisional=0.1, shaping=0.4)]
     """
 
     def __init__(self, shaping: str, gamma: float, env_weight: float, critic_weight: float):
@@ -156,11 +159,16 @@ class RewardLedger:
 
     def reward(self, step: int, env_reward: float, penalty: float | None) -> float | None:
         """The final reward of transition ``step``, or None while a verdict it needs is out."""
+        final = self.final(step, env_reward, penalty)
+        return None if final is None else final[0]
+
+    def final(self, step: int, env_reward: float, penalty: float | None) -> tuple[float, float] | None:
+        """``(reward, shaping)`` of transition ``step`` once final, or None while a verdict it needs is out."""
         phis = self.potentials(step)
         if phis is None:
             return None
         shaping = shaping_term(self.shaping, phis[0], phis[1], self.gamma)
-        return transition_reward(self.env_weight, env_reward, self.critic_weight, shaping, penalty)
+        return transition_reward(self.env_weight, env_reward, self.critic_weight, shaping, penalty), shaping
 
     def wait(self, transition_id: int, step: int, env_reward: float, penalty: float | None,
              provisional: float) -> None:
@@ -181,9 +189,9 @@ class RewardLedger:
         out = []
         while self._waiting:
             w = self._waiting[0]
-            reward = self.reward(w.step, w.env_reward, w.penalty)
-            if reward is None:
+            final = self.final(w.step, w.env_reward, w.penalty)
+            if final is None:
                 break
             self._waiting.popleft()
-            out.append(RewardCorrection(w.transition_id, reward, w.provisional))
+            out.append(RewardCorrection(w.transition_id, final[0], w.provisional, final[1]))
         return out

@@ -150,7 +150,9 @@ class ResumableEval(EvalCallback):
 
 class CriticRefreshCallback(BaseCallback):
     """Drives online critic refresh (:class:`~primo_loop.training.online.CriticRefresher`): tells it which
-    buffer row each step's transitions go to, lets it refresh and relabel when due, records ``refresh/*``
+    buffer row each step's transitions go to (with an asynchronous critic, the row each gets when the
+    :class:`~policies.sb3.deferred.DeferredRewards` buffer releases it; a due refresh or relabel first drains the
+    critic so every earlier row is stored), lets it refresh and relabel when due, records ``refresh/*``
     (and a row of ``OUT/refresh.csv``) per refresh, and saves its state next to each checkpoint. It must
     run before the checkpoint callback, so a saved buffer and a saved state agree."""
 
@@ -161,12 +163,24 @@ class CriticRefreshCallback(BaseCallback):
         self.wrapper = None
 
     def _on_training_start(self) -> None:
+        from policies.sb3.deferred import DeferredRewards
+
         self.wrapper = find_critic_wrapper(self.training_env)
+        rb = self.model.replay_buffer
+        # an asynchronous critic's buffer stores a row once its rewards are final, at an index known then
+        self.deferred = isinstance(rb, DeferredRewards)
+        if self.deferred:
+            rb.on_store = self.refresher.record
 
     def _on_step(self) -> bool:
+        from policies.sb3.deferred import settle_before_refresh
+
         rb = self.model.replay_buffer
-        stats = self.refresher.on_step(self.num_timesteps, rb.pos, list(self.locals["infos"]), rb.rewards,
-                                       running=list(self.wrapper.episode_ids))
+        infos = self.locals["infos"]
+        if self.deferred and self.refresher.due(self.num_timesteps):
+            settle_before_refresh(rb, self.wrapper, infos)
+        stats = self.refresher.on_step(self.num_timesteps, rb.pos, list(infos), rb.rewards,
+                                       running=list(self.wrapper.episode_ids), record=not self.deferred)
         if stats is not None:
             for key, value in stats.items():
                 self.logger.record(f"refresh/{key}", value)

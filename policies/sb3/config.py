@@ -231,10 +231,6 @@ class AgentConfig:
             if self.reward != "critic" or self.algo != "sac" or self.demo_episodes:
                 raise ConfigError("Online critic refresh (--refresh.every) relabels a SAC replay buffer of critic "
                                   "rewards: it needs --reward critic, --algo sac and no --demo-episodes")
-            if self.tracker.async_critic:
-                raise ConfigError("Online critic refresh (--refresh.every) relabels rewards by buffer row, and an "
-                                  "asynchronous critic stores rows once their rewards are final: use one of "
-                                  "--refresh.every and --tracker.async-critic")
 
     def _check_cascade(self) -> None:
         """A cascade critic (``--critic cascade``) judges its student unsure near the tracker's failure threshold
@@ -285,6 +281,14 @@ class AgentConfig:
 
             key = "rollout_buffer_class" if self.algo == "ppo" else "replay_buffer_class"
             given = params.get(key)
+            if self.algo == "sac" and given is None and int(params.get("n_steps", 1)) > 1:
+                # SB3 sets up n-step returns only for its own default buffer: name the n-step one here
+                from stable_baselines3.common.buffers import NStepReplayBuffer
+
+                given = NStepReplayBuffer
+                kwargs = params.setdefault("replay_buffer_kwargs", {})
+                kwargs.setdefault("n_steps", int(params.pop("n_steps")))
+                kwargs.setdefault("gamma", float(params.get("gamma", 0.99)))
             params[key] = deferred.deferred_buffer_class(self.algo, given)
         return params
 

@@ -10,7 +10,9 @@ With an asynchronous critic (:mod:`primo_loop.asynchronous`) a step may return a
   enters SB3's storage once all of them are final, in order. So a sampled transition is never one still waiting
   (nothing unsettled is in the storage), n-step returns read contiguous settled rows, and what is sampled is
   the synchronous reward. SB3's ``learning_starts`` must exceed the critic's delay in steps, or the first
-  update finds nothing settled (an error says so).
+  update finds nothing settled (an error says so). With online critic refresh, a due refresh or relabel first
+  drains the critic (:func:`settle_before_refresh`), and the refresher maps each row when it is released
+  (``on_store``) with its final shaping: the relabelled buffer equals the synchronous run's.
 * **PPO** (:class:`DeferredRolloutBuffer` with :class:`DeferredRewardsCallback`): the callback notes in which
   row each pending reward lies and applies the corrections as they come; before returns and advantages are
   computed, the buffer drains the critic (waits for the verdicts still out) and completes its rewards. A
@@ -29,7 +31,7 @@ from typing import Any
 
 import numpy as np
 import torch as th
-from stable_baselines3.common.buffers import ReplayBuffer, RolloutBuffer
+from stable_baselines3.common.buffers import NStepReplayBuffer, ReplayBuffer, RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 
 from policies.demo_sac import DemoReplayBuffer
@@ -58,6 +60,9 @@ class DeferredRewards:
         self._held: deque[_Row] = deque()
         self._where: dict[int, tuple[_Row, int]] = {}
         self.corrected = 0
+        # called as on_store(row index, infos) just before a row enters SB3's storage (online critic refresh
+        # maps buffer rows to episode steps by it: a row's index is the one it gets when released)
+        self.on_store: Any = None
 
     @property
     def held(self) -> int:
@@ -85,6 +90,8 @@ class DeferredRewards:
                 continue
             row, i = found
             row.args[3][i] = c.reward
+            if c.shaping is not None and "critic/shaping" in row.infos[i]:
+                row.infos[i]["critic/shaping"] = c.shaping  # the final critic term, as a synchronous step gives
             row.waiting.discard(i)
             self.corrected += 1
         self._release()
@@ -92,6 +99,9 @@ class DeferredRewards:
     def _release(self) -> None:
         while self._held and not self._held[0].waiting:
             row = self._held.popleft()
+            on_store = getattr(self, "on_store", None)  # absent from a buffer pickled before it existed
+            if on_store is not None:
+                on_store(self.pos, row.infos)
             super().add(*row.args, row.infos)
 
     def sample(self, batch_size: int, env: Any = None):
@@ -105,12 +115,16 @@ class DeferredRewards:
         state = self.__dict__.copy()
         if self._held:
             log.info("replay buffer saved without %d env steps still waiting for the critic", len(self._held))
-        state["_held"], state["_where"] = deque(), {}
+        state["_held"], state["_where"], state["on_store"] = deque(), {}, None
         return state
 
 
 class DeferredReplayBuffer(DeferredRewards, ReplayBuffer):
     """SB3's ReplayBuffer that stores a transition only once its reward is final."""
+
+
+class DeferredNStepReplayBuffer(DeferredRewards, NStepReplayBuffer):
+    """SB3's NStepReplayBuffer (``n_steps > 1``) that stores a transition only once its reward is final."""
 
 
 class DeferredDemoReplayBuffer(DeferredRewards, DemoReplayBuffer):
@@ -170,6 +184,30 @@ class DeferredRolloutBuffer(RolloutBuffer):
         super().compute_returns_and_advantage(last_values, dones)
 
 
+def settle_before_refresh(buffer: DeferredRewards, wrapper: Any, infos: list[dict[str, Any]]) -> int:
+    """Online critic refresh with an asynchronous critic: before the refresher reads the replay buffer's rewards
+    (and uses the critic), wait for every verdict on its way, so every row SB3 added before this step enters the
+    storage with its final reward (and, through ``on_store``, the refresher's map at the index it got there).
+    This step's own transitions are not added yet (SB3 adds after the callbacks): their corrections join this
+    step's infos, which the coming ``add`` settles. Returns how many corrections the wait brought.
+
+    Raises:
+        ConfigError: a row is still held after the wait (a verdict that settles nothing: a bug in the wrapper).
+    """
+    for info in infos:  # this step's corrections, before the rows they complete are needed
+        buffer.settle(info.get(CORRECTIONS, ()))
+    drained = list(wrapper.drain())
+    buffer.settle(drained)
+    own = {int(info[PENDING]) for info in infos if info.get(PENDING) is not None}
+    mine = tuple(c for c in drained if int(c.transition_id) in own)
+    if mine:
+        infos[0][CORRECTIONS] = tuple(infos[0].get(CORRECTIONS, ())) + mine
+    if buffer.held:
+        raise ConfigError(f"{buffer.held} env steps still wait for the critic after it was drained; expected "
+                          "every verdict to settle its transitions (a bug in the critic wrapper)")
+    return len(drained)
+
+
 def deferred_buffer_class(algo: str, given: type | None = None) -> type:
     """The buffer class that settles deferred rewards for ``algo`` ("sac" or "ppo"), in place of ``given``
     (the class the run would use otherwise; None: SB3's default)."""
@@ -178,7 +216,7 @@ def deferred_buffer_class(algo: str, given: type | None = None) -> type:
         base: type = DeferredRolloutBuffer
     else:
         options = {None: DeferredReplayBuffer, ReplayBuffer: DeferredReplayBuffer,
-                   DemoReplayBuffer: DeferredDemoReplayBuffer}
+                   NStepReplayBuffer: DeferredNStepReplayBuffer, DemoReplayBuffer: DeferredDemoReplayBuffer}
         base = DeferredRewards
     if given in options:
         return options[given]

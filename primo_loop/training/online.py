@@ -40,6 +40,7 @@ import numpy as np
 from primo_loop.errors import ConfigError
 from primo_loop.tracker import EpisodeTracker, TrackerConfig, replay_schedule, shaping_term
 from primo_loop.training.refresh_config import STATE_PREFIX, RefreshConfig  # noqa: F401 - re-exported here
+from primo_loop.training.refresh_state import RefresherState
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ class _Episode:
     labelled: bool = True  # its labels may be trained on (the labelling budget drew it)
 
 
-class CriticRefresher:
+class CriticRefresher(RefresherState):
     """Keeps the agent's episodes, refreshes a compact critic on them, and relabels the replay buffer.
 
     Args:
@@ -153,25 +154,36 @@ class CriticRefresher:
             self.slot_step[pos, i] = int(info.get("critic/step", 0))
             self.slot_shaping[pos, i] = float(info.get("critic/shaping", 0.0))
 
+    def due(self, num_timesteps: int) -> bool:
+        """Whether :meth:`on_step` at ``num_timesteps`` will relabel or refresh (read the buffer's rewards and
+        use the critic): an asynchronous loop first settles every earlier transition into the buffer."""
+        return bool(self._pending) or self._refresh_due(num_timesteps)
+
+    def _refresh_due(self, num_timesteps: int) -> bool:
+        return num_timesteps >= self.next_refresh and self.labelled_count >= self.config.min_episodes
+
     def on_step(self, num_timesteps: int, pos: int, infos: list[dict[str, Any]], rewards: np.ndarray,
-                running: list[int]) -> dict[str, float] | None:
+                running: list[int], record: bool = True) -> dict[str, float] | None:
         """Per env step, before the step's transitions are stored at row ``pos`` of ``rewards``.
 
-        Relabels episodes whose last transition is now stored, refreshes when due, then records the step.
+        Relabels episodes whose last transition is now stored, refreshes when due, then records the step
+        (``record=False``: the buffer calls :meth:`record` itself when it stores a row, as a buffer that holds
+        rows back for an asynchronous critic does; every earlier step's row must be stored when :meth:`due`).
         Returns the refresh's statistics when one ran.
         """
         if self._pending:
             self.relabel(sorted(self._pending), rewards)
             self._pending.clear()
         stats = None
-        if num_timesteps >= self.next_refresh and self.labelled_count >= self.config.min_episodes:
+        if self._refresh_due(num_timesteps):
             stats = self.refresh(rewards)
             self.next_refresh = (num_timesteps // self.config.every + 1) * self.config.every
             # this step's transitions are not stored yet: their episodes are relabelled on a later step
             now = {int(info.get("critic/episode", -1)) for info in infos}
             self._pending |= {e for e in now if e in self.episodes}
             self._stale_running = set(running)
-        self.record(pos, infos)
+        if record:
+            self.record(pos, infos)
         return stats
 
     # -- scoring and relabelling --------------------------------------------------------------------
@@ -330,58 +342,6 @@ class CriticRefresher:
                     "relabelled, %.1f s", self.refreshes, len(ids), len(fresh), stats["fresh_mae"],
                     stats["fit_mae"], changed, stats["seconds"])
         return stats
-
-    # -- persistence --------------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        return {"config": self.config.as_dict(), "episodes": self.episodes, "slot_episode": self.slot_episode,
-                "slot_step": self.slot_step, "slot_shaping": self.slot_shaping, "refreshes": self.refreshes,
-                "next_refresh": self.next_refresh, "relabelled": self.relabelled, "history": self.history,
-                "stale_running": self._stale_running, "pending": self._pending,
-                "critic": {k: v.detach().clone() for k, v in self.critic.model.state_dict().items()},
-                "optimizer": None if self._optimizer is None else self._optimizer.state_dict()}
-
-    def save(self, path: str | Path) -> None:
-        """Write the state atomically (a kill while saving leaves the previous file)."""
-        import torch
-
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(self.state_dict(), tmp)
-        tmp.replace(path)
-
-    def load(self, path: str | Path) -> None:
-        """Restore a saved state: the stored episodes, the buffer map and the refreshed critic's weights."""
-        import torch
-
-        s = torch.load(path, map_location="cpu", weights_only=False)
-        n = min(len(s["slot_episode"]), len(self.slot_episode))  # a resumed run may have a larger buffer
-        self.episodes = s["episodes"]
-        self.slot_episode[:n], self.slot_step[:n], self.slot_shaping[:n] = (
-            s["slot_episode"][:n], s["slot_step"][:n], s["slot_shaping"][:n])
-        self.refreshes, self.next_refresh, self.relabelled = s["refreshes"], s["next_refresh"], s["relabelled"]
-        self.history = list(s["history"])
-        # episodes running when the state was saved will never finish: nothing waits for them
-        self._pending = set(s["pending"]) & set(self.episodes)
-        self._stale_running = set()
-        self.critic.model.load_state_dict(s["critic"])
-        self.critic.weights_changed()
-        if s.get("optimizer") is not None:
-            self._optimizer = torch.optim.AdamW(self.critic.model.parameters(), lr=self.config.lr,
-                                                weight_decay=self.config.weight_decay)
-            self._optimizer.load_state_dict(s["optimizer"])
-
-    def export(self, folder: str | Path, **provenance: Any) -> Path:
-        """Save the refreshed critic as a compact-critic checkpoint folder (``make_critic("compact",
-        checkpoint=folder)``, ``scripts/eval_critic.py --checkpoint folder``)."""
-        import dataclasses
-
-        from primo_loop.critics.compact import save_checkpoint
-
-        info = {**self.critic.config.train_info, "online_refresh": {
-            "refreshes": self.refreshes, "episodes": len(self.episodes), "config": self.config.as_dict(),
-            **provenance}}
-        config = dataclasses.replace(self.critic.config, train_info=info)
-        return save_checkpoint(folder, config, self.critic.model.state_dict())
 
     @property
     def labelled_count(self) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from stable_baselines3 import PPO, SAC
+from stable_baselines3.common.buffers import NStepReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import DummyVecEnv
 
@@ -17,6 +18,7 @@ from policies.demo_sac import DemoReplayBuffer
 from policies.sb3 import AgentConfig, train
 from policies.sb3.deferred import (
     DeferredDemoReplayBuffer,
+    DeferredNStepReplayBuffer,
     DeferredReplayBuffer,
     DeferredRewardsCallback,
     DeferredRolloutBuffer,
@@ -176,8 +178,15 @@ def test_config_routes_async_critic_to_the_buffers():
     assert deferred_buffer_class("sac", DemoReplayBuffer) is DeferredDemoReplayBuffer
     with pytest.raises(ConfigError, match="settles deferred rewards"):
         deferred_buffer_class("sac", dict)
-    with pytest.raises(ConfigError, match="async-critic"):
-        AgentConfig(**base, tracker=on, refresh=RefreshConfig(every=100))
+    # online refresh and an asynchronous critic combine (tests/policies/test_deferred_refresh.py)
+    assert AgentConfig(**base, tracker=on, refresh=RefreshConfig(every=100)).refresh.every == 100
+    # n-step returns survive the buffer swap (SB3 sets them up only for its own default buffer)
+    nstep = AgentConfig(**base, tracker=on, algo_kwargs={"n_steps": 5, "gamma": 0.95}).hyperparameters()
+    assert nstep["replay_buffer_class"] is DeferredNStepReplayBuffer and "n_steps" not in nstep
+    assert nstep["replay_buffer_kwargs"] == {"n_steps": 5, "gamma": 0.95}
+    model = SAC("MlpPolicy", critic_env(True, "delta"), buffer_size=100, **{k: nstep[k] for k in (
+        "replay_buffer_class", "replay_buffer_kwargs", "gamma")})
+    assert isinstance(model.replay_buffer, NStepReplayBuffer) and model.replay_buffer.n_steps == 5
 
 
 def test_train_agent_options_and_a_run_with_the_background_critic(tmp_path, load_script):
