@@ -163,7 +163,7 @@ stage train_humanoid train "$OUT/model_humanoid" --init "$OUT/model" --data "$DA
     --epochs "$HUMANOID_EPOCHS" --lr "$HUMANOID_LR" --max-minutes "$MAX_MINUTES" "${MODEL[@]}"
 
 # 5. evaluation: every model, and the shipped default where it can read the frames
-SETS=(in_domain in_domain_by_look humanoid)
+SETS=(in_domain in_domain_by_look in_domain_by_task humanoid)
 [ ${#ROBOT_SETS[@]} -gt 0 ] && SETS+=(unseen_robots)
 [ -n "$APPEARANCE" ] && SETS+=(unseen_appearance)
 score() {  # score NAME CHECKPOINT SET: one held-out set
@@ -171,6 +171,7 @@ score() {  # score NAME CHECKPOINT SET: one held-out set
     case $3 in
         in_domain) evaluate "$dir" "$2" none "${IN_DOMAIN[@]}" ;;
         in_domain_by_look) evaluate "$dir" "$2" source "${IN_DOMAIN[@]}" ;;
+        in_domain_by_task) evaluate "$dir" "$2" task "${IN_DOMAIN[@]}" ;;
         unseen_robots) evaluate "$dir" "$2" robot "${ROBOT_SETS[@]}" ;;
         unseen_appearance) evaluate "$dir" "$2" none "$DATA/eval_appearance" ;;
         humanoid) evaluate "$dir" "$2" none "$DATA/eval_gr1" ;;
