@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -37,7 +38,8 @@ FORMULAS = {
     "delay": "queries from the first query at or after the labeller's failure event to the critic's first alarm, "
              "median over detected failures; negative = before the event (metrics.failure_detection)",
     "latency": "wall time of CompactCritic.assess on 8 queries / 8, torch.set_num_threads(1), after warm-up, median "
-               "of N repeats, on this machine",
+               "of N repeats, on this machine; the queries are the last 8 of the first in-domain nominal held-out "
+               "episode, frames as stored (random 128 px frames when that set is missing)",
 }
 
 
@@ -129,7 +131,8 @@ def measure_latency(critic: Any, queries: Sequence[Any], batch: int = 8, warmup:
     finally:
         torch.set_num_threads(threads)
     return {"ms_per_query": statistics.median(times), "min_ms": min(times), "max_ms": max(times),
-            "batch": batch, "repeats": repeats, "warmup": warmup, "threads": 1}
+            "batch": batch, "repeats": repeats, "warmup": warmup, "threads": 1,
+            "load_average_1min": os.getloadavg()[0]}  # other jobs on the machine slow it: say how busy it was
 
 
 def sample_queries(data: Path | None, size: int = 128, n: int = 8) -> list[Any]:
@@ -217,6 +220,14 @@ def _fmt(x: float | None, metric_name: str) -> str:
     return f"{x:.3f}" if metric_name == "voc" or (metric_name == "f1") else f"{x:.2f}"
 
 
+def latency_note(details: Mapping[str, Any]) -> str:
+    """One sentence on how the latency figures were measured (and how busy the machine was)."""
+    parts = [f"{name}: median of {d['repeats']} after {d['warmup']} warm-up calls, min {d['min_ms']:.2f} / max "
+             f"{d['max_ms']:.2f} ms, load average {d['load_average_1min']:.1f}" if "ms_per_query" in d
+             else f"{name}: not measured ({d.get('error', 'skipped')})" for name, d in details.items()]
+    return "Latency (" + "; ".join(parts) + ")." if parts else "Latency: not measured."
+
+
 def render_markdown(rows: Sequence[Row], settings: Mapping[str, Any], views_note: str, command: str) -> str:
     met = [r.met for r in rows if r.met is not None]
     lines = ["# The default critic against issue 33's targets", "",
@@ -285,7 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except Exception as exc:  # noqa: BLE001 - e.g. the shipped one-view model refusing multi-view frames
             details[name] = {"error": f"{type(exc).__name__}: {exc}"}
     rows = target_rows(b, latency)
-    note = views_note(b["settings"], cfgs.get("model", {}), cfgs.get("shipped", {}))
+    note = views_note(b["settings"], cfgs.get("model", {}), cfgs.get("shipped", {})) + "\n\n" + latency_note(details)
     command = f"python benchmarks/{SCRIPT} --build {args.build} --out {args.out}"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
