@@ -101,7 +101,8 @@ json.dump({"quick": "$QUICK" == "1", "tasks": "$TASKS".split(), "arms": "$ARMS".
           open(sys.argv[1], "w"), indent=1)
 EOF
 
-stage() {  # stage NAME COMMAND...: run it, record its wall time
+echo "# run started $(date -u +%FT%TZ) (QUICK=$QUICK)" >>"$OUT/build_times.tsv"  # a rerun appends its own lines
+stage() {  # stage NAME COMMAND...: run it, record its wall time (seconds)
     local t0=$SECONDS
     echo "== $1" >&2
     "${@:2}"
