@@ -104,8 +104,9 @@ def queries_of(rec: Rollout, clip_len: int = 8) -> list[Any]:
     from primo_loop.types import CriticQuery
 
     frames = np.stack(rec.frames)
-    return [CriticQuery(instruction=rec.instruction, initial=frames[0], clip=frames[sample_clip_indices(k + 1, clip_len)],
-                        current=frames[k], step=rec.steps[k]) for k in range(len(rec.frames))]
+    return [CriticQuery(instruction=rec.instruction, initial=frames[0],
+                        clip=frames[sample_clip_indices(k + 1, clip_len)], current=frames[k], step=rec.steps[k])
+            for k in range(len(rec.frames))]
 
 
 def score(critics: Mapping[str, Any], rollouts: Sequence[Rollout], near: float = 0.04, on_table: float = 0.01,

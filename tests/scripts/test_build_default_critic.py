@@ -23,7 +23,9 @@ def _run(tmp_path, timeout=60, **env):
 def test_a_missing_collect_flag_stops_the_build_before_any_work(tmp_path):
     fake = tmp_path / "python"  # answers collect.py --help with today's options, without --cameras
     fake.write_text("#!/usr/bin/env bash\n"
-                    "if [ \"$2\" = --help ]; then echo 'usage: collect.py [--camera CAMERA] [--appearance A]'; exit 0; fi\n"
+                    "if [ \"$2\" = --help ]; then\n"
+                    "  echo 'usage: collect.py [--camera CAMERA] [--appearance A]'; exit 0\n"
+                    "fi\n"
                     "echo \"unexpected call: $*\" >&2; exit 9\n")
     fake.chmod(0o755)
     r = _run(tmp_path, PY=str(fake), CAMERAS="agentview robot0_eye_in_hand", APPEARANCE="train")

@@ -35,7 +35,8 @@ def build(tmp_path):
     b = tmp_path / "build"
     ev = b / "eval"
     _write(ev / "model/in_domain", {"all": _split(2.9, 0.995, 0.94, 1.0)})
-    _write(ev / "model/in_domain_by_look", {"eval_in_domain_nominal": _split(2.5), "eval_in_domain_train_look": _split(3.3)})
+    _write(ev / "model/in_domain_by_look", {"eval_in_domain_nominal": _split(2.5),
+                                            "eval_in_domain_train_look": _split(3.3)})
     _write(ev / "model/unseen_robots", {"Sawyer": _split(4.0), "UR5e": _split(5.5)})
     _write(ev / "model/humanoid", {"all": _split(15.0, 0.8)})
     _write(ev / "model_humanoid/humanoid", {"all": _split(7.9, 0.97)})
