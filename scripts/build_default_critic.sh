@@ -92,10 +92,12 @@ MODEL=(--image-size "$IMAGE_SIZE" --seed "$SEED" --failure-weight 1.0 --no-progr
 $PY - "$OUT/build.json" <<EOF
 import json, sys
 json.dump({"quick": "$QUICK" == "1", "tasks": "$TASKS".split(), "arms": "$ARMS".split(),
-           "unseen_robots": "$UNSEEN_ROBOTS".split(), "cameras": "$CAMERAS".split(), "appearance": "$APPEARANCE" or None,
+           "unseen_robots": "$UNSEEN_ROBOTS".split(), "cameras": "$CAMERAS".split(),
+           "appearance": "$APPEARANCE" or None,
            "episodes_per_task": $EPISODES_PER_TASK, "eval_episodes": $EVAL_EPISODES,
            "gr1_eval_episodes": $GR1_EVAL_EPISODES, "humanoid_train_episodes": $HUMANOID_TRAIN_EPISODES,
-           "epochs": $EPOCHS, "max_minutes": $MAX_MINUTES, "loto_epochs": $LOTO_EPOCHS, "loto_tasks": "$LOTO_TASKS".split(),
+           "epochs": $EPOCHS, "max_minutes": $MAX_MINUTES, "loto_epochs": $LOTO_EPOCHS,
+           "loto_tasks": "$LOTO_TASKS".split(),
            "humanoid_epochs": $HUMANOID_EPOCHS, "image_size": $IMAGE_SIZE, "render_size": $RENDER_SIZE,
            "train_frame_every": $TRAIN_FRAME_EVERY, "workers": $W, "seed": $SEED},
           open(sys.argv[1], "w"), indent=1)
@@ -141,7 +143,7 @@ if [ -n "$APPEARANCE" ]; then
 fi
 ROBOT_SETS=()
 for task in $TASKS; do  # unseen robots, each task with the ones it supports
-    robots=$($PY -c "import envs, sys; print(' '.join(r for r in sys.argv[2:] if r in envs.supported_robots(sys.argv[1])))" \
+    robots=$($PY -c "import envs, sys; t, *rs = sys.argv[1:]; print(*(r for r in rs if r in envs.supported_robots(t)))"\
         "$task" $UNSEEN_ROBOTS)
     [ -z "$robots" ] && continue
     stage "collect_robots_$task" $PY scripts/collect.py --env "$task" --robot $robots --seed $SEED_ROBOTS \
