@@ -13,7 +13,7 @@ export PYTHONUNBUFFERED := 1
 DEMO_OUT ?= runs/demo
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
-.PHONY: demo test test-all gl venv bench clean
+.PHONY: demo test test-all gl venv bench default-critic clean
 
 $(STAMP): requirements.txt setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -53,6 +53,10 @@ test-all: gl $(STAMP)
 
 bench: gl $(STAMP)
 	$(BIN)/python benchmarks/throughput.py
+
+# Rebuild the default compact critic and its target report (scripts/build_default_critic.sh; QUICK=1 for a toy run)
+default-critic: gl $(STAMP)
+	PY=$(BIN)/python scripts/build_default_critic.sh
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,71 @@
+"""scripts/build_default_critic.sh: it stops before any work when a collection flag or a task it needs is
+missing, and QUICK=1 runs the whole pipeline end to end, resumably (slow)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "build_default_critic.sh"
+
+
+def _run(tmp_path, timeout=60, **env):
+    full = {**os.environ, "PY": sys.executable, "PYTHONPATH": str(ROOT), "OUT": str(tmp_path / "build"),
+            "REPORT": str(tmp_path / "report"), **env}
+    return subprocess.run(["bash", str(SCRIPT)], env=full, capture_output=True, text=True, timeout=timeout)
+
+
+def test_a_missing_collect_flag_stops_the_build_before_any_work(tmp_path):
+    fake = tmp_path / "python"  # answers collect.py --help with today's options, without --cameras
+    fake.write_text("#!/usr/bin/env bash\n"
+                    "if [ \"$2\" = --help ]; then\n"
+                    "  echo 'usage: collect.py [--camera CAMERA] [--appearance A]'; exit 0\n"
+                    "fi\n"
+                    "echo \"unexpected call: $*\" >&2; exit 9\n")
+    fake.chmod(0o755)
+    r = _run(tmp_path, PY=str(fake), CAMERAS="agentview robot0_eye_in_hand", APPEARANCE="train")
+    assert r.returncode == 2, r.stderr
+    assert "scripts/collect.py has no --cameras option" in r.stderr and "CAMERAS" in r.stderr
+    assert "unexpected call" not in r.stderr
+    assert not (tmp_path / "build").exists()
+
+
+def test_an_unknown_task_stops_the_build_before_any_work(tmp_path):
+    r = _run(tmp_path, TASKS="Lift Bogus", CAMERAS="", APPEARANCE="")
+    assert r.returncode == 2, r.stderr
+    assert "unknown task(s) ['Bogus']" in r.stderr
+    assert not (tmp_path / "build").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)  # about 10 minutes on a quiet 2-core machine, longer under load
+def test_quick_mode_end_to_end_and_a_rerun_skips_finished_stages(tmp_path):
+    r = _run(tmp_path, timeout=1800, QUICK="1", WORKERS="1")
+    assert r.returncode == 0, r.stderr[-3000:]
+    build, report = tmp_path / "build", tmp_path / "report"
+    for model in ("model", "model_humanoid", "loto_Stack"):
+        assert (build / model / "weights.pt").is_file() and (build / model / ".built").is_file()
+    for folder in ("model/in_domain", "model/unseen_robots", "model/humanoid", "model_humanoid/humanoid",
+                   "shipped/in_domain", "loto/Stack"):
+        assert (build / "eval" / folder / "report.json").is_file(), folder
+    rep = json.loads((report / "report.json").read_text())
+    groups = {row["group"] for row in rep["rows"]}
+    assert groups == {"in-domain", "unseen robots", "unseen appearance", "leave one task out", "inference",
+                      "humanoid"}
+    latency = [row for row in rep["rows"] if row["group"] == "inference"][0]
+    assert latency["figure"] > 0 and latency["shipped"] > 0
+    assert "QUICK build" in (report / "report.md").read_text()
+    lines = (build / "build_times.tsv").read_text().splitlines()
+    stages = [line.split("\t")[0] for line in lines if not line.startswith("#")]
+    assert lines[0].startswith("# run started") and stages[:2] == ["collect_train", "train"]
+    assert stages[-1] == "report"
+
+    again = _run(tmp_path, timeout=1800, QUICK="1", WORKERS="1")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"skip: {build}/model is trained" in again.stderr
+    assert f"skip: {build}/eval/model/in_domain is scored" in again.stderr
