@@ -23,6 +23,7 @@ Results go to docs/results/slow_critic.md (and .json) with the command; notes be
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -75,11 +76,14 @@ class DelayedCritic:
         left = self.delay_s - (time.perf_counter() - t0)
         if left > 0:
             time.sleep(left)
+        took = time.perf_counter() - t0
         with self._lock:
-            self.batch_s.append(time.perf_counter() - t0)
+            self.batch_s.append(took)
             self.queries += len(queries)
             self.no_progress += sum(1 for v in verdicts if v is None or v.progress is None)
-        return verdicts
+        # a verdict's latency is its share of the batch's whole time, the injected wait included
+        return [dataclasses.replace(v, latency_s=took / len(verdicts)) if isinstance(v, CriticVerdict) else v
+                for v in verdicts]
 
 
 class DelayedCompact(DelayedCritic):

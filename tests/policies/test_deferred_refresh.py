@@ -105,6 +105,8 @@ def test_the_delayed_compact_critic_is_the_compact_critic_to_refresh(tiny_ckpt):
     got = critic.assess([q, q])
     assert time.perf_counter() - t0 >= 0.2 and critic.batch_s[-1] >= 0.2 and critic.queries == 2
     assert [v.progress for v in got] == [v.progress for v in plain.assess([q, q])]
+    # each verdict's latency is its share of the whole batch, the injected wait included (what the logs show)
+    assert [v.latency_s for v in got] == [pytest.approx(critic.batch_s[-1] / 2)] * 2
     # what the refresher uses is the compact critic's own: training it trains the critic in the loop
     assert critic.model is critic.inner.model and critic.config is critic.inner.config
     refresher = CriticRefresher(critic, TrackerConfig(**TRACKER), RefreshConfig(every=10), 10, 1)
