@@ -28,19 +28,18 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from primo_loop.clips import replay_schedule, sample_clip_indices
-from primo_loop.errors import ConfigError, check_choice, check_counts, from_options
+from primo_loop.errors import ConfigError
 from primo_loop.ledger import RewardCorrection, RewardLedger, shaping_term, transition_reward
+from primo_loop.tracker_config import SHAPING_MODES, TrackerConfig  # noqa: F401 - re-exported
 from primo_loop.types import CriticQuery, CriticVerdict, Frame
 
-SHAPING_MODES = ("delta", "progress", "none")
-
-__all__ = ["EpisodeTracker", "StepResult", "TrackerConfig", "TrackerStats", "failure_streak", "regression_streak",
+__all__ = ["SHAPING_MODES", "EpisodeTracker", "StepResult", "TrackerConfig", "TrackerStats", "failure_streak", "regression_streak",
            "replay_schedule", "sample_clip_indices", "shaping_term"]
 
 #: Ids of transitions whose reward is pending, unique in the process (so several single-env wrappers in one
@@ -68,74 +67,6 @@ def regression_streak(streak: int, progress: float, running_max: float, delta: f
     (1, 0)
     """
     return streak + 1 if running_max - progress >= delta - 1e-12 else 0
-
-
-@dataclass
-class TrackerConfig:
-    """Options of the critic in the loop; each field's docstring below is its help text."""
-
-    critic_every: int = 10
-    """Query the critic every N env steps, and at step 0 for the baseline."""
-    frame_every: int | None = None
-    """Keep a frame for the clip every M steps (None: critic_every); frames are rendered only on these steps
-    and on query steps."""
-    clip_len: int = 8
-    """Frames per clip sent to the critic, the initial and current anchors included."""
-    window: int | None = None
-    """Sample the clip from the last `window` kept frames only (None: from all frames since reset); the
-    initial frame stays the query's initial anchor."""
-    shaping: str = "delta"
-    """The critic's reward term: delta (potential-based, gamma * phi_next - phi), progress (phi itself) or
-    none."""
-    gamma: float = 0.99
-    """Discount of the potential-based term; match the agent's gamma."""
-    env_weight: float = 1.0
-    """Weight of the env's own reward."""
-    critic_weight: float = 1.0
-    """Weight of the critic's shaping term."""
-    terminate: bool = True
-    """End episodes early on the critic's failure and regression signals."""
-    failure_threshold: float = 0.5
-    """Failure probability that counts as a failure signal."""
-    failure_patience: int = 2
-    """Consecutive failure signals that end the episode."""
-    regression_delta: float = 0.3
-    """Drop of progress below its running maximum that counts as a regression signal."""
-    regression_patience: int = 2
-    """Consecutive regression signals that end the episode."""
-    min_peak: float = 0.3
-    """Regression is judged only once progress has peaked at least this high."""
-    termination_penalty: float = 0.0
-    """Added once, to the reward of the step on which the critic ends the episode."""
-    async_critic: bool = False
-    """Ask the critic in the background and keep stepping (for slow critics); verdicts apply when they arrive,
-    and rewards that wait for one are settled later (info critic/pending_id, critic/corrections)."""
-    max_pending: int = 64
-    """Asynchronous mode: the most queries waiting or in flight; at the bound a step waits for the critic."""
-
-    def __post_init__(self) -> None:
-        self.shaping = check_choice("shaping mode", self.shaping, SHAPING_MODES)
-        check_counts(self, ("critic_every", "clip_len", "failure_patience", "regression_patience", "max_pending"))
-        if self.frame_every is None:
-            self.frame_every = self.critic_every
-        if self.frame_every < 1:
-            raise ConfigError(f"Expected `frame_every` >= 1, actually: {self.frame_every!r}")
-        if self.window is not None and self.window < 1:
-            raise ConfigError(f"Expected `window` >= 1 or None, actually: {self.window!r}")
-        if not 0.0 < self.gamma <= 1.0:
-            raise ConfigError(f"Expected `gamma` in (0, 1], actually: {self.gamma!r}")
-        for name in ("failure_threshold", "regression_delta", "min_peak"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ConfigError(f"Expected `{name}` in [0, 1], actually: {value!r}")
-
-    @classmethod
-    def from_options(cls, **options: Any) -> TrackerConfig:
-        """Build from keyword options, naming unknown ones with the closest valid name."""
-        return from_options(cls, "tracker option", options)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -188,6 +119,7 @@ class EpisodeTracker:
         self.latency_s = 0.0
         self.queried = False
         self.verdict: str | None = None  # "read", "unreadable" or "failed": the last verdict of this step
+        self.query_oracle: float | None = None  # privileged progress at that verdict's query step, if reported
         self.done = False
         self.reason: str | None = None
         self._privileged: Mapping[str, Any] | None = None
@@ -199,7 +131,7 @@ class EpisodeTracker:
         self._asked = -1  # the step of the last query made
         self._reported = False  # the termination was returned by finish_step
         self._finished = -1  # the step finish_step last ran on
-        self._carry: list[tuple[int, float, str]] = []  # (delay, latency, verdict) applied after it: next step's
+        self._carry: list[tuple] = []  # (delay, latency, verdict, query_oracle) applied after it: next step's
 
     # -- episode boundaries -------------------------------------------------------------------------
     def reset(self, instruction: str, frame: Frame, privileged: Mapping[str, Any] | None = None) -> CriticQuery:
@@ -211,7 +143,7 @@ class EpisodeTracker:
         self.running_max = 0.0
         self.progress = self.failure_prob = None
         self.latency_s = 0.0
-        self.verdict = None
+        self.verdict = self.query_oracle = None
         self.done, self.reason = False, None
         self._ended = False
         self._fail_streak = self._regress_streak = 0
@@ -243,10 +175,9 @@ class EpisodeTracker:
         self._ended = ended
         self._phi_prev = self.phi
         # verdicts applied between steps (an asynchronous drain) are this step's news
-        self.delays = [d for d, _, _ in self._carry]
+        self.delays = [c[0] for c in self._carry]
         self.queried = bool(self._carry)
-        self.latency_s = self._carry[-1][1] if self._carry else 0.0
-        self.verdict = self._carry[-1][2] if self._carry else None
+        self.latency_s, self.verdict, self.query_oracle = self._carry[-1][1:] if self._carry else (0.0, None, None)
         self._carry = []
 
     # -- frames and queries -------------------------------------------------------------------------
@@ -291,6 +222,14 @@ class EpisodeTracker:
         return CriticQuery(instruction=self.instruction, initial=self.frames[0], clip=clip,
                            current=self.frames[-1], step=self.step, privileged=self._privileged, views=self.views)
 
+    def _oracle_at(self, step: int) -> float | None:
+        """The privileged progress the env reported at ``step`` (a query step: it has a frame), or None."""
+        for i in range(len(self.frame_steps) - 1, -1, -1):
+            if self.frame_steps[i] == step:
+                p = self.frame_privileged[i]
+                return float(p["progress"]) if p is not None and p.get("progress") is not None else None
+        return None
+
     def deliver(self, ledger: RewardLedger, verdict: CriticVerdict | None, step: int) -> list[RewardCorrection]:
         """A verdict for the query made at ``step`` of the episode ``ledger`` belongs to: applied if that is the
         current episode, else (the episode ended before it arrived) counted and used to settle its rewards only."""
@@ -322,10 +261,11 @@ class EpisodeTracker:
         latency = verdict.latency_s if verdict is not None else 0.0
         readable = self._count(verdict)
         status = "read" if readable else "failed" if verdict is None else "unreadable"
+        oracle = self._oracle_at(step)
         if self._finished == self.step:  # after this step's info: the next step reports it
-            self._carry.append((self.step - step, latency, status))
+            self._carry.append((self.step - step, latency, status, oracle))
         else:
-            self.queried, self.verdict = True, status
+            self.queried, self.verdict, self.query_oracle = True, status, oracle
             self.delays.append(self.step - step)
             self.latency_s = latency if verdict is not None else self.latency_s
         if not readable:
@@ -388,6 +328,8 @@ class EpisodeTracker:
             "critic/failure_prob": self.failure_prob,
             "critic/queried": self.queried,
             "critic/verdict": self.verdict,  # None, or how this step's verdict went: read, unreadable, failed
+            # the oracle's progress at that verdict's query step (asynchronous: an earlier step), None if unknown
+            "critic/oracle_at_query": self.query_oracle,
             "critic/latency_s": self.latency_s,
             "critic/terminated_reason": self.reason,
             "critic/phi": self.phi,

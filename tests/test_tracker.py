@@ -259,7 +259,7 @@ def test_every_tracker_option_has_a_docstring():
     import ast
     import inspect
 
-    import primo_loop.tracker as module
+    import primo_loop.tracker_config as module
 
     cls = next(n for n in ast.parse(inspect.getsource(module)).body
                if isinstance(n, ast.ClassDef) and n.name == "TrackerConfig")
@@ -269,3 +269,28 @@ def test_every_tracker_option_has_a_docstring():
             docs[field.target.id] = after.value.value
     assert set(docs) == set(TrackerConfig.__dataclass_fields__)
     assert all(len(text.split()) >= 3 for text in docs.values())
+
+
+def test_a_verdict_is_reported_beside_the_oracle_at_its_own_query_step():
+    """An asynchronous verdict for the query of step 5 arriving at step 8 is set against the oracle's progress
+    at step 5 (what the critic saw), not at step 8; a synchronous one against its own step's."""
+    tracker = EpisodeTracker(TrackerConfig(critic_every=5, clip_len=2))
+    tracker.reset("lift", frame(0), {"progress": 0.0})
+    tracker.apply(CriticVerdict(progress=0.0))
+    assert tracker.finish_step(0.0).info["critic/oracle_at_query"] == 0.0
+    for t in range(1, 9):
+        tracker.advance({"progress": t / 10})
+        if tracker.needs_frame:
+            tracker.add_frame(frame(t))
+        tracker.make_query()  # the query of step 5 is made, its verdict held back
+        if t == 8:
+            tracker.apply(CriticVerdict(progress=0.4), step=5)
+        info = tracker.finish_step(0.0).info
+    assert info["critic/delay_steps"] == (3,) and info["critic/oracle_at_query"] == pytest.approx(0.5)
+    # a step without a verdict reports none, and an env without privileged progress reports None
+    tracker.advance({"progress": 0.9})
+    assert tracker.finish_step(0.0).info["critic/oracle_at_query"] is None
+    plain = EpisodeTracker(TrackerConfig(critic_every=5, clip_len=2))
+    plain.reset("lift", frame(0))
+    plain.apply(CriticVerdict(progress=0.2))
+    assert plain.finish_step(0.0).info["critic/oracle_at_query"] is None

@@ -13,7 +13,6 @@ from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback,
 
 from policies.sb3.run_folder import append_eval_row, prune_checkpoints, refresh_state_path
 from policies.sb3.vec_envs import find_critic_wrapper
-from primo_loop.wrappers import privileged_from_info
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +34,8 @@ class CriticStatsCallback(BaseCallback):
     Where the env reports its privileged progress (``info["oracle/progress"]``, as every robosuite task
     does), it also records how the critic's answers stand against it over the same window:
     ``critic/oracle_mae`` (mean absolute difference, progress in [0, 1]) and ``critic/oracle_bias``
-    (critic minus oracle). A bias that climbs during training is the agent finding states the critic
+    (critic minus oracle), each verdict against the oracle at its own query's step (``critic/oracle_at_query``: an
+    asynchronous verdict arrives steps later, when the state has moved on). A bias that climbs during training is the agent finding states the critic
     overrates: the learned reward is being exploited, whatever the training return says."""
 
     def __init__(self, window: int = 1000):
@@ -57,9 +57,10 @@ class CriticStatsCallback(BaseCallback):
                 if info.get("critic/progress") is not None and info.get("critic/verdict", "read") == "read":
                     progress = float(info["critic/progress"])
                     self.progress.append(progress)
-                    oracle = privileged_from_info(info)
+                    # against the oracle at the query's own step (an asynchronous verdict arrives later)
+                    oracle = info.get("critic/oracle_at_query")
                     if oracle is not None:
-                        self.gap.append(progress - oracle["progress"])
+                        self.gap.append(progress - oracle)
                 self.latency.append(float(info.get("critic/latency_s") or 0.0))
         self.record()
         return True
