@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from policies.scripted.door import DoorPolicy  # imported here so that ScriptedPolicy(env) finds it for Door
 from policies.scripted.evaluation import evaluate
+from policies.scripted.nut import NutSquarePolicy  # as DoorPolicy: found by ScriptedPolicy(env)
 from policies.scripted.geometry import POS_SCALE, R_DOWN, ROT_SCALE, choose_yaw, rot_error, rot_z, wrap, yaw_of
 from policies.scripted.hands import (
     CLOSE_LEVEL,
