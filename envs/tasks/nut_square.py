@@ -58,6 +58,14 @@ class NutSquareOracle(TaskOracle):
     def reset(self) -> None:
         self.goal0 = max(float(np.linalg.norm(self.object_pos()[:2] - self.peg_pos()[:2])), 0.05)
         super().reset()
+        # robosuite places the nut 2 cm above the table; it settles flat in the first steps: heights are measured
+        # from the nut lying on the table, not from where reset put it
+        self.rest_z = self.resting_z()
+        self.numbers["object_height"] = float(self.object_pos()[2] - self.rest_z)
+
+    def resting_z(self) -> float:
+        """Height of the nut's centre when it lies flat on the table."""
+        return float(self.table[2] + NUT_HALF_HEIGHT)
 
     # ----- geometry ------------------------------------------------------------------------------------
     def object_pos(self) -> np.ndarray:
