@@ -154,7 +154,10 @@ SPEC = TaskSpec(
                      "close the gripper to grasp the handle", "lift the nut higher than the peg",
                      "carry the nut over the square peg", "lower the nut down around the peg",
                      "open the gripper and move it away"),
-    robots=ARM_ROBOTS,
+    # Measured with the scripted policy (docs/results/scripted_policies.md, 20 nominal episodes each): Panda 95%,
+    # Sawyer 100%; IIWA 45% and UR5e 5% (not diagnosed yet); Kinova3 and Jaco not measured. The humanoids have no
+    # NutAssemblySquare plan.
+    robots=tuple(r for r in ARM_ROBOTS if r in ("Panda", "Sawyer")),
     oracle=NutSquareOracle,
     stages=("reach", "grasp", "lift", "carry", "place", "done"),
     failure_modes=("drop", "offset_grasp", "close_early", "freeze"),
