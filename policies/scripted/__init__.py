@@ -23,7 +23,8 @@ Failure injection (``failure=``), drawn from ``seed`` so episodes are reproducib
 Door has phases of its own (grasp the lever from the front, turn it, pull the door round its hinge):
 :class:`~policies.scripted.door.DoorPolicy`, which ``ScriptedPolicy(env)`` builds for a Door env. Its failure
 modes are drop (let go while pulling), offset_grasp (close above or below the lever), close_early (close in
-front of it) and freeze.
+front of it) and freeze. NutAssemblySquare likewise gets :class:`~policies.scripted.nut.NutSquarePolicy` (the
+shared phases, plus turning the nut square to the peg and lining it up before lowering).
 
 ``failure_injected_at`` is the env step at which the failure happened. ``replan()`` restarts from the
 approach wherever the robot is and disables injection for the rest of the episode, so a replan after a
@@ -51,11 +52,13 @@ from policies.scripted.hands import (
     hand_offset,
     open_level,
 )
+from policies.scripted.nut import NutSquarePolicy  # as DoorPolicy: found by ScriptedPolicy(env)
 from policies.scripted.plans import (
     HUMANOID_TASKS,
     PLANS,
     DoorPlan,
     LiftPlan,
+    NutSquarePlan,
     PickPlaceCanPlan,
     StackPlan,
     TaskPlan,
@@ -67,7 +70,7 @@ from policies.scripted.policy import FAILURE_MODES, ScriptedPolicy
 
 __all__ = [
     "CLOSEDNESS", "CLOSE_LEVEL", "DoorPlan", "DoorPolicy", "FAILURE_MODES", "GRASP_DZ", "HAND_OFFSET",
-    "HUMANOID_TASKS", "OPEN_LEVEL", "PLANS",
+    "HUMANOID_TASKS", "NutSquarePlan", "NutSquarePolicy", "OPEN_LEVEL", "PLANS",
     "POS_SCALE", "ROT_SCALE", "R_DOWN", "WIDE_OPEN_LEVEL", "LiftPlan", "PickPlaceCanPlan", "ScriptedPolicy",
     "StackPlan", "TaskPlan", "check_plan", "check_scripted", "choose_yaw", "evaluate", "grip_command",
     "gripper_is_open", "hand_offset", "open_level", "rot_error", "rot_z", "scripted_robots", "wrap", "yaw_of",
