@@ -97,6 +97,7 @@ def test_a_failed_shard_fails_the_evaluation(local_ray, sources):
         evaluate(BrokenCritic(), [sources[0]], None, EvalConfig(), scorer=scorer)
 
 
+@pytest.mark.slow  # an end-to-end run (15-35 s); `make test-all` runs it
 def test_eval_script_with_ray_reports_what_the_local_run_reports(local_ray, sources, tmp_path):
     import ray
 

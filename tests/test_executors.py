@@ -136,6 +136,7 @@ def test_the_shared_folder_is_checked_on_every_node(local_ray, tmp_path):
         refuse_unshared(tmp_path, {"10.0.0.1 (a)": True, "10.0.0.2 (b)": False})
 
 
+@pytest.mark.slow  # an end-to-end run (15-35 s); `make test-all` runs it
 def test_script_collect_ray_resumes_after_the_driver_is_killed(local_ray, tmp_path):
     """scripts/collect.py --ray ADDRESS: kill the whole driver mid-run, run it again: nothing lost or doubled."""
     out, n = tmp_path / "ds", 8

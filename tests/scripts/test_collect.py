@@ -126,6 +126,7 @@ def test_rollout_stops_after_success_and_failure():
     assert bad.meta["failure_injected_at"] == bad.meta["failure_step"]
 
 
+@pytest.mark.slow  # an end-to-end run (15-35 s); `make test-all` runs it
 def test_collect_the_states_a_trained_agent_visits(tmp_path, lift_agent):
     """A run folder as the policy: the agent acts in its own action space (4-D position actions), noise-free
     episodes repeat exactly, the episode's noise perturbs them, and frames carry privileged progress labels."""

@@ -125,6 +125,7 @@ def test_default_critic_scores_a_scripted_success(tmp_path):
     assert ep["critic_unreadable"] == 0 and ep["critic_queries"] >= 5
 
 
+@pytest.mark.slow  # an end-to-end run (15-35 s); `make test-all` runs it
 def test_a_trained_agent_runs_with_the_critic_in_the_loop(tmp_path, lift_agent):
     import envs
     from policies.sb3 import TrainedPolicy

@@ -69,6 +69,7 @@ def test_an_existing_run_folder_is_refused_in_one_line(tmp_path):
     assert (out / "mine.txt").read_text() == "x"
 
 
+@pytest.mark.slow  # an end-to-end run (15-35 s); `make test-all` runs it
 def test_kill_then_resume(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen(cmd(out, 100_000), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
