@@ -20,6 +20,12 @@ from primo_loop.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 
+def _failed(split: dict) -> str:
+    """The failed-request rate beside the unreadable one, where requests failed."""
+    rate = split.get("failed_rate")
+    return f" (+{rate:.3f} failed)" if rate else ""
+
+
 def _fmt(x: Any, nd: int = 2) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
@@ -55,7 +61,7 @@ def report_markdown(report: dict[str, Any]) -> str:
                      f"{_fmt(p['acc@10'], 3)} | {_fmt(ps['mae'])} | "
                      f"{_fmt(s['voc_successful'], 3)} | {_fmt(fd.get('precision'), 3)} | {_fmt(fd.get('recall'), 3)} | "
                      f"{_fmt(fd.get('f1'), 3)} | {_fmt(fd.get('median_delay'), 1)} | "
-                     f"{_fmt(s['unreadable_rate'], 3)} | {_fmt(s['latency_ms'], 2)} | "
+                     f"{_fmt(s['unreadable_rate'], 3)}{_failed(s)} | {_fmt(s['latency_ms'], 2)} | "
                      f"{_fmt(s['mean_output_tokens'], 1)} |")
     lines += ["", "## By task and robot", "", "| task/robot | split | episodes | MAE | VOC (succ.) | fail F1 |",
               "|---|---|---|---|---|---|"]

@@ -5,7 +5,7 @@
 Episodes are replayed the way the in-loop tracker sees them: frames kept every ``frame_every`` steps (and at
 reset), a query every ``critic_every`` steps from step 0, its clip sampled from the frames kept so far with
 :func:`primo_loop.tracker.sample_clip_indices`. The same code scores every backend (compact, VLM, remote,
-oracle), so the report also carries the unreadable-answer rate, mean output tokens and latency.
+oracle), so the report carries the unreadable-answer and failed-request rates, output tokens and latency.
 
 Splits (``split_by="auto"``): given the critic's training domain (the compact critic's checkpoint records its
 tasks and robots), each episode is ``in_domain`` (seen task and robot; held-out seeds), ``unseen_robot``,
@@ -107,14 +107,11 @@ class EpisodeResult:
     latency_s: list[float] = field(default_factory=list)
     output_tokens: list[int | None] = field(default_factory=list)
     split: str = "all"
+    request_failed: list[bool] = field(default_factory=list)  # the query's request failed (no answer came)
 
-    @property
-    def success(self) -> bool:
-        return self.outcome == "success"
+    success = property(lambda self: self.outcome == "success")
 
-    @property
-    def is_failure(self) -> bool:
-        return self.outcome == "failure" if self.outcome is not None else any(self.failed)
+    is_failure = property(lambda self: self.outcome == "failure" if self.outcome is not None else any(self.failed))
 
 
 # ------------------------------------------------------------------------------------- query builders
@@ -152,6 +149,7 @@ def _run_queries(critic: Any, queries: list[CriticQuery], results: list[tuple[Ep
             res.failure_prob.append(v.failure_prob)
             res.latency_s.append(float(v.latency_s) if v.latency_s else dt)
             res.output_tokens.append(v.output_tokens)
+            res.request_failed.append(bool(getattr(v, "failed", False)))  # a remote FailedVerdict
 
 
 def score_dataset(critic: Any, root: str | os.PathLike, cfg: EvalConfig, progress_bar: bool = False,
@@ -279,6 +277,7 @@ def assign_splits(results: Sequence[EpisodeResult], cfg: EvalConfig, train_info:
 def summarize(results: Sequence[EpisodeResult], cfg: EvalConfig) -> dict[str, Any]:
     """Metrics over a group of episodes."""
     pred_all, tgt_all, n_queries, n_unreadable = [], [], 0, 0
+    n_failed = sum(sum(r.request_failed) for r in results)  # no answer: counted apart from unreadable ones
     succ_pred, succ_tgt, vocs = [], [], []
     fails = []
     lat, toks = [], []
@@ -314,7 +313,8 @@ def summarize(results: Sequence[EpisodeResult], cfg: EvalConfig) -> dict[str, An
         "successful_episodes": sum(r.success for r in results),
         "failed_episodes": sum(r.is_failure for r in results),
         "queries": n_queries,
-        "unreadable_rate": n_unreadable / n_queries if n_queries else math.nan,
+        "unreadable_rate": (n_unreadable - n_failed) / n_queries if n_queries else math.nan,
+        "failed_rate": n_failed / n_queries if n_queries else math.nan,
         "progress": M.progress_metrics(pred_all, tgt_all),
         "progress_successful": M.progress_metrics(succ_pred, succ_tgt),
         "voc_successful": float(np.nanmean(vocs)) if vocs and not np.all(np.isnan(vocs)) else math.nan,

@@ -38,8 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--critic-option", action="append", default=[], metavar="KEY=VALUE",
                    help="backend option, repeatable")
     p.add_argument("--critic-on-error", choices=ON_ERROR, default="hold",
-                   help="hold: a failed remote request is scored as an unreadable answer; raise: it stops the "
-                        "evaluation (a critic that raises always stops it)")
+                   help="hold: a failed remote request is scored as no answer, counted apart (failed_rate); raise: "
+                        "it stops the evaluation (a critic that raises always stops it)")
     p.add_argument("--data", nargs="+", default=[], help="dataset folder(s) and/or PRIMO .json/.jsonl file(s)")
     p.add_argument("--videos", nargs="+", default=[], help="folder(s) of videos with instruction sidecars "
                                                           "(NAME.mp4 + NAME.txt or NAME.json; see primo_loop/data/video_folder.py)")

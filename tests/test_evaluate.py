@@ -75,6 +75,28 @@ def test_unreadable_answers_tokens_and_latency_are_reported(data):
     assert "constant" in report_markdown(report)
 
 
+def test_failed_requests_are_counted_apart_from_unreadable_answers(data):
+    """A remote request that failed (``FailedVerdict``) is no answer: counted in ``failed_rate``, not as
+    unreadable, and like an unreadable one left out of every progress metric."""
+    from primo_loop.critics.remote_http import FailedVerdict
+
+    class Flaky(ConstantCritic):
+        def assess(self, queries):
+            out = super().assess(queries)
+            return [FailedVerdict(progress=None, raw="request failed: timeout") if (len(self.seen) - len(out) + i) % 5
+                    == 4 else v for i, v in enumerate(out)]
+
+    report = evaluate(Flaky(bad_every=3), [data], None, EvalConfig())
+    s = report["splits"]["all"]
+    # of 30 queries: every 5th request failed (6); of the others, every 3rd answer was unreadable
+    failed = {i for i in range(30) if i % 5 == 4}
+    unreadable = {i for i in range(30) if (i + 1) % 3 == 0} - failed
+    assert s["failed_rate"] == pytest.approx(len(failed) / 30)
+    assert s["unreadable_rate"] == pytest.approx(len(unreadable) / 30)
+    assert s["progress"]["n"] == 30 - len(failed) - len(unreadable)
+    assert "failed)" in report_markdown(report)
+
+
 def test_primo_records_fixture_by_hand(tmp_path):
     report = evaluate(ConstantCritic(), [FIXTURE / "records.jsonl"], tmp_path / "r", EvalConfig(nframes=4))
     s = report["splits"]["all"]
