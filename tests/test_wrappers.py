@@ -144,3 +144,28 @@ def test_vec_over_subprocess_workers():
         assert np.isfinite(rews).all() and infos[0]["critic/queried"] is False
     finally:
         vw.close()
+
+
+def test_a_critic_built_by_the_wrapper_is_closed_with_it_and_one_passed_in_is_not():
+    """A cascade built from its name belongs to the wrapper: closing the wrapper stops its teacher runner. A critic
+    object passed in belongs to the caller (it may serve other wrappers) and stays open."""
+    from primo_loop.critics.cascade import CascadeCritic
+    from primo_loop.testing.slow import PolledRunner
+
+    def parts():
+        runner = PolledRunner([1])
+        return runner, dict(student=ScriptedCritic(lambda q: CriticVerdict(progress=0.1)),
+                            teacher=ScriptedCritic(lambda q: CriticVerdict(progress=0.2)), runner=runner)
+
+    for make in (lambda env, opts: CriticInTheLoop(env, "cascade", critic_options=opts, critic_every=5),
+                 lambda env, opts: VecCriticInTheLoop(DummyVecEnv([lambda: env]), "cascade", critic_options=opts,
+                                                      critic_every=5)):
+        runner, opts = parts()
+        wrapper = make(ProgressEnv(horizon=12, size=16), opts)
+        assert wrapper.owns_critic and isinstance(wrapper.critic, CascadeCritic)
+        wrapper.close()
+        assert runner.closed
+    runner, opts = parts()
+    mine = CascadeCritic(**opts)
+    CriticInTheLoop(ProgressEnv(horizon=12, size=16), mine, critic_every=5).close()
+    assert not runner.closed

@@ -117,7 +117,8 @@ def make_vec_env(cfg: AgentConfig, critic: Any | None = None):
         from primo_loop.critics import resolve_critic
         from primo_loop.critics.base import capabilities
 
-        if critic is None:
+        owned = critic is None  # built here: the wrapper closes it with the envs
+        if owned:
             critic = resolve_critic(cfg.critic_name, **(cfg.critic_options or {}))
         # a critic that declares it reads no frames (the oracle) gets blank ones: no ~50 ms renders
         blank_frames = not capabilities(critic).needs_frames
@@ -131,6 +132,7 @@ def make_vec_env(cfg: AgentConfig, critic: Any | None = None):
         try:
             venv = VecCriticInTheLoop(venv, critic, config=cfg.tracker_config(), on_critic_error=cfg.critic_on_error,
                                       **extra)
+            venv.owns_critic = owned
         except BaseException:
             venv.close()
             raise

@@ -188,6 +188,10 @@ class AsyncQueries:
         return self._async.drain() if self._async is not None else []
 
     def close(self) -> None:
+        """Stop the asynchronous queries, close the critic where the wrapper owns it (``owns_critic``: it was built
+        from a name; a critic object passed in is its caller's to close), then the env."""
         if self._async is not None:
             self._async.close()
+        if getattr(self, "owns_critic", False) and callable(getattr(self.critic, "close", None)):
+            self.critic.close()  # e.g. a cascade's teacher thread, a remote critic's connection pool
         super().close()  # the wrapper base class (gymnasium.Wrapper or SB3's VecEnvWrapper)

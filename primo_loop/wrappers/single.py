@@ -81,6 +81,7 @@ class CriticInTheLoop(AsyncQueries, gym.Wrapper, gym.utils.RecordConstructorArgs
             _disable_deepcopy=True)
         gym.Wrapper.__init__(self, env)
         self.critic = resolve_critic(critic, **dict(critic_options or {}))
+        self.owns_critic = critic is None or isinstance(critic, str)  # built here: close() closes it too
         self.tracker = EpisodeTracker(merge_tracker_config(config, tracker_options))
         self._call = CriticCaller(self.critic, on_critic_error)
         self._render = frame_source(env, render_fn)

@@ -80,6 +80,7 @@ class VecCriticInTheLoop(AsyncQueries, _vec_base()):  # type: ignore[misc]
                  views: Sequence[str] | None = None, **tracker_options: Any):
         super().__init__(venv)
         self.critic = resolve_critic(critic, **dict(critic_options or {}))
+        self.owns_critic = critic is None or isinstance(critic, str)  # built here: close() closes it too
         cfg = merge_tracker_config(config, tracker_options)
         self.trackers = [EpisodeTracker(cfg) for _ in range(self.num_envs)]
         self._call = CriticCaller(self.critic, on_critic_error)
