@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from primo_loop.errors import ConfigError
+from primo_loop.testing.fakes import ScriptedCritic
 from primo_loop.types import CriticQuery, CriticVerdict
 from primo_loop.views import pick_view, resize_views, split_views, tile_views
 
@@ -64,15 +65,9 @@ class TwoCameraEnv(gym.Env):
         return _tiled(1, 8)[0]
 
 
-class Recorder:
-    name = "recorder"
-
-    def __init__(self):
-        self.queries = []
-
-    def assess(self, queries):
-        self.queries.extend(queries)
-        return [CriticVerdict(progress=0.5) for _ in queries]
+def Recorder() -> ScriptedCritic:
+    """A critic that answers 0.5 and keeps every query it is asked (``.queries``)."""
+    return ScriptedCritic(lambda q: CriticVerdict(progress=0.5))
 
 
 def test_wrappers_put_the_env_cameras_into_every_query():

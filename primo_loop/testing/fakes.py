@@ -133,6 +133,11 @@ class ScriptedCritic:
         self.raise_on = set(raise_on)
         self.calls: list[list[CriticQuery]] = []
 
+    @property
+    def queries(self) -> list[CriticQuery]:
+        """Every query it was asked, in order."""
+        return [q for call in self.calls for q in call]
+
     def assess(self, queries: Sequence[CriticQuery]) -> list[CriticVerdict]:
         self.calls.append(list(queries))
         if any(q.step in self.raise_on for q in queries):

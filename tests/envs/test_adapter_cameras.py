@@ -6,6 +6,7 @@ import pytest
 
 import envs
 from primo_loop.errors import UnknownNameError
+from primo_loop.testing.fakes import ScriptedCritic
 from primo_loop.types import CriticVerdict
 
 pytest.importorskip("robosuite")
@@ -13,15 +14,9 @@ pytest.importorskip("robosuite")
 TWO = ("agentview", "robot0_eye_in_hand")
 
 
-class Recorder:
-    name = "recorder"
-
-    def __init__(self):
-        self.queries = []
-
-    def assess(self, queries):
-        self.queries.extend(queries)
-        return [CriticVerdict(progress=0.0) for _ in queries]
+def Recorder() -> ScriptedCritic:
+    """A critic that answers 0.0 and keeps every query it is asked (``.queries``)."""
+    return ScriptedCritic(lambda q: CriticVerdict(progress=0.0))
 
 
 @pytest.mark.slow
