@@ -2,11 +2,15 @@
 """Compact-critic speed on the CPU, side by side with the env it scores.
 
     OMP_NUM_THREADS=1 MUJOCO_GL=egl python benchmarks/compact_critic.py --env Lift --out docs/results
+    OMP_NUM_THREADS=1 MUJOCO_GL=egl python benchmarks/compact_critic.py --cameras agentview robot0_eye_in_hand
 
 Measures, in one run and on one machine: critic latency per query at batch 1 and batch 8 (frames as the
 tracker sends them: 8-frame clip + anchors, rendered at the env's size), the env's step time without a frame
 and with one rendered frame, and prints the critic's cost as a fraction of the env's step time (per query, and
 amortised per step at the tracker's default cadence of one query every 10 steps).
+
+With two or more ``--cameras`` the frames tile their views and the critic timed is a randomly initialised one of
+the checkpoint's architecture reading those views (speed only: its answers mean nothing).
 """
 from __future__ import annotations
 
@@ -44,6 +48,8 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--critic-every", type=int, default=10)
     p.add_argument("--no-env", action="store_true", help="critic only (no robosuite)")
+    p.add_argument("--cameras", nargs="+", default=None,
+                   help="cameras tiled in each frame; with 2+, a random-init critic with these views is timed")
     p.add_argument("--out", default=None, help="folder for compact_critic.json")
     args = p.parse_args()
 
@@ -55,15 +61,28 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     opts = {} if args.checkpoint is None else {"checkpoint": args.checkpoint}
     critic = make_critic("compact", **opts)
+    views = tuple(args.cameras) if args.cameras and len(args.cameras) > 1 else ()
+    if views:
+        import dataclasses
+        import tempfile
+
+        from primo_loop.critics.compact import save_checkpoint
+        from primo_loop.critics.compact_model import build_model
+
+        cfg = dataclasses.replace(critic.config, views=views)
+        folder = tempfile.mkdtemp(prefix="compact_views_")
+        save_checkpoint(folder, cfg, build_model(cfg).state_dict())
+        critic = make_critic("compact", checkpoint=folder)
     result: dict = {"machine": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(),
                     "checkpoint": str(critic.checkpoint), "image_size_in": args.image_size,
-                    "critic_image_size": critic.config.image_size}
+                    "critic_image_size": critic.config.image_size, "views": list(views) or None}
 
     env = None
     if not args.no_env:
         import envs
 
-        env = envs.make_env(args.env, args.robot, image_size=args.image_size)
+        extra = {"cameras": tuple(args.cameras)} if args.cameras else {}
+        env = envs.make_env(args.env, args.robot, image_size=args.image_size, **extra)
         env.reset(seed=0)
         frames = [env.render_frame()]
         for _ in range(30):
@@ -73,12 +92,13 @@ def main() -> int:
         frames = np.stack(frames)
     else:
         rng = np.random.default_rng(0)
-        frames = rng.integers(0, 255, (31, args.image_size, args.image_size, 3), dtype=np.uint8)
+        frames = rng.integers(0, 255, (31, args.image_size, args.image_size * max(1, len(views)), 3), dtype=np.uint8)
         instruction = "pick up the cube and lift it"
 
     def query(i: int) -> CriticQuery:
         clip = frames[np.linspace(0, 10 + i, 8).astype(int)]
-        return CriticQuery(instruction=instruction, initial=frames[0], clip=clip, current=clip[-1], step=10 + i)
+        return CriticQuery(instruction=instruction, initial=frames[0], clip=clip, current=clip[-1], step=10 + i,
+                           views=views)
 
     for b in (1, 8):
         qs = [query(i) for i in range(b)]
