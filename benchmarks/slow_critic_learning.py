@@ -142,7 +142,8 @@ def markdown(result: dict) -> str:
               "| refresh | env steps | teacher labels (new) | student-teacher MAE before -> after | fresh_mae | "
               "frozen_mae | fit_mae |", "|---|---|---|---|---|---|---|"]
     for r in result["cascade_refreshes"]:
-        lines.append(f"| {int(r['refreshes'])} | {int(r['timesteps'])} | {int(r['labels'])} ({int(r['fresh_labels'])}) | "
+        lines.append(f"| {int(r['refreshes'])} | {int(r['timesteps'])} | "
+                     f"{int(r['labels'])} ({int(r['fresh_labels'])}) | "
                      f"{fmt(r.get('teacher_mae_before'), 3)} -> {fmt(r.get('teacher_mae_after'), 3)} | "
                      f"{fmt(r.get('fresh_mae'), 3)} | {fmt(r.get('frozen_mae'), 3)} | {fmt(r.get('fit_mae'), 3)} |")
     c = result["cascade_decision"]

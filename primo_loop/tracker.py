@@ -39,7 +39,8 @@ from primo_loop.ledger import RewardCorrection, RewardLedger, shaping_term, tran
 from primo_loop.tracker_config import SHAPING_MODES, TrackerConfig  # noqa: F401 - re-exported
 from primo_loop.types import CriticQuery, CriticVerdict, Frame
 
-__all__ = ["SHAPING_MODES", "EpisodeTracker", "StepResult", "TrackerConfig", "TrackerStats", "failure_streak", "regression_streak",
+__all__ = ["SHAPING_MODES", "EpisodeTracker", "StepResult", "TrackerConfig", "TrackerStats", "failure_streak",
+           "regression_streak",
            "replay_schedule", "sample_clip_indices", "shaping_term"]
 
 #: Ids of transitions whose reward is pending, unique in the process (so several single-env wrappers in one

@@ -35,8 +35,9 @@ class CriticStatsCallback(BaseCallback):
     does), it also records how the critic's answers stand against it over the same window:
     ``critic/oracle_mae`` (mean absolute difference, progress in [0, 1]) and ``critic/oracle_bias``
     (critic minus oracle), each verdict against the oracle at its own query's step (``critic/oracle_at_query``: an
-    asynchronous verdict arrives steps later, when the state has moved on). A bias that climbs during training is the agent finding states the critic
-    overrates: the learned reward is being exploited, whatever the training return says."""
+    asynchronous verdict arrives steps later, when the state has moved on). A bias that climbs during training is
+    the agent finding states the critic overrates: the learned reward is being exploited, whatever the training
+    return says."""
 
     def __init__(self, window: int = 1000):
         super().__init__()
