@@ -10,7 +10,8 @@ and with one rendered frame, and prints the critic's cost as a fraction of the e
 amortised per step at the tracker's default cadence of one query every 10 steps).
 
 With two or more ``--cameras`` the frames tile their views and the critic timed is a randomly initialised one of
-the checkpoint's architecture reading those views (speed only: its answers mean nothing).
+the checkpoint's architecture reading those views (speed only: its answers mean nothing); ``--stem`` and
+``--channels`` likewise time a random-init critic of that CNN (e.g. ``--stem patch --channels 24 48 64``).
 """
 from __future__ import annotations
 
@@ -50,6 +51,8 @@ def main() -> int:
     p.add_argument("--no-env", action="store_true", help="critic only (no robosuite)")
     p.add_argument("--cameras", nargs="+", default=None,
                    help="cameras tiled in each frame; with 2+, a random-init critic with these views is timed")
+    p.add_argument("--stem", default=None, help="time a random-init critic with this first conv layer (conv, patch)")
+    p.add_argument("--channels", type=int, nargs="+", default=None, help="... and these conv channels")
     p.add_argument("--out", default=None, help="folder for compact_critic.json")
     args = p.parse_args()
 
@@ -62,20 +65,24 @@ def main() -> int:
     opts = {} if args.checkpoint is None else {"checkpoint": args.checkpoint}
     critic = make_critic("compact", **opts)
     views = tuple(args.cameras) if args.cameras and len(args.cameras) > 1 else ()
-    if views:
+    arch = {k: v for k, v in (("views", views), ("stem", args.stem),
+                                ("channels", tuple(args.channels or ()))) if v}
+    if arch:
         import dataclasses
         import tempfile
 
         from primo_loop.critics.compact import save_checkpoint
         from primo_loop.critics.compact_model import build_model
 
-        cfg = dataclasses.replace(critic.config, views=views)
+        cfg = dataclasses.replace(critic.config, **arch)
         folder = tempfile.mkdtemp(prefix="compact_views_")
         save_checkpoint(folder, cfg, build_model(cfg).state_dict())
         critic = make_critic("compact", checkpoint=folder)
     result: dict = {"machine": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(),
                     "checkpoint": str(critic.checkpoint), "image_size_in": args.image_size,
-                    "critic_image_size": critic.config.image_size, "views": list(views) or None}
+                    "critic_image_size": critic.config.image_size, "views": list(views) or None,
+                    "stem": critic.config.stem, "channels": list(critic.config.channels),
+                    "random_init": bool(arch)}
 
     env = None
     if not args.no_env:

@@ -34,6 +34,7 @@ from primo_loop.views import n_views, normalize_views
 
 ARCH_VERSION = 1
 ROLE_INITIAL, ROLE_CLIP, ROLE_CURRENT = 0, 1, 2
+STEMS = {"conv": (5, 2), "patch": (4, 4)}  # first conv layer: (kernel, stride)
 _WORD_RE = re.compile(r"[a-z0-9]+")
 
 
@@ -44,7 +45,10 @@ class CompactConfig:
     Attributes:
         image_size: frames are resized to this square size before the CNN.
         clip_len: frames per clip (anchors included), as the tracker sends them.
-        channels: output channels of the CNN's stride-2 conv layers.
+        channels: output channels of the CNN's conv layers (each halves the map, the first as ``stem`` says).
+        stem: the first conv layer: ``"conv"`` (5x5, stride 2: the layout of every checkpoint made before this
+            field) or ``"patch"`` (4x4 patches, stride 4: the map is a quarter as wide after one layer, so a frame
+            costs about a third; measured by ``benchmarks/compact_critic.py --stem``).
         dim: token width of the transformer.
         layers: transformer layers.
         heads: attention heads.
@@ -60,6 +64,7 @@ class CompactConfig:
     image_size: int = 64
     clip_len: int = 8
     channels: tuple[int, ...] = (24, 48, 64, 96)
+    stem: str = "conv"
     dim: int = 128
     layers: int = 2
     heads: int = 4
@@ -75,14 +80,23 @@ class CompactConfig:
         self.views = normalize_views(self.views)
         if len(self.views) == 1:
             self.views = ()  # one view, whatever its camera: the same network
-        if self.image_size < 16 or self.image_size % (2 ** len(self.channels)):
-            raise ConfigError(f"Expected `image_size` >= 16 and divisible by 2**len(channels) = "
-                              f"{2 ** len(self.channels)}, actually: {self.image_size}")
+        if self.stem not in STEMS:
+            raise ConfigError(f"Expected `stem` in {list(STEMS)}, actually: {self.stem!r}")
+        if not self.channels:
+            raise ConfigError("Expected at least one conv layer in `channels`, actually: ()")
+        if self.image_size < 16 or self.image_size % self.downsample:
+            raise ConfigError(f"Expected `image_size` >= 16 and divisible by {self.downsample} (the CNN's total "
+                              f"stride: {len(self.channels)} layers, stem {self.stem!r}), actually: {self.image_size}")
         if self.dim % self.heads:
             raise ConfigError(f"Expected `dim` divisible by `heads`, actually: {self.dim} and {self.heads}")
         for name in ("clip_len", "dim", "layers", "heads", "ff_mult", "vocab_buckets"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"Expected `{name}` >= 1, actually: {getattr(self, name)}")
+
+    @property
+    def downsample(self) -> int:
+        """How many times smaller the CNN's last map is than the frame, per side."""
+        return STEMS[self.stem][1] * 2 ** (len(self.channels) - 1)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -134,12 +148,12 @@ def build_model(config: CompactConfig):
             super().__init__()
             layers, cin = [], 3
             for i, c in enumerate(config.channels):
-                k = 5 if i == 0 else 3
-                layers += [nn.Conv2d(cin, c, k, stride=2, padding=k // 2, bias=False), nn.BatchNorm2d(c),
-                           nn.ReLU(inplace=True)]
+                k, stride = STEMS[config.stem] if i == 0 else (3, 2)
+                layers += [nn.Conv2d(cin, c, k, stride=stride, padding=k // 2 if k % 2 else 0, bias=False),
+                           nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
                 cin = c
             self.convs = nn.Sequential(*layers)
-            side = config.image_size // 2 ** len(config.channels)
+            side = config.image_size // config.downsample
             # Flatten (not pool) the last map: where things are (the cube's height) is the signal.
             self.proj = nn.Sequential(nn.Flatten(), nn.Linear(cin * side * side, config.dim), nn.LayerNorm(config.dim))
             self.n_views = n_views(config.views)

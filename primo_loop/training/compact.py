@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from primo_loop.critics.compact import CompactConfig, build_model, save_checkpoint
+from primo_loop.critics.compact_model import STEMS
 from primo_loop.errors import CheckpointError, ConfigError, DatasetError, TrainingError
 from primo_loop.outputs import atomic_path
 from primo_loop.training.compact_batches import (  # noqa: F401 - kept_frames, query_layout: importable here too
@@ -304,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=m.image_size)
     p.add_argument("--clip-len", type=int, default=m.clip_len)
     p.add_argument("--channels", type=int, nargs="+", default=list(m.channels))
+    p.add_argument("--stem", choices=sorted(STEMS), default=m.stem,
+                   help="first conv layer: conv (5x5 stride 2) or patch (4x4 stride 4, about 3x cheaper per frame)")
     p.add_argument("--dim", type=int, default=m.dim)
     p.add_argument("--layers", type=int, default=m.layers)
     p.add_argument("--heads", type=int, default=m.heads)
@@ -335,7 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.getLogger("primo_loop").setLevel(logging.INFO)
     model = CompactConfig(image_size=args.image_size, clip_len=args.clip_len, channels=tuple(args.channels),
-                          dim=args.dim, layers=args.layers, heads=args.heads, dropout=args.dropout)
+                          stem=args.stem, dim=args.dim, layers=args.layers, heads=args.heads, dropout=args.dropout)
     if args.init:
         model = _init_architecture(args, model)
     cfg = TrainConfig(data=args.data, out=args.out, epochs=args.epochs, seed=args.seed,
