@@ -27,7 +27,7 @@ if [ "$QUICK" = 1 ]; then  # toy scale, and only the collection flags that exist
     : "${CAMERAS:=}" "${APPEARANCE:=}" "${EPISODES_PER_TASK:=2}" "${EVAL_EPISODES:=2}" "${GR1_EVAL_EPISODES:=1}"
     : "${HUMANOID_TRAIN_EPISODES:=1}" "${EPOCHS:=2}" "${LOTO_EPOCHS:=1}" "${HUMANOID_EPOCHS:=1}" "${MAX_MINUTES:=5}"
     : "${IMAGE_SIZE:=32}" "${RENDER_SIZE:=32}" "${HORIZON:=60}" "${LOTO_TASKS:=Stack}" "${REPORT:=$OUT/report}"
-    : "${LATENCY_REPEATS:=5}"
+    : "${LATENCY_REPEATS:=5}" "${CHANNELS:=8 16}"
 fi
 OUT=${OUT:-runs/default_critic}
 DATA=${DATA:-$OUT/data}
@@ -49,6 +49,8 @@ LOTO_TASKS=${LOTO_TASKS:-$TASKS}                   # which tasks are left out, o
 HUMANOID_EPOCHS=${HUMANOID_EPOCHS:-10}
 HUMANOID_LR=${HUMANOID_LR:-5e-4}
 IMAGE_SIZE=${IMAGE_SIZE:-64}
+STEM=${STEM:-patch}                                # the CNN's first layer: patch (4x4 stride 4) or conv (5x5 s2)
+CHANNELS=${CHANNELS:-24 48 64}                     # two views in ~2.2 ms/query at batch 8 (docs/critic.md)
 RENDER_SIZE=${RENDER_SIZE:-128}
 TRAIN_FRAME_EVERY=${TRAIN_FRAME_EVERY:-5}          # the trainer also samples half its stride of 10
 HORIZON=${HORIZON:-}
@@ -66,6 +68,7 @@ need_flag() {  # need_flag FLAG WHY
         exit 2
     fi
 }
+need_flag --supported-only "ARMS that not every task supports"
 [ -n "$CAMERAS" ] && need_flag --cameras "CAMERAS=\"$CAMERAS\" (multi-view frames)" CAMERAS
 [ -n "$APPEARANCE" ] && need_flag --appearance "APPEARANCE=$APPEARANCE and the unseen-appearance set" APPEARANCE
 $PY - "$TASKS" "$ARMS" <<'EOF' || exit 2
@@ -76,9 +79,12 @@ bad = [t for t in tasks if t not in envs.TASKS]
 if bad:
     sys.exit(f"build_default_critic.sh: unknown task(s) {bad}; envs/ has {list(envs.TASKS)}. Merge the branch "
              "that adds them, or set TASKS")
-bad = [f"{t}/{r}" for t in tasks for r in arms if r not in envs.supported_robots(t)]
+bad = [t for t in tasks if not set(arms) & set(envs.supported_robots(t))]
 if bad:
-    sys.exit(f"build_default_critic.sh: training arm(s) cannot do {bad}; set ARMS to robots every task supports")
+    sys.exit(f"build_default_critic.sh: no training arm can do {bad}; add one of their robots to ARMS")
+skip = [f"{r} on {t}" for t in tasks for r in arms if r not in envs.supported_robots(t)]
+if skip:  # each task is collected with the training arms that can do it
+    print(f"build_default_critic.sh: no episodes of {', '.join(skip)} (the arm cannot do the task)", file=sys.stderr)
 EOF
 
 mkdir -p "$OUT" "$DATA"
@@ -87,7 +93,8 @@ LOOK_TRAIN=(); [ -n "$APPEARANCE" ] && LOOK_TRAIN=(--appearance "$APPEARANCE")
 SIZE=(--image-size "$IMAGE_SIZE" --render-size "$RENDER_SIZE")
 [ -n "$HORIZON" ] && SIZE+=(--horizon "$HORIZON")
 COMMON=(--failure-rate "$FAILURE_RATE" --workers "$W" --no-progress "${SIZE[@]}" "${VIEW[@]}")
-MODEL=(--image-size "$IMAGE_SIZE" --seed "$SEED" --failure-weight 1.0 --no-progress)
+ARMS_OF=(--robot $ARMS --supported-only)  # each task with the training arms that can do it
+MODEL=(--image-size "$IMAGE_SIZE" --stem "$STEM" --channels $CHANNELS --seed "$SEED" --failure-weight 1.0 --no-progress)
 
 $PY - "$OUT/build.json" <<EOF
 import json, sys
@@ -98,7 +105,8 @@ json.dump({"quick": "$QUICK" == "1", "tasks": "$TASKS".split(), "arms": "$ARMS".
            "gr1_eval_episodes": $GR1_EVAL_EPISODES, "humanoid_train_episodes": $HUMANOID_TRAIN_EPISODES,
            "epochs": $EPOCHS, "max_minutes": $MAX_MINUTES, "loto_epochs": $LOTO_EPOCHS,
            "loto_tasks": "$LOTO_TASKS".split(),
-           "humanoid_epochs": $HUMANOID_EPOCHS, "image_size": $IMAGE_SIZE, "render_size": $RENDER_SIZE,
+           "humanoid_epochs": $HUMANOID_EPOCHS, "image_size": $IMAGE_SIZE, "stem": "$STEM",
+           "channels": [int(c) for c in "$CHANNELS".split()], "render_size": $RENDER_SIZE,
            "train_frame_every": $TRAIN_FRAME_EVERY, "workers": $W, "seed": $SEED},
           open(sys.argv[1], "w"), indent=1)
 EOF
@@ -125,20 +133,20 @@ evaluate() {  # evaluate OUTDIR CHECKPOINT(- for the shipped default) SPLIT_BY D
 }
 
 # 1-2. training data and the model
-stage collect_train $PY scripts/collect.py --env $TASKS --robot $ARMS --episodes "$EPISODES_PER_TASK" \
+stage collect_train $PY scripts/collect.py --env $TASKS "${ARMS_OF[@]}" --episodes "$EPISODES_PER_TASK" \
     --seed "$SEED" --frame-every "$TRAIN_FRAME_EVERY" "${COMMON[@]}" "${LOOK_TRAIN[@]}" --out "$DATA/train"
 stage train train "$OUT/model" --data "$DATA/train" --epochs "$EPOCHS" --max-minutes "$MAX_MINUTES" "${MODEL[@]}"
 
 # 3. held-out sets, collected after training, on seeds training never used
 EVAL=(--episodes "$EVAL_EPISODES" --frame-every 10 "${COMMON[@]}")
-stage collect_in_domain_nominal $PY scripts/collect.py --env $TASKS --robot $ARMS --seed $SEED_IN_DOMAIN \
+stage collect_in_domain_nominal $PY scripts/collect.py --env $TASKS "${ARMS_OF[@]}" --seed $SEED_IN_DOMAIN \
     "${EVAL[@]}" --out "$DATA/eval_in_domain_nominal"
 IN_DOMAIN=("$DATA/eval_in_domain_nominal")
 if [ -n "$APPEARANCE" ]; then
-    stage collect_in_domain_train_look $PY scripts/collect.py --env $TASKS --robot $ARMS \
+    stage collect_in_domain_train_look $PY scripts/collect.py --env $TASKS "${ARMS_OF[@]}" \
         --seed $((SEED_IN_DOMAIN + 50000)) "${EVAL[@]}" --appearance train --out "$DATA/eval_in_domain_train_look"
     IN_DOMAIN+=("$DATA/eval_in_domain_train_look")
-    stage collect_appearance $PY scripts/collect.py --env $TASKS --robot $ARMS --seed $SEED_APPEARANCE \
+    stage collect_appearance $PY scripts/collect.py --env $TASKS "${ARMS_OF[@]}" --seed $SEED_APPEARANCE \
         "${EVAL[@]}" --appearance heldout --out "$DATA/eval_appearance"
 fi
 ROBOT_SETS=()

@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "episode's action noise); random and trained agents inject no failures")
     p.add_argument("--policy-steps", type=int, default=None, metavar="N",
                    help="with --policy RUN_FOLDER: its checkpoint at N env steps (default: the final model)")
+    p.add_argument("--supported-only", action="store_true",
+                   help="skip the task/robot pairs a robot cannot do (named once) instead of refusing the run; "
+                        "every task still needs one robot that can")
     p.add_argument("--synthetic", action="store_true", help="drawn synthetic scene instead of robosuite (tests)")
     p.add_argument("--step-delay", type=float, default=0.0, help=argparse.SUPPRESS)
     p.add_argument("--stats", metavar="DIR", help="print what the dataset DIR holds and exit")
@@ -131,14 +134,20 @@ def main(argv: list[str] | None = None) -> int:
         import envs
         from primo_loop.errors import UnsupportedError
 
+        unable = [(t, r) for t in args.env for r in args.robot if r not in envs.supported_robots(t)]
         for task in args.env:
-            for robot in args.robot:
-                if robot not in envs.supported_robots(task):
-                    raise UnsupportedError(f"Robot {robot!r} cannot do task {task!r}; supported: "
-                                           f"{', '.join(envs.supported_robots(task))}")
+            if not args.supported_only or all((task, r) in unable for r in args.robot):
+                for robot in args.robot:
+                    if (task, robot) in unable:
+                        raise UnsupportedError(f"Robot {robot!r} cannot do task {task!r}; supported: "
+                                               f"{', '.join(envs.supported_robots(task))}")
+        if unable:
+            print("collect: skipped (--supported-only): " + ", ".join(f"{r} on {t}" for t, r in unable),
+                  file=sys.stderr)
         modes = check_failure_modes(args.failure_modes, {m for task in args.env for m in failure_modes(task)})
         plan = plan_episodes(args.env, args.robot, args.episodes, args.seed, args.failure_rate, args.noise,
                              modes, modes_for_task=failure_modes)
+        plan = [s for s in plan if (s.task, s.robot) not in unable]  # each pair draws from its own seed
         factories = {"make_env": collect_env, "make_policy": collect_policy}
     writable_dir(args.out)
     if args.ray is not None:

@@ -24,7 +24,7 @@ def test_a_missing_collect_flag_stops_the_build_before_any_work(tmp_path):
     fake = tmp_path / "python"  # answers collect.py --help with today's options, without --cameras
     fake.write_text("#!/usr/bin/env bash\n"
                     "if [ \"$2\" = --help ]; then\n"
-                    "  echo 'usage: collect.py [--camera CAMERA] [--appearance A]'; exit 0\n"
+                    "  echo 'usage: collect.py [--camera CAMERA] [--appearance A] [--supported-only]'; exit 0\n"
                     "fi\n"
                     "echo \"unexpected call: $*\" >&2; exit 9\n")
     fake.chmod(0o755)
@@ -40,6 +40,21 @@ def test_an_unknown_task_stops_the_build_before_any_work(tmp_path):
     assert r.returncode == 2, r.stderr
     assert "unknown task(s) ['Bogus']" in r.stderr
     assert not (tmp_path / "build").exists()
+
+
+def test_a_task_no_training_arm_can_do_stops_the_build_and_others_are_named(tmp_path):
+    r = _run(tmp_path, TASKS="Lift NutAssemblySquare", ARMS="IIWA UR5e", CAMERAS="", APPEARANCE="")
+    assert r.returncode == 2, r.stderr
+    assert "no training arm can do ['NutAssemblySquare']" in r.stderr
+    assert not (tmp_path / "build").exists()
+    # a task some training arm can do goes ahead with that arm (the build is stopped at its first stage here)
+    fake = tmp_path / "python"
+    fake.write_text(f"#!/usr/bin/env bash\n[ \"$2\" = --help ] || [ \"$1\" = - ] && exec {sys.executable} \"$@\"\n"
+                    "echo \"stage: $*\" >&2; exit 9\n")
+    fake.chmod(0o755)
+    r = _run(tmp_path, PY=str(fake), TASKS="Lift NutAssemblySquare", ARMS="Panda IIWA", CAMERAS="", APPEARANCE="")
+    assert "no episodes of IIWA on NutAssemblySquare" in r.stderr, r.stderr
+    assert "stage: scripts/collect.py --env Lift NutAssemblySquare --robot Panda IIWA --supported-only" in r.stderr
 
 
 @pytest.mark.slow

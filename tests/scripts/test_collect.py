@@ -258,3 +258,31 @@ def test_the_library_is_handed_its_env_and_policy(tmp_path):
     ep = rollout(plan_episodes(["SynthLift"], ["SynthBot"], 1, failure_rate=0.0)[0],
                  CollectConfig(synthetic=True, horizon=10), make_policy=make_policy)
     assert seen == ["SynthLift-SynthBot-s000000"] and ep.n_steps >= 1
+
+
+def test_supported_only_skips_the_pairs_a_robot_cannot_do(load_script, tmp_path, monkeypatch, capsys):
+    import primo_loop.data.collect as collect_module
+    from primo_loop.errors import UnsupportedError
+
+    main = load_script("scripts/collect.py").main
+    planned = []
+
+    def fake_collect(plan, out, cfg, **kw):  # what the script hands the library, without running robosuite
+        planned.append(plan)
+        return {"errors": 0}
+
+    monkeypatch.setattr(collect_module, "collect", fake_collect)
+    args = ["--env", "Lift", "NutAssemblySquare", "--robot", "Panda", "IIWA", "--episodes", "3", "--no-progress"]
+    with pytest.raises(UnsupportedError, match="Robot 'IIWA' cannot do task 'NutAssemblySquare'"):
+        main([*args, "--out", str(tmp_path / "a")])
+    assert main([*args, "--supported-only", "--out", str(tmp_path / "b")]) == 0
+    assert capsys.readouterr().err.count("skipped (--supported-only): IIWA on NutAssemblySquare") == 1
+    (plan,) = planned
+    assert sorted({(s.task, s.robot) for s in plan}) == [("Lift", "IIWA"), ("Lift", "Panda"),
+                                                         ("NutAssemblySquare", "Panda")]
+    # the pairs kept draw exactly what a run without the skipped pair draws
+    assert main(["--env", "Lift", "--robot", "Panda", "IIWA", "--episodes", "3", "--no-progress",
+                 "--out", str(tmp_path / "c")]) == 0
+    assert [s for s in plan if s.task == "Lift"] == planned[1]
+    with pytest.raises(UnsupportedError, match="Robot 'IIWA' cannot do task 'NutAssemblySquare'"):
+        main(["--env", "NutAssemblySquare", "--robot", "IIWA", "UR5e", "--supported-only", "--out", str(tmp_path / "d")])
