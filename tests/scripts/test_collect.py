@@ -285,4 +285,5 @@ def test_supported_only_skips_the_pairs_a_robot_cannot_do(load_script, tmp_path,
                  "--out", str(tmp_path / "c")]) == 0
     assert [s for s in plan if s.task == "Lift"] == planned[1]
     with pytest.raises(UnsupportedError, match="Robot 'IIWA' cannot do task 'NutAssemblySquare'"):
-        main(["--env", "NutAssemblySquare", "--robot", "IIWA", "UR5e", "--supported-only", "--out", str(tmp_path / "d")])
+        main(["--env", "NutAssemblySquare", "--robot", "IIWA", "UR5e", "--supported-only",
+              "--out", str(tmp_path / "d")])
