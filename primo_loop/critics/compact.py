@@ -237,7 +237,8 @@ class CompactCritic:
     def frames_for(self, frames: np.ndarray, views: Sequence[str] = ()) -> np.ndarray:
         """Frames carrying ``views`` (:class:`CriticQuery.views`) as this critic's network reads them: each view
         at ``image_size``, tiled. A one-view critic reads the first view of a multi-view frame; a multi-view critic
-        needs its own views in its own order.
+        needs its own views in its own order. A one-view critic trained on one camera of multi-view data
+        (``train_info["camera"]``) reads that camera where the frame has it.
 
         Raises:
             ConfigError: a multi-view critic given frames of other views (the message names both).
@@ -249,8 +250,8 @@ class CompactCritic:
                               f"actually given views {list(views) or '() (one unnamed view)'}; render the same "
                               f"cameras in that order (e.g. RobosuiteEnv(cameras={list(mine)}), collect --cameras "
                               f"{' '.join(mine)}), or use a critic trained on these views")
-        if not mine:
-            frames = pick_view(frames, views, None)
+        if not mine:  # the camera it was trained on if it knows it (train_critic --views), else the first
+            frames = pick_view(frames, views, self.config.train_info.get("camera"))
         return resize_views(frames, self.config.image_size, n_views(mine))
 
     def _frames(self, queries: Sequence[CriticQuery]) -> tuple[np.ndarray, np.ndarray]:

@@ -81,7 +81,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress_bar: bool = True,
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / STATE_FILE
 
-    episodes, skipped = load_episodes(cfg.data, cfg.model.image_size, cfg.tasks, cfg.robots, progress_bar)
+    episodes, skipped = load_episodes(cfg.data, cfg.model.image_size, cfg.tasks, cfg.robots, progress_bar,
+                                      views=cfg.views)
     cfg.model = _model_views(cfg.model, episodes[0].views)
     train_idx, val_idx = split_episodes(episodes, cfg.val_fraction, cfg.seed)
     if not train_idx:
@@ -250,6 +251,8 @@ def _with_info(cfg: TrainConfig, episodes: Sequence[EpisodeArrays], train_idx: S
             "val_episode_ids": sorted(episodes[i].episode_id for i in val_idx),
             "epoch": epoch, "epochs": cfg.epochs, "seed": cfg.seed, "frame_every": cfg.frame_every,
             **({"init": str(cfg.init)} if cfg.init else {}),
+            # the camera a one-view critic was trained on, when the data named it: read from a tiled frame
+            **({"camera": episodes[0].views[0]} if len(episodes[0].views) == 1 else {}),
             "val_mae": best.get("val_mae"), "val_failure_acc": best.get("val_failure_acc"),
             "primo_loop": primo_loop.__version__}
     return dataclasses.replace(cfg.model, train_info=info)
@@ -301,6 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--tasks", nargs="+", default=None)
     p.add_argument("--robots", nargs="+", default=None)
+    p.add_argument("--views", nargs="+", default=None, metavar="CAMERA",
+                   help="train on these of the data's views (default: all); one gives a one-view critic")
     p.add_argument("--max-minutes", type=float, default=None)
     p.add_argument("--image-size", type=int, default=m.image_size)
     p.add_argument("--clip-len", type=int, default=m.clip_len)
@@ -346,7 +351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       weight_decay=args.weight_decay, val_fraction=args.val_fraction, frame_every=args.frame_every,
                       stride_jitter=not args.no_stride_jitter, failure_weight=args.failure_weight,
                       aux_weight=args.aux_weight, augment=not args.no_augment, threads=args.threads,
-                      tasks=args.tasks, robots=args.robots,
+                      tasks=args.tasks, robots=args.robots, views=args.views,
                       max_minutes=args.max_minutes, init=args.init, model=model)
     from primo_loop.outputs import output_folder
 

@@ -24,7 +24,7 @@ from primo_loop.critics.compact import CompactConfig, sequence_layout, text_batc
 from primo_loop.data.dataset import EpisodeDataset
 from primo_loop.errors import ConfigError, DatasetError
 from primo_loop.tracker import sample_clip_indices
-from primo_loop.views import n_views, resize_views
+from primo_loop.views import n_views, resize_views, split_views, tile_views
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,8 @@ class TrainConfig:
         augment: per-episode colour and shift augmentation.
         threads: torch intra-op threads (None: torch's default, which follows OMP_NUM_THREADS).
         tasks / robots: train only on these (default: everything in the data).
+        views: train on these of the data's views, in this order (default: all of them); one camera of
+            multi-view data gives a one-view critic that reads that camera of a tiled frame.
         max_minutes: stop after the epoch during which this much wall time has passed.
         init: warm start from this checkpoint (a folder or a shipped name, e.g. "default"; fine-tuning);
             ``model`` must match its architecture.
@@ -73,6 +75,7 @@ class TrainConfig:
     aux_weight: float = 0.5
     augment: bool = True
     threads: int | None = None
+    views: list[str] | None = None
     tasks: list[str] | None = None
     robots: list[str] | None = None
     max_minutes: float | None = None
@@ -117,8 +120,11 @@ class EpisodeArrays:
 
 
 def load_episodes(dirs: Sequence[str | os.PathLike], image_size: int, tasks: Sequence[str] | None = None,
-                  robots: Sequence[str] | None = None, progress_bar: bool = False) -> tuple[list[EpisodeArrays], int]:
+                  robots: Sequence[str] | None = None, progress_bar: bool = False,
+                  views: Sequence[str] | None = None) -> tuple[list[EpisodeArrays], int]:
     """Load every usable episode of ``dirs`` into memory. Returns ``(episodes, skipped)``.
+
+    ``views`` keeps these of the data's cameras, in this order (default: all); a name the data lacks is an error.
 
     An episode id already loaded from an earlier folder (two collections with overlapping seeds) is kept as
     ``<folder name>/<id>``, so the validation ids a checkpoint records name one episode each. Every folder must
@@ -131,6 +137,7 @@ def load_episodes(dirs: Sequence[str | os.PathLike], image_size: int, tasks: Seq
         if len(layouts) > 1:
             raise DatasetError("Expected every dataset folder to hold frames of the same views, actually: " + "; ".join(
                 f"{list(v) or 'one view'} in {p}" for v, p in layouts.items()) + "; train on one view set at a time")
+        keep = _view_indices(ds.views, views, d)
         ids = ds.ids
         it = ids
         if progress_bar:
@@ -150,8 +157,8 @@ def load_episodes(dirs: Sequence[str | os.PathLike], image_size: int, tasks: Seq
             seen.add(eid)
             out.append(EpisodeArrays(
                 episode_id=eid, instruction=m["instruction"], task=str(m.get("task")), robot=str(m.get("robot")),
-                frames=resize_views(ep.frames, image_size, n_views(ds.views)), frame_steps=np.asarray(ep.frame_steps),
-                views=ds.views,
+                frames=_keep_views(resize_views(ep.frames, image_size, n_views(ds.views)), n_views(ds.views), keep),
+                frame_steps=np.asarray(ep.frame_steps), views=ds.views if keep is None else tuple(views or ()),
                 frame_every=int(m.get("frame_every") or _stride(ep.frame_steps)),
                 progress=ep.progress_at_frames().astype(np.float32), failed=ep.failed_at_frames(),
                 outcome=str(m.get("outcome")), failure_step=m.get("failure_step")))
@@ -159,6 +166,23 @@ def load_episodes(dirs: Sequence[str | os.PathLike], image_size: int, tasks: Seq
     if not out:
         raise DatasetError(f"No usable episodes in {list(map(str, dirs))}")
     return out, skipped
+
+
+def _view_indices(have: tuple[str, ...], want: Sequence[str] | None, folder: Any) -> list[int] | None:
+    """Positions of the ``want`` cameras among the data's, or None for all of them."""
+    if want is None or tuple(want) == have:
+        return None
+    missing = [v for v in want if v not in have]
+    if missing or not want:
+        raise DatasetError(f"Expected views among the data's {list(have) or ['one unnamed view']} in {folder}, "
+                           f"actually asked for {list(want)}")
+    return [have.index(v) for v in want]
+
+
+def _keep_views(frames: np.ndarray, count: int, keep: list[int] | None) -> np.ndarray:
+    if keep is None:
+        return frames
+    return np.ascontiguousarray(tile_views(split_views(frames, count)[..., keep, :, :, :]))
 
 
 def _check_labels(ep: Any, path: Path) -> None:

@@ -109,6 +109,37 @@ def test_training_refuses_folders_of_different_views(two_view, tmp_path):
         load_episodes([str(two_view), str(one)], 16)
 
 
+def test_training_on_some_of_the_views_and_reading_them_back(two_view, tmp_path):
+    pytest.importorskip("torch")
+    from primo_loop.critics.compact import CompactConfig, CompactCritic
+    from primo_loop.training.compact import TrainConfig, load_episodes, train
+    from primo_loop.types import CriticQuery
+
+    (full, *_), _ = load_episodes([str(two_view)], 16)
+    (side, *_), _ = load_episodes([str(two_view)], 16, views=["side"])
+    (swap, *_), _ = load_episodes([str(two_view)], 16, views=["side", "front"])
+    assert side.views == ("side",) and np.array_equal(side.frames, full.frames[..., 16:, :])
+    assert swap.views == ("side", "front") and np.array_equal(swap.frames[..., :16, :], side.frames)
+    with pytest.raises(DatasetError, match=r"views among the data's \['front', 'side'\].*asked for \['top'\]"):
+        load_episodes([str(two_view)], 16, views=["top"])
+
+    model = CompactConfig(image_size=16, channels=(8, 16), dim=16, layers=1, heads=2, vocab_buckets=32,
+                          dropout=0.0)
+    train(TrainConfig(data=[str(two_view)], out=str(tmp_path / "side"), epochs=1, seed=0, batch_episodes=3,
+                      val_fraction=0.2, frame_every=5, model=model, views=["side"]), progress_bar=False)
+    critic = CompactCritic(tmp_path / "side")
+    assert critic.config.views == () and critic.config.train_info["camera"] == "side"
+    f = full.frames
+
+    def ask(frames, views):
+        (v,) = critic.assess([CriticQuery("lift", frames[0], frames[:6], frames[5], step=25, views=views)])
+        return v.progress
+
+    # given tiled frames it reads the camera it was trained on, not the first one
+    assert ask(f, TWO) == pytest.approx(ask(np.ascontiguousarray(f[..., 16:, :]), ()), abs=1e-6)
+    assert ask(f, TWO) != pytest.approx(ask(np.ascontiguousarray(f[..., :16, :]), ()), abs=1e-6)
+
+
 def test_collect_script_takes_cameras(tmp_path):
     import os
     import subprocess
