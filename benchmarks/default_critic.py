@@ -101,7 +101,7 @@ def read_build(build: Path) -> dict[str, Any]:
     ev = build / "eval"
     out: dict[str, Any] = {"settings": json.loads((build / "build.json").read_text())
                            if (build / "build.json").is_file() else {}}
-    for model in ("model", "model_humanoid", "shipped"):
+    for model in ("model", "model_humanoid", "model_first_view", "shipped"):
         out[model] = {d.name: read_report(d) for d in sorted((ev / model).glob("*")) if d.is_dir()}
     out["loto"] = {d.name: read_report(d) for d in sorted((ev / "loto").glob("*")) if d.is_dir()}
     return out
@@ -206,6 +206,13 @@ def target_rows(b: Mapping[str, Any], latency: Mapping[str, float | None]) -> li
                     "<=", 8.0, fig(old, "humanoid", "all", "mae")))
     rows.append(Row("humanoid", "few-shot VOC (humanoid variant)", "voc", fig(hum, "humanoid", "all", "voc"),
                     shipped=fig(old, "humanoid", "all", "voc")))
+    first = b.get("model_first_view", {})
+    if first:  # the view-set comparison: the same data and budget, the first camera only
+        cams = b.get("settings", {}).get("cameras") or ["the first camera"]
+        for name, label in (("mae", "MAE"), ("f1", "failure F1")):
+            rows.append(Row("views", f"in-domain {label}, {cams[0]} only (side model; main: {' + '.join(cams)})",
+                            name, fig(first, "in_domain", "all", name), shipped=fig(old, "in_domain", "all", name),
+                            note=f"main model: {_fmt(fig(new, 'in_domain', 'all', name), name)}"))
     base = fig(new, "in_domain", "all", "mae")
     rows.append(Row("humanoid", "humanoid variant's in-domain MAE (costs the arms nothing: <= the main model's)",
                     "mae", fig(hum, "in_domain", "all", "mae"), "<=", base))

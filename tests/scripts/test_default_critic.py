@@ -142,3 +142,13 @@ def test_latency_of_a_real_compact_critic(dc):
     critic = make_critic("compact")
     r = dc.measure_latency(critic, dc.sample_queries(None, size=64), repeats=3, warmup=1)
     assert 0 < r["min_ms"] <= r["ms_per_query"] <= r["max_ms"] < 1000
+
+
+def test_the_first_view_side_model_is_reported_beside_the_main_one(dc, build):
+    assert not any(g == "views" for g, _ in _rows(dc, build))  # no side model: no row
+    _write(build / "eval/model_first_view/in_domain", {"all": _split(3.8, 0.99, 0.9, 1.0)})
+    rows = _rows(dc, build)
+    mae = rows[("views", "in-domain MAE, agentview only (side model; main: agentview + robot0_eye_in_hand)")]
+    f1 = rows[("views", "in-domain failure F1, agentview only (side model; main: agentview + robot0_eye_in_hand)")]
+    assert (mae.figure, mae.shipped, mae.met) == (3.8, 5.4, None) and mae.note == "main model: 2.90"
+    assert (f1.figure, f1.note) == (0.9, "main model: 0.940")
