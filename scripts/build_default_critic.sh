@@ -13,8 +13,9 @@
 #   3. held-out sets, seeds never used in training, collected after training: in-domain (ARMS, nominal and
 #      training-split looks), unseen robots (UNSEEN_ROBOTS on the tasks that support them), unseen appearance
 #      (--appearance heldout), the humanoid (GR1ArmsOnly Lift, scripted)
-#   4. side models: leave-one-task-out (train on the other tasks, LOTO_EPOCHS), and the humanoid variant (the model
-#      fine-tuned with HUMANOID_TRAIN_EPISODES humanoid episodes added to its training data)
+#   4. side models: leave-one-task-out (train on the other tasks, LOTO_EPOCHS), the humanoid variant (the model
+#      fine-tuned with HUMANOID_TRAIN_EPISODES humanoid episodes added to its training data), and with two or more
+#      CAMERAS the first camera alone (FIRST_VIEW=1: the main model's data and budget; which view set reads better)
 #   5. evaluation of every model and of the shipped default on the held-out sets ($OUT/eval/...), and the report
 #      ($REPORT/report.md + report.json)
 # Every knob is an environment variable whose default is the real recipe (see below). Stage wall times go to
@@ -168,6 +169,11 @@ for task in $LOTO_TASKS; do
     stage "train_loto_$task" train "$OUT/loto_$task" --data "$DATA/train" --tasks $rest --epochs "$LOTO_EPOCHS" \
         --max-minutes "$MAX_MINUTES" "${MODEL[@]}"
 done
+FIRST_VIEW=${FIRST_VIEW:-1}  # with 2+ CAMERAS: a side model on the first camera only, the main model's budget
+if [ "$FIRST_VIEW" = 1 ] && [ "$(wc -w <<<"$CAMERAS")" -gt 1 ]; then
+    stage train_first_view train "$OUT/model_first_view" --data "$DATA/train" --views ${CAMERAS%% *} \
+        --epochs "$EPOCHS" --max-minutes "$MAX_MINUTES" "${MODEL[@]}"
+fi
 stage collect_gr1_train $PY scripts/collect.py "${GR1[@]}" "${LOOK_TRAIN[@]}" --episodes "$HUMANOID_TRAIN_EPISODES" \
     --seed $SEED_GR1_TRAIN --frame-every "$TRAIN_FRAME_EVERY" --out "$DATA/train_gr1"
 stage train_humanoid train "$OUT/model_humanoid" --init "$OUT/model" --data "$DATA/train" "$DATA/train_gr1" \
@@ -205,6 +211,8 @@ for set in "${SETS[@]}"; do
     set -e
     [ $rc = 0 ] || echo "build_default_critic.sh: the shipped default could not score $set; the report reads n/a" >&2
 done
+[ -f "$OUT/model_first_view/.built" ] && stage eval_model_first_view_in_domain score model_first_view \
+    "$OUT/model_first_view" in_domain
 for task in $LOTO_TASKS; do
     stage "eval_loto_$task" evaluate "$OUT/eval/loto/$task" "$OUT/loto_$task" task "${IN_DOMAIN[@]}"
 done
