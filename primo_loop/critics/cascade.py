@@ -262,6 +262,16 @@ class CascadeCritic:
             out, self._labels = list(self._labels), deque()
             return out
 
+    def peek_labels(self) -> list[Label]:
+        """The labels not yet taken, oldest first, left in place (what a checkpoint saves)."""
+        with self._lock:
+            return list(self._labels)
+
+    def restore_labels(self, labels: Sequence[Label]) -> None:
+        """Put saved labels back ahead of any arrived since (a resumed run's; see :meth:`peek_labels`)."""
+        with self._lock:
+            self._labels.extendleft(reversed(list(labels)))
+
     @property
     def pending_labels(self) -> int:
         """Labels arrived and not yet taken."""

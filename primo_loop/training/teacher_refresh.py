@@ -253,14 +253,19 @@ class TeacherRefresher(CriticRefresher):
             self.critic = live
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "teacher_samples": list(self.samples)}
+        # the labels arrived since the last refresh are still the cascade's: saved too, or a resumed run would
+        # train its next refresh without them
+        return {**super().state_dict(), "teacher_samples": list(self.samples),
+                "teacher_untaken": self.cascade.peek_labels()}
 
     def load(self, path: str | Path) -> None:
         import torch
 
         super().load(path)
+        saved = torch.load(path, map_location="cpu", weights_only=False)
         self.samples.clear()
-        self.samples.extend(torch.load(path, map_location="cpu", weights_only=False).get("teacher_samples", []))
+        self.samples.extend(saved.get("teacher_samples", []))
+        self.cascade.restore_labels(saved.get("teacher_untaken", []))
 
 
 def _nanmean(x: np.ndarray) -> float:

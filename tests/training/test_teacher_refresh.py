@@ -137,3 +137,25 @@ def test_training_with_a_cascade_logs_the_teacher_and_refreshes_the_student(tiny
     assert {"critic/teacher_student_gap", "critic/teacher_share", "critic/teacher_delay_s",
             "refresh/teacher_mae_before", "refresh/teacher_mae_after"} <= set(tags)
     assert tags["critic/teacher_share"][-1] == pytest.approx(0.5, abs=0.05)
+
+
+def test_labels_arrived_since_the_last_refresh_survive_a_resume(tiny_ckpt, tmp_path):
+    def cascade():
+        return CascadeCritic(student=CompactCritic(tiny_ckpt), teacher=teacher(), every=3, progress_jump=None,
+                             failure_margin=None, runner=PolledRunner([1, 2]))
+
+    config = RefreshConfig(every=1000, grad_steps=2, min_episodes=1, augment=False)  # no refresh while driving
+    first = cascade()
+    _, _, refresher = drive(first, 60, config)
+    first.drain()
+    untaken = [label.teacher.progress for label in first.peek_labels()]
+    assert refresher.refreshes == 0 and len(untaken) >= 5
+    refresher.save(tmp_path / "state.pt")
+    assert first.pending_labels == len(untaken)  # saving takes nothing away
+
+    second = cascade()
+    resumed = TeacherRefresher(second, TrackerConfig(**TRACKER), config, buffer_size=60, n_envs=2)
+    resumed.load(tmp_path / "state.pt")
+    assert [label.teacher.progress for label in second.peek_labels()] == untaken
+    stats = resumed.refresh(np.zeros((60, 2), np.float32))
+    assert stats["fresh_labels"] == len(untaken) and stats["labels"] == len(untaken)
