@@ -18,8 +18,9 @@
 #      CAMERAS the first camera alone (FIRST_VIEW=1: the main model's data and budget; which view set reads better)
 #   5. evaluation of every model and of the shipped default on the held-out sets ($OUT/eval/...), and the report
 #      ($REPORT/report.md + report.json)
-# Every knob is an environment variable whose default is the real recipe (see below). Stage wall times go to
-# $OUT/build_times.tsv, the settings to $OUT/build.json.
+# Every knob is an environment variable whose default is the real recipe (see below). Stage wall and CPU times
+# (seconds) go to $OUT/build_times.tsv (CPU time sizes a run on a machine shared with other jobs), the settings to
+# $OUT/build.json.
 WORKERS_DEFAULT=2 source "$(dirname "$0")/_env.sh"
 
 QUICK=${QUICK:-0}
@@ -113,11 +114,20 @@ json.dump({"quick": "$QUICK" == "1", "tasks": "$TASKS".split(), "arms": "$ARMS".
 EOF
 
 echo "# run started $(date -u +%FT%TZ) (QUICK=$QUICK)" >>"$OUT/build_times.tsv"  # a rerun appends its own lines
-stage() {  # stage NAME COMMAND...: run it, record its wall time (seconds)
-    local t0=$SECONDS
+cpu_now() {  # CPU_NOW := CPU seconds (user + system) of this shell's finished children (`times` in this shell)
+    times >"$OUT/.times"
+    CPU_NOW=$(awk 'NR == 2 { t = 0; for (i = 1; i <= 2; i++) { split($i, a, /m|s/); t += a[1] * 60 + a[2] }
+                             printf "%.1f", t }' "$OUT/.times")
+}
+stage() {  # stage NAME COMMAND...: run it, record its wall time and CPU time (seconds; CPU = all its processes)
+    local t0=$SECONDS c0
+    cpu_now
+    c0=$CPU_NOW
     echo "== $1" >&2
     "${@:2}"
-    printf '%s\t%s\n' "$1" $((SECONDS - t0)) >>"$OUT/build_times.tsv"
+    cpu_now
+    printf '%s\t%s\t%s\n' "$1" $((SECONDS - t0)) "$(awk -v a="$c0" -v b="$CPU_NOW" 'BEGIN { printf "%.1f", b - a }')" \
+        >>"$OUT/build_times.tsv"
 }
 train() {  # train DIR ARGS...: skipped once finished; continued from train_state.pt if interrupted
     local dir=$1; shift

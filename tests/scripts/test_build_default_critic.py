@@ -57,6 +57,22 @@ def test_a_task_no_training_arm_can_do_stops_the_build_and_others_are_named(tmp_
     assert "stage: scripts/collect.py --env Lift NutAssemblySquare --robot Panda IIWA --supported-only" in r.stderr
 
 
+def test_each_stage_records_its_wall_and_cpu_seconds(tmp_path):
+    fake = tmp_path / "python"  # collection burns about a second of CPU in a grandchild; training fails
+    fake.write_text(f"#!/usr/bin/env bash\n"
+                    f"[ \"$2\" = --help ] || [ \"$1\" = - ] || [ \"$1\" = -c ] && exec {sys.executable} \"$@\"\n"
+                    f"[ \"$1\" = scripts/collect.py ] && {{ bash -c '{sys.executable} -c \"sum(range(20000000))\"'; "
+                    f"exit 0; }}\n"
+                    "echo \"stage: $*\" >&2; exit 9\n")
+    fake.chmod(0o755)
+    r = _run(tmp_path, PY=str(fake), TASKS="Lift", ARMS="Panda", CAMERAS="", APPEARANCE="")
+    assert r.returncode == 9 and "stage: scripts/train_critic.py" in r.stderr, r.stderr
+    lines = (tmp_path / "build" / "build_times.tsv").read_text().splitlines()
+    assert lines[0].startswith("# run started") and len(lines) == 2
+    name, wall, cpu = lines[1].split("\t")
+    assert name == "collect_train" and int(wall) >= 0 and 0.1 < float(cpu) <= float(wall) + 2
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(3600)  # about 10 minutes on a quiet 2-core machine, longer under load
 def test_quick_mode_end_to_end_and_a_rerun_skips_finished_stages(tmp_path):
@@ -78,6 +94,7 @@ def test_quick_mode_end_to_end_and_a_rerun_skips_finished_stages(tmp_path):
     lines = (build / "build_times.tsv").read_text().splitlines()
     stages = [line.split("\t")[0] for line in lines if not line.startswith("#")]
     assert lines[0].startswith("# run started") and stages[:2] == ["collect_train", "train"]
+    assert all(len(line.split("\t")) == 3 for line in lines[1:])  # name, wall s, CPU s
     assert stages[-1] == "report"
 
     again = _run(tmp_path, timeout=1800, QUICK="1", WORKERS="1")
