@@ -19,8 +19,9 @@
 #   5. evaluation of every model and of the shipped default on the held-out sets ($OUT/eval/...), and the report
 #      ($REPORT/report.md + report.json)
 # Every knob is an environment variable whose default is the real recipe (see below). Stage wall and CPU times
-# (seconds) go to $OUT/build_times.tsv (CPU time sizes a run on a machine shared with other jobs), the settings to
-# $OUT/build.json.
+# (seconds) go to $OUT/build_times.tsv (CPU time sizes a run on a machine shared with other jobs; it counts the
+# processes the stage waited for, so not a collection's pool workers: their CPU is the collection summary's
+# "cpu_s", in the log), the settings to $OUT/build.json.
 WORKERS_DEFAULT=2 source "$(dirname "$0")/_env.sh"
 
 QUICK=${QUICK:-0}

@@ -271,13 +271,14 @@ def _collect_one(root: str, spec: EpisodeSpec) -> dict[str, Any]:
     final = episodes_dir(root) / spec.episode_id
     if final.exists():
         return {"episode_id": spec.episode_id, "status": "exists"}
+    cpu0 = time.process_time()  # this worker's CPU, all its threads (the renderer's included)
     ep = rollout(spec, cfg, make_env=make_env, make_policy=make_policy)
     try:
         write_episode(root, ep)
     except DatasetError:
         return {"episode_id": spec.episode_id, "status": "exists"}
     return {"episode_id": spec.episode_id, "status": "written", "outcome": ep.meta["outcome"],
-            "steps": ep.meta["n_steps"], "seconds": ep.meta["collect_s"]}
+            "steps": ep.meta["n_steps"], "seconds": ep.meta["collect_s"], "cpu_s": time.process_time() - cpu0}
 
 
 # ------------------------------------------------------------------------------------------------- driver
@@ -333,7 +334,7 @@ def collect(plan: Sequence[EpisodeSpec], root: str | os.PathLike, cfg: CollectCo
 
     Returns:
         A summary: episodes planned, already there, written, failed to collect, outcomes, local pool restarts,
-        Ray task retries (tasks resubmitted after their worker or node was lost), the executor, wall time.
+        Ray task retries (tasks resubmitted after their worker or node was lost), the executor, wall time, and the CPU seconds of the written episodes.
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise ConfigError(f"Expected `workers` to be an integer >= 0 (0: in this process), actually: {workers!r}")
@@ -346,7 +347,7 @@ def collect(plan: Sequence[EpisodeSpec], root: str | os.PathLike, cfg: CollectCo
     already = len(plan) - len(pending)
     if ray is not None:  # joins the cluster: a bad address or an unshared folder stops here, in one line
         check_shared_folder(root, ray)
-    written, errors, outcomes, restarts, retries = 0, {}, {}, 0, 0
+    written, errors, outcomes, restarts, retries, cpu_s = 0, {}, {}, 0, 0, 0.0
     bar = None
     if progress_bar:
         from tqdm import tqdm
@@ -355,8 +356,10 @@ def collect(plan: Sequence[EpisodeSpec], root: str | os.PathLike, cfg: CollectCo
 
     def done_one(spec: EpisodeSpec, res: dict[str, Any]) -> None:
         nonlocal written
+        nonlocal cpu_s
         if res["status"] == "written":
             written += 1
+            cpu_s += res.get("cpu_s", 0.0)
             outcomes[res["outcome"]] = outcomes.get(res["outcome"], 0) + 1
         if bar is not None:
             bar.update(1)
@@ -394,4 +397,7 @@ def collect(plan: Sequence[EpisodeSpec], root: str | os.PathLike, cfg: CollectCo
     executor = f"ray:{ray.address}" if ray is not None else ("in-process" if workers <= 0 else f"pool:{workers}")
     return {"planned": len(plan), "already_there": already, "written": written, "errors": errors,
             "outcomes_written": outcomes, "episodes_on_disk": index["n_episodes"], "worker_restarts": restarts,
-            "task_retries": retries, "executor": executor, "wall_s": round(time.time() - t0, 1), "config": asdict(cfg)}
+            "task_retries": retries, "executor": executor, "wall_s": round(time.time() - t0, 1),
+            # CPU seconds of the written episodes (rollout and write, in whichever process ran them): what sizes
+            # a collection on a machine shared with other jobs, where wall time does not
+            "cpu_s": round(cpu_s, 1), "config": asdict(cfg)}

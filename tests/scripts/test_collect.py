@@ -287,3 +287,16 @@ def test_supported_only_skips_the_pairs_a_robot_cannot_do(load_script, tmp_path,
     with pytest.raises(UnsupportedError, match="Robot 'IIWA' cannot do task 'NutAssemblySquare'"):
         main(["--env", "NutAssemblySquare", "--robot", "IIWA", "UR5e", "--supported-only",
               "--out", str(tmp_path / "d")])
+
+
+def test_the_summary_counts_the_cpu_seconds_of_the_written_episodes(tmp_path, monkeypatch):
+    import itertools
+
+    import primo_loop.data.collect as collect_module
+
+    clock = itertools.count(0.0, 1.5)  # each episode: 1.5 CPU seconds between its two readings
+    monkeypatch.setattr(collect_module.time, "process_time", lambda: next(clock))
+    cfg = CollectConfig(synthetic=True, horizon=20, image_size=16, render_size=16)
+    plan = plan_episodes(["SynthLift"], ["SynthBot"], 2, failure_rate=0.0)
+    assert collect(plan, tmp_path / "d", cfg, workers=0)["cpu_s"] == 3.0
+    assert collect(plan, tmp_path / "d", cfg, workers=0)["cpu_s"] == 0.0  # nothing written
