@@ -40,14 +40,14 @@ ARMS=${ARMS:-Panda IIWA}                           # the training arms
 UNSEEN_ROBOTS=${UNSEEN_ROBOTS:-Sawyer UR5e}        # scored on each task that supports them
 CAMERAS=${CAMERAS-agentview robot0_eye_in_hand}    # empty: collect.py's single default camera
 APPEARANCE=${APPEARANCE-train}                     # empty: no --appearance flag (nominal look only)
-EPISODES_PER_TASK=${EPISODES_PER_TASK:-80}         # training episodes per task and arm
+EPISODES_PER_TASK=${EPISODES_PER_TASK:-70}         # training episodes per task and arm (sized: README there)
 EVAL_EPISODES=${EVAL_EPISODES:-10}                 # held-out episodes per task, robot (and look)
 GR1_EVAL_EPISODES=${GR1_EVAL_EPISODES:-30}
 HUMANOID_TRAIN_EPISODES=${HUMANOID_TRAIN_EPISODES:-20}
 FAILURE_RATE=${FAILURE_RATE:-0.5}
 EPOCHS=${EPOCHS:-40}
 MAX_MINUTES=${MAX_MINUTES:-60}                     # a cap on the main training's wall time
-LOTO_EPOCHS=${LOTO_EPOCHS:-15}                     # side models get a smaller budget (the report says so)
+LOTO_EPOCHS=${LOTO_EPOCHS:-10}                     # side models get a smaller budget (the report says so)
 LOTO_TASKS=${LOTO_TASKS:-$TASKS}                   # which tasks are left out, one side model each
 HUMANOID_EPOCHS=${HUMANOID_EPOCHS:-10}
 HUMANOID_LR=${HUMANOID_LR:-5e-4}
@@ -58,6 +58,7 @@ RENDER_SIZE=${RENDER_SIZE:-128}
 TRAIN_FRAME_EVERY=${TRAIN_FRAME_EVERY:-5}          # the trainer also samples half its stride of 10
 HORIZON=${HORIZON:-}
 SEED=${SEED:-0}
+TRAIN_THREADS=${TRAIN_THREADS:-$W}                 # torch threads of the training stages (they run one at a time)
 LATENCY_REPEATS=${LATENCY_REPEATS:-50}
 # seed bases of the held-out sets: far from the training seeds (SEED .. SEED+EPISODES_PER_TASK-1)
 SEED_IN_DOMAIN=100000 SEED_ROBOTS=200000 SEED_APPEARANCE=300000 SEED_GR1_EVAL=400000 SEED_GR1_TRAIN=500000
@@ -97,7 +98,8 @@ SIZE=(--image-size "$IMAGE_SIZE" --render-size "$RENDER_SIZE")
 [ -n "$HORIZON" ] && SIZE+=(--horizon "$HORIZON")
 COMMON=(--failure-rate "$FAILURE_RATE" --workers "$W" --no-progress "${SIZE[@]}" "${VIEW[@]}")
 ARMS_OF=(--robot $ARMS --supported-only)  # each task with the training arms that can do it
-MODEL=(--image-size "$IMAGE_SIZE" --stem "$STEM" --channels $CHANNELS --seed "$SEED" --failure-weight 1.0 --no-progress)
+MODEL=(--image-size "$IMAGE_SIZE" --stem "$STEM" --channels $CHANNELS --threads "$TRAIN_THREADS" --seed "$SEED"
+       --failure-weight 1.0 --no-progress)
 
 $PY - "$OUT/build.json" <<EOF
 import json, sys
@@ -110,7 +112,8 @@ json.dump({"quick": "$QUICK" == "1", "tasks": "$TASKS".split(), "arms": "$ARMS".
            "loto_tasks": "$LOTO_TASKS".split(),
            "humanoid_epochs": $HUMANOID_EPOCHS, "image_size": $IMAGE_SIZE, "stem": "$STEM",
            "channels": [int(c) for c in "$CHANNELS".split()], "render_size": $RENDER_SIZE,
-           "train_frame_every": $TRAIN_FRAME_EVERY, "workers": $W, "seed": $SEED},
+           "train_frame_every": $TRAIN_FRAME_EVERY, "workers": $W, "train_threads": $TRAIN_THREADS,
+           "seed": $SEED},
           open(sys.argv[1], "w"), indent=1)
 EOF
 
