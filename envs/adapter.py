@@ -53,6 +53,22 @@ def _import_robosuite():
     return sys.modules["robosuite"]
 
 
+#: Views that a robot's model names otherwise. The GR1 humanoid has a camera in each hand and no
+#: ``robot0_eye_in_hand``; it grasps with its right hand (policies/scripted), so its right-hand camera gives that view.
+#: The view keeps the asked name: a critic trained on ``robot0_eye_in_hand`` reads the humanoid's hand camera.
+CAMERA_ALIASES: dict[str, tuple[str, ...]] = {"robot0_eye_in_hand": ("robot0_eye_in_right_hand",)}
+
+
+def resolve_camera(view: str, names: Sequence[str]) -> str:
+    """The model's camera that renders ``view``: the camera of that name, else its alias in this model
+    (:data:`CAMERA_ALIASES`); neither is an UnknownNameError listing the model's cameras."""
+    if view not in names:
+        for alias in CAMERA_ALIASES.get(view, ()):
+            if alias in names:
+                return alias
+    return check_choice("camera", view, names)
+
+
 class RobosuiteEnv(gym.Env):
     """One robosuite task with one robot, with Gymnasium semantics.
 
@@ -131,8 +147,8 @@ class RobosuiteEnv(gym.Env):
         self.spec_task = spec
         self.task, self.robot = task, robot
         names = self.rs_env.sim.model.camera_names
-        self.cameras: tuple[str, ...] = tuple(check_choice("camera", c, names)
-                                              for c in normalize_views(cameras or (camera,), "cameras"))
+        self.cameras: tuple[str, ...] = normalize_views(cameras or (camera,), "cameras")
+        self._camera_of = {c: resolve_camera(c, names) for c in self.cameras}  # view name -> the model's camera
         self.camera = self.cameras[0]
         self.image_size, self.horizon, self.obs_mode = int(image_size), int(horizon), obs_mode
         self.terminate_on_success = bool(terminate_on_success)
@@ -208,7 +224,8 @@ class RobosuiteEnv(gym.Env):
         size = self.image_size if size is None else int(size)
         if camera is None and len(self.cameras) > 1:
             return tile_views([self.render_frame(c, size, profile) for c in self.cameras])
-        cam = self.camera if camera is None else check_choice("camera", camera, self.rs_env.sim.model.camera_names)
+        cam = self._camera_of[self.camera] if camera is None else (
+            self._camera_of.get(camera) or resolve_camera(camera, self.rs_env.sim.model.camera_names))
         prof = self._profile if profile is None else get_profile(profile)
         renderer = self._renderers.get(prof)
         if renderer is None:

@@ -22,6 +22,9 @@ class UnknownNameError(PrimoError, ValueError):
         hint = f" Did you mean {close!r}?" if close else ""
         super().__init__(f"Unknown {kind} {name!r}; valid: {', '.join(self.choices)}.{hint}")
 
+    def __reduce__(self):  # rebuilt from its arguments: it crosses process boundaries (collection workers, Ray)
+        return type(self), (self.kind, self.name, self.choices)
+
 
 class UnsupportedError(PrimoError, ValueError):
     """A combination of valid choices that cannot work (e.g. a task/robot pair)."""
@@ -55,8 +58,12 @@ class MissingDependencyError(PrimoError, ImportError):
     """An optional heavy dependency is not installed."""
 
     def __init__(self, package: str, purpose: str):
+        self.package, self.purpose = package, purpose
         super().__init__(f"{purpose} needs the package {package!r}; install it with `pip install {package}` "
                          f"(or `make .venv` for the full pinned stack).")
+
+    def __reduce__(self):
+        return type(self), (self.package, self.purpose)
 
 
 def closest(name: str, choices: Iterable[str]) -> str | None:

@@ -47,3 +47,19 @@ def test_two_cameras_render_tiled_under_the_env_profile_and_reach_the_critic():
 def test_an_unknown_camera_is_named():
     with pytest.raises(UnknownNameError, match="robot0_eye_in_hand"):
         envs.make_env("Lift", "Panda", cameras=("agentview", "robot0_eye_in_hnd"), image_size=32)
+
+
+def test_the_humanoids_right_hand_camera_gives_the_eye_in_hand_view():
+    env = envs.make_env("Lift", "GR1ArmsOnly", cameras=TWO, image_size=32, horizon=4)
+    try:
+        assert env.cameras == TWO  # the view keeps the name a two-view critic was trained on
+        env.reset(seed=0)
+        frame = env.render_frame()
+        np.testing.assert_array_equal(frame[:, 32:], env.render_frame("robot0_eye_in_right_hand"))
+        assert not np.array_equal(frame[:, 32:], env.render_frame("robot0_eye_in_left_hand"))
+    finally:
+        env.close()
+    assert envs.adapter.resolve_camera("robot0_eye_in_hand", ["agentview", "robot0_eye_in_hand"]) == \
+        "robot0_eye_in_hand"  # a robot that has the camera renders its own
+    with pytest.raises(UnknownNameError, match="Unknown camera 'robot0_eye_in_hand'; valid: agentview"):
+        envs.adapter.resolve_camera("robot0_eye_in_hand", ["agentview"])
