@@ -59,7 +59,9 @@ def test_the_humanoids_right_hand_camera_gives_the_eye_in_hand_view():
         assert not np.array_equal(frame[:, 32:], env.render_frame("robot0_eye_in_left_hand"))
     finally:
         env.close()
-    assert envs.adapter.resolve_camera("robot0_eye_in_hand", ["agentview", "robot0_eye_in_hand"]) == \
-        "robot0_eye_in_hand"  # a robot that has the camera renders its own
+    from envs.adapter import resolve_camera
+
+    # a robot that has the camera renders its own
+    assert resolve_camera("robot0_eye_in_hand", ["agentview", "robot0_eye_in_hand"]) == "robot0_eye_in_hand"
     with pytest.raises(UnknownNameError, match="Unknown camera 'robot0_eye_in_hand'; valid: agentview"):
-        envs.adapter.resolve_camera("robot0_eye_in_hand", ["agentview"])
+        resolve_camera("robot0_eye_in_hand", ["agentview"])
