@@ -204,10 +204,9 @@ def _worker_init(cfg: CollectConfig, make_env: EnvFactory, make_policy: PolicyFa
 
 
 def _get_env(task: str, robot: str, cfg: CollectConfig, make_env: EnvFactory):
-    key = (task, robot)
-    if key not in _ENVS:
-        _ENVS[key] = make_env(task, robot, cfg)
-    return _ENVS[key]
+    if (task, robot) not in _ENVS:
+        _ENVS[task, robot] = make_env(task, robot, cfg)
+    return _ENVS[task, robot]
 
 
 def rollout(spec: EpisodeSpec, cfg: CollectConfig, env: Any | None = None, make_env: EnvFactory | None = None,
@@ -268,8 +267,7 @@ def _collect_one(root: str, spec: EpisodeSpec) -> dict[str, Any]:
     """Worker task: roll out and write one episode; an episode already on disk counts as done."""
     assert _WORKER is not None, "worker not initialised"
     cfg, make_env, make_policy = _WORKER
-    final = episodes_dir(root) / spec.episode_id
-    if final.exists():
+    if (episodes_dir(root) / spec.episode_id).exists():
         return {"episode_id": spec.episode_id, "status": "exists"}
     cpu0 = time.process_time()  # this worker's CPU, all its threads (the renderer's included)
     ep = rollout(spec, cfg, make_env=make_env, make_policy=make_policy)
@@ -334,7 +332,9 @@ def collect(plan: Sequence[EpisodeSpec], root: str | os.PathLike, cfg: CollectCo
 
     Returns:
         A summary: episodes planned, already there, written, failed to collect, outcomes, local pool restarts,
-        Ray task retries (tasks resubmitted after their worker or node was lost), the executor, wall time, and the CPU seconds of the written episodes.
+        Ray task retries (tasks resubmitted after their worker or node was lost), the executor, wall time, and
+        ``cpu_s``: the CPU seconds of the written episodes, in whichever process ran them (what sizes a collection
+        on a machine shared with other jobs, where wall time does not).
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise ConfigError(f"Expected `workers` to be an integer >= 0 (0: in this process), actually: {workers!r}")
@@ -355,8 +355,7 @@ def collect(plan: Sequence[EpisodeSpec], root: str | os.PathLike, cfg: CollectCo
         bar = tqdm(total=len(plan), initial=already, desc=f"collect {root.name}", unit="ep")
 
     def done_one(spec: EpisodeSpec, res: dict[str, Any]) -> None:
-        nonlocal written
-        nonlocal cpu_s
+        nonlocal written, cpu_s
         if res["status"] == "written":
             written += 1
             cpu_s += res.get("cpu_s", 0.0)
@@ -398,6 +397,4 @@ def collect(plan: Sequence[EpisodeSpec], root: str | os.PathLike, cfg: CollectCo
     return {"planned": len(plan), "already_there": already, "written": written, "errors": errors,
             "outcomes_written": outcomes, "episodes_on_disk": index["n_episodes"], "worker_restarts": restarts,
             "task_retries": retries, "executor": executor, "wall_s": round(time.time() - t0, 1),
-            # CPU seconds of the written episodes (rollout and write, in whichever process ran them): what sizes
-            # a collection on a machine shared with other jobs, where wall time does not
             "cpu_s": round(cpu_s, 1), "config": asdict(cfg)}
