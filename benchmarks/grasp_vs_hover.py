@@ -71,16 +71,18 @@ class Rollout:
     frames: list[np.ndarray] = field(default_factory=list)
     steps: list[int] = field(default_factory=list)
     privileged: list[dict[str, Any]] = field(default_factory=list)
+    views: tuple[str, ...] = ()  # the cameras tiled in each frame (a multi-view critic's); () for one
 
 
 def roll_out(env: Any, policy: Any, seed: int, every: int, horizon: int,
-             frame: Callable[[], np.ndarray], privileged: Callable[[], dict[str, Any]]) -> Rollout:
+             frame: Callable[[], np.ndarray], privileged: Callable[[], dict[str, Any]],
+             views: Sequence[str] = ()) -> Rollout:
     """Run ``policy`` in ``env`` from ``reset(seed=seed)`` for up to ``horizon`` steps (or until the episode
     ends); keep ``frame()`` and ``privileged()`` at step 0 and every ``every`` steps."""
     obs, _ = env.reset(seed=seed)
     if hasattr(policy, "reset"):
         policy.reset(seed=seed)
-    rec = Rollout(instruction=str(getattr(env.unwrapped, "instruction", "")))
+    rec = Rollout(instruction=str(getattr(env.unwrapped, "instruction", "")), views=tuple(views))
 
     def keep(step: int) -> None:
         rec.frames.append(np.asarray(frame()))
@@ -105,7 +107,8 @@ def queries_of(rec: Rollout, clip_len: int = 8) -> list[Any]:
 
     frames = np.stack(rec.frames)
     return [CriticQuery(instruction=rec.instruction, initial=frames[0],
-                        clip=frames[sample_clip_indices(k + 1, clip_len)], current=frames[k], step=rec.steps[k])
+                        clip=frames[sample_clip_indices(k + 1, clip_len)], current=frames[k], step=rec.steps[k],
+                        views=rec.views)
             for k in range(len(rec.frames))]
 
 
@@ -185,13 +188,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     agent = TrainedPolicy(args.run)
     task, robot = agent.config["env"], agent.config.get("robot", "Panda")
-    env = envs.make_env(task, robot, image_size=args.image_size, horizon=args.horizon, obs_mode="state")
+    critics = {n: make_critic("compact", checkpoint=c) for n, c in zip(names, args.critic)}
+    # frames tile the views of the multi-view critic if there is one; a one-view critic reads its camera of them
+    multi = {c.config.views for c in critics.values() if c.config.views}
+    if len(multi) > 1:
+        p.error(f"critics of different view sets {sorted(multi)}: compare them in separate runs")
+    views = next(iter(multi), ())
+    env = envs.make_env(task, robot, image_size=args.image_size, horizon=args.horizon, obs_mode="state",
+                        **({"cameras": views} if views else {}))
     acting = agent.wrap_env(env)
     seeds = list(range(args.seed, args.seed + args.episodes))
-    rollouts = [roll_out(acting, agent, s, args.critic_every, args.horizon, env.render_frame, env.privileged)
-                for s in seeds]
+    rollouts = [roll_out(acting, agent, s, args.critic_every, args.horizon, env.render_frame, env.privileged,
+                         views) for s in seeds]
     env.close()
-    critics = {n: make_critic("compact", checkpoint=c) for n, c in zip(names, args.critic)}
     result = {"run": args.run, "task": task, "robot": robot, "episodes": args.episodes,
               "seeds": f"{seeds[0]}..{seeds[-1]}", "near": args.near, "on_table": args.on_table,
               "critic_checkpoints": dict(zip(names, args.critic)),

@@ -130,3 +130,22 @@ def test_end_to_end_on_a_tiny_sac_run(gh, lift_agent, tmp_path):
     assert rep["queries"] == 3 and set(rep["critics"]) == {"default", "hardened"}
     assert sum(rep["class_counts"][c] for c in ("grasp", "hover", "other")) == 3
     assert "| default | hover |" in (out / "report.md").read_text()
+
+
+def test_a_two_view_critic_scores_rollouts_of_tiled_frames(gh, tmp_path):
+    torch = pytest.importorskip("torch")
+    from primo_loop.critics import make_critic
+    from primo_loop.critics.compact import CompactConfig, build_model, save_checkpoint
+
+    two = ("agentview", "robot0_eye_in_hand")
+    cfg = CompactConfig(image_size=16, channels=(8, 16), dim=16, layers=1, heads=2, vocab_buckets=32, views=two)
+    torch.manual_seed(0)
+    critic = make_critic("compact", checkpoint=str(save_checkpoint(tmp_path / "c", cfg, build_model(cfg).state_dict())))
+    rec = gh.Rollout(instruction="lift the cube", views=two)
+    for k, priv in enumerate([_state(dist=0.3), _state(dist=0.02), _state(holding=True, grasped=True, dist=0.0)]):
+        rec.frames.append(np.full((16, 32, 3), 40 * k, np.uint8))
+        rec.steps.append(10 * k)
+        rec.privileged.append(priv)
+    assert [q.views for q in gh.queries_of(rec)] == [two] * 3
+    res = gh.score({"two": critic}, [rec])  # refused without the views: a two-view critic needs its cameras
+    assert res["queries"] == 3 and res["critics"]["two"]["unreadable"] == 0
