@@ -155,7 +155,7 @@ SPEC = TaskSpec(
                      "carry the nut over the square peg", "lower the nut down around the peg",
                      "open the gripper and move it away"),
     # Measured with the scripted policy (docs/results/scripted_policies.md, 20 nominal episodes each): Panda 95%,
-    # Sawyer 100%; IIWA 45% and UR5e 5% (not diagnosed yet); Kinova3 and Jaco not measured. The humanoids have no
+    # Sawyer 100%; IIWA 45% and UR5e 5% (not diagnosed yet); Kinova3 10%, Jaco 0%. The humanoids have no
     # NutAssemblySquare plan.
     robots=tuple(r for r in ARM_ROBOTS if r in ("Panda", "Sawyer")),
     oracle=NutSquareOracle,
