@@ -48,7 +48,7 @@ class CompactConfig:
         channels: output channels of the CNN's conv layers (each halves the map, the first as ``stem`` says).
         stem: the first conv layer: ``"conv"`` (5x5, stride 2: the layout of every checkpoint made before this
             field) or ``"patch"`` (4x4 patches, stride 4: the map is a quarter as wide after one layer, so a frame
-            costs about a third; measured by ``benchmarks/compact_critic.py --stem``).
+            costs about a third; ``benchmarks/critic_architectures.py`` times both).
         dim: token width of the transformer.
         layers: transformer layers.
         heads: attention heads.
