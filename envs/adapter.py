@@ -224,8 +224,8 @@ class RobosuiteEnv(gym.Env):
         size = self.image_size if size is None else int(size)
         if camera is None and len(self.cameras) > 1:
             return tile_views([self.render_frame(c, size, profile) for c in self.cameras])
-        cam = self._camera_of[self.camera] if camera is None else (
-            self._camera_of.get(camera) or resolve_camera(camera, self.rs_env.sim.model.camera_names))
+        view = self.camera if camera is None else camera
+        cam = self._camera_of.get(view) or resolve_camera(view, self.rs_env.sim.model.camera_names)
         prof = self._profile if profile is None else get_profile(profile)
         renderer = self._renderers.get(prof)
         if renderer is None:
