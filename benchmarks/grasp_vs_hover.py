@@ -4,8 +4,13 @@
     OMP_NUM_THREADS=1 MUJOCO_GL=egl python benchmarks/grasp_vs_hover.py --run runs/sac_lift \\
         --critic default runs/default_critic/model --names shipped rebuilt --episodes 10 \\
         --out docs/results/grasp_vs_hover
+    python benchmarks/grasp_vs_hover.py --policy scripted --inject-failure none close_early freeze \
+        --critic default runs/default_critic/model --episodes 30 --out runs/gvh_scripted
 
 Rolls out the agent of a ``scripts/train_agent.py`` run folder (deterministic actions, fixed seeds ``--seed`` ..),
+or the scripted policy with the failure modes of ``--inject-failure`` taken in turn (``none``: nominal; the
+closest stand-in for an agent's hovering when no trained agent is at hand: ``close_early`` closes on nothing
+beside the cube, ``freeze`` stops moving),
 keeps a frame every ``--critic-every`` steps and the privileged sim state there, and asks every critic the
 in-loop tracker's queries at those steps (the same frames for every critic). Each queried state is classified
 from privileged state (:func:`classify`):
@@ -140,6 +145,11 @@ def score(critics: Mapping[str, Any], rollouts: Sequence[Rollout], near: float =
     return out
 
 
+def _failure_note(result: Mapping[str, Any]) -> str:
+    modes = sorted(set(result.get("failures") or ["none"]))
+    return "" if modes == ["none"] else " (injected failures in turn: " + ", ".join(modes) + ")"
+
+
 def render_markdown(result: Mapping[str, Any], command: str) -> str:
     def f(x: float | None) -> str:
         return "n/a" if x is None else f"{x:+.1f}"
@@ -147,8 +157,8 @@ def render_markdown(result: Mapping[str, Any], command: str) -> str:
     def g(x: float | None) -> str:
         return "n/a" if x is None else f"{x:.1f}"
 
-    lines = ["# Grasp versus hover: how critics read a trained agent's grasps", "", f"Written by `{command}`.", "",
-             f"Agent: `{result.get('run')}`; {result.get('episodes')} episodes, seeds {result.get('seeds')}; "
+    lines = ["# Grasp versus hover: how critics read grasps against hovering at the cube", "", f"Written by `{command}`.", "",
+             f"Policy: `{result.get('run')}`{_failure_note(result)}; {result.get('episodes')} episodes, seeds {result.get('seeds')}; "
              f"{result['queries']} queried states. Classes from privileged state (near = {result.get('near')} m, "
              f"on the table = within {result.get('on_table')} m of the resting height): "
              + ", ".join(f"{c} {n}" for c, n in result["class_counts"].items()) + ".", "",
@@ -163,7 +173,11 @@ def render_markdown(result: Mapping[str, Any], command: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--run", required=True, help="run folder of scripts/train_agent.py (a Lift agent)")
+    p.add_argument("--policy", "--run", dest="policy", required=True,
+                   help="run folder of scripts/train_agent.py (a Lift agent), or scripted")
+    p.add_argument("--inject-failure", nargs="+", default=["none"], metavar="MODE",
+                   help="scripted policy only: failure modes taken in turn over the episodes (none: nominal)")
+    p.add_argument("--robot", default="Panda", help="scripted policy only (an agent acts on its own robot)")
     p.add_argument("--critic", nargs="+", default=["default"],
                    help="compact checkpoints: folders or shipped names (default, hardened)")
     p.add_argument("--names", nargs="+", help="column names (default: the --critic values)")
@@ -182,12 +196,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import envs
     from benchmarks.results_page import write_results_page
-    from policies.sb3.trained import TrainedPolicy
+    from policies.scripted import FAILURE_MODES
+    from policies.specs import check_policy_spec, load_trained, resolve_policy
     from primo_loop.critics import make_critic
+    from primo_loop.errors import ConfigError, check_choice
     from primo_loop.outputs import write_text_atomic
 
-    agent = TrainedPolicy(args.run)
-    task, robot = agent.config["env"], agent.config.get("robot", "Panda")
+    spec = check_policy_spec(args.policy)
+    modes = [None if m == "none" else check_choice("failure mode", m, FAILURE_MODES) for m in args.inject_failure]
+    if any(modes) and not spec.injects_failures:
+        raise ConfigError(f"--inject-failure needs --policy scripted, actually: --policy {args.policy}")
+    if spec.kind == "trained":
+        agent = load_trained(spec)
+        task, robot = agent.config["env"], agent.config.get("robot", "Panda")
+    else:
+        task, robot = "Lift", check_choice("robot", args.robot, envs.supported_robots("Lift"))
     critics = {n: make_critic("compact", checkpoint=c) for n, c in zip(names, args.critic)}
     # frames tile the views of the multi-view critic if there is one; a one-view critic reads its camera of them
     multi = {c.config.views for c in critics.values() if c.config.views}
@@ -196,12 +219,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     views = next(iter(multi), ())
     env = envs.make_env(task, robot, image_size=args.image_size, horizon=args.horizon, obs_mode="state",
                         **({"cameras": views} if views else {}))
-    acting = agent.wrap_env(env)
     seeds = list(range(args.seed, args.seed + args.episodes))
-    rollouts = [roll_out(acting, agent, s, args.critic_every, args.horizon, env.render_frame, env.privileged,
-                         views) for s in seeds]
+    failures = [modes[i % len(modes)] for i in range(len(seeds))]
+    rollouts = []
+    for s, failure in zip(seeds, failures):
+        policy = resolve_policy(spec, env, task=task, robot=robot, failure=failure, seed=s)
+        acting = policy.wrap_env(env) if spec.kind == "trained" else env
+        rollouts.append(roll_out(acting, policy, s, args.critic_every, args.horizon, env.render_frame,
+                                 env.privileged, views))
     env.close()
-    result = {"run": args.run, "task": task, "robot": robot, "episodes": args.episodes,
+    result = {"run": args.policy, "task": task, "robot": robot, "episodes": args.episodes,
+              "failures": [f or "none" for f in failures],
               "seeds": f"{seeds[0]}..{seeds[-1]}", "near": args.near, "on_table": args.on_table,
               "critic_checkpoints": dict(zip(names, args.critic)),
               **score(critics, rollouts, args.near, args.on_table)}

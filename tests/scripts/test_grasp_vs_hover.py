@@ -149,3 +149,23 @@ def test_a_two_view_critic_scores_rollouts_of_tiled_frames(gh, tmp_path):
     assert [q.views for q in gh.queries_of(rec)] == [two] * 3
     res = gh.score({"two": critic}, [rec])  # refused without the views: a two-view critic needs its cameras
     assert res["queries"] == 3 and res["critics"]["two"]["unreadable"] == 0
+
+
+def test_scripted_episodes_take_the_failure_modes_in_turn(gh, tmp_path):
+    out = tmp_path / "gh"
+    assert gh.main(["--policy", "scripted", "--inject-failure", "none", "close_early", "--critic", "default",
+                    "--episodes", "3", "--horizon", "20", "--image-size", "32", "--out", str(out)]) == 0
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["failures"] == ["none", "close_early", "none"] and rep["task"] == "Lift" and rep["robot"] == "Panda"
+    assert rep["queries"] == 9 and rep["critics"]["default"]["unreadable"] == 0
+    assert "injected failures in turn: close_early, none" in (out / "report.md").read_text()
+
+
+def test_failures_are_refused_for_a_trained_agent(gh, tmp_path):
+    from primo_loop.errors import ConfigError
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"env": "Lift", "robot": "Panda"}))
+    with pytest.raises(ConfigError, match="--inject-failure needs --policy scripted"):
+        gh.main(["--policy", str(run), "--inject-failure", "drop", "--out", str(tmp_path / "o")])
