@@ -68,16 +68,9 @@ def main() -> int:
     arch = {k: v for k, v in (("views", views), ("stem", args.stem),
                                 ("channels", tuple(args.channels or ()))) if v}
     if arch:
-        import dataclasses
-        import tempfile
+        from benchmarks.critic_architectures import random_init_critic
 
-        from primo_loop.critics.compact import save_checkpoint
-        from primo_loop.critics.compact_model import build_model
-
-        cfg = dataclasses.replace(critic.config, **arch)
-        folder = tempfile.mkdtemp(prefix="compact_views_")
-        save_checkpoint(folder, cfg, build_model(cfg).state_dict())
-        critic = make_critic("compact", checkpoint=folder)
+        critic = random_init_critic(critic.config, **arch)
     result: dict = {"machine": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(),
                     "checkpoint": str(critic.checkpoint), "image_size_in": args.image_size,
                     "critic_image_size": critic.config.image_size, "views": list(views) or None,

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,6 +36,17 @@ CANDIDATES = {
 }
 
 
+def random_init_critic(base: Any, **change: Any) -> Any:
+    """A compact critic of ``base`` (a ``CompactConfig``) with ``change`` applied and freshly initialised weights,
+    saved to a temporary folder (timing needs the architecture, not trained weights)."""
+    from primo_loop.critics import make_critic
+    from primo_loop.critics.compact import build_model, save_checkpoint
+
+    cfg = dataclasses.replace(base, **change)
+    folder = save_checkpoint(tempfile.mkdtemp(prefix="arch_"), cfg, build_model(cfg).state_dict())
+    return make_critic("compact", checkpoint=str(folder))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--render-size", type=int, default=128, help="pixels per view of the frames sent (default 128)")
@@ -48,17 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from primo_loop.critics import make_critic
-    from primo_loop.critics.compact import build_model, save_checkpoint
     from primo_loop.types import CriticQuery
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     shipped = make_critic("compact").config
-    critics = {}
-    for name, change in CANDIDATES.items():
-        cfg = dataclasses.replace(shipped, **change)
-        folder = save_checkpoint(tempfile.mkdtemp(prefix="arch_"), cfg, build_model(cfg).state_dict())
-        critics[name] = make_critic("compact", checkpoint=str(folder))
+    critics = {name: random_init_critic(shipped, **change) for name, change in CANDIDATES.items()}
     rng = np.random.default_rng(0)
     times: dict[str, list[float]] = {name: [] for name in critics}
     for _ in range(args.rounds):
