@@ -112,7 +112,8 @@ class CriticRefresher(RefresherState):
         if missing:
             raise DatasetError(f"Rehearsal data folder(s) not found: {', '.join(missing)} (collect them with "
                                "scripts/collect.py)")
-        episodes, skipped = load_episodes(self.config.rehearsal_data, self.critic.config.image_size)
+        episodes, skipped = load_episodes(self.config.rehearsal_data, self.critic.config.image_size,
+                                          views=_views_read(self.critic.config, self.config.rehearsal_data))
         if not episodes:
             raise DatasetError(f"No usable episodes in the rehearsal data {self.config.rehearsal_data} "
                                f"({skipped} skipped)")
@@ -357,3 +358,15 @@ class CriticRefresher(RefresherState):
 
 def _mean(x: np.ndarray) -> float:
     return float(np.mean(x)) if len(x) else math.nan
+
+
+def _views_read(model: Any, dirs: list[str]) -> list[str] | None:
+    """The cameras of the data ``dirs`` that a critic of config ``model`` reads: its views, or the one camera it
+    was trained on (``train_info["camera"]``); None (all of them) for a critic of one unnamed view or data of one
+    unnamed view (its camera cannot be checked)."""
+    from primo_loop.data.dataset import EpisodeDataset
+
+    want = list(model.views) or ([model.train_info["camera"]] if model.train_info.get("camera") else None)
+    if want is None or all(not EpisodeDataset(d).views for d in dirs):
+        return None
+    return want

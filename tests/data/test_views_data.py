@@ -156,3 +156,19 @@ def test_collect_script_takes_cameras(tmp_path):
     assert res.returncode == 0, res.stderr
     ds = EpisodeDataset(out)
     assert ds.views == TWO and ds.load(ds.ids[0]).frames.shape[1:] == (16, 32, 3)
+
+
+def test_online_refresh_rehearses_the_views_the_critic_reads(two_view, tmp_path):
+    pytest.importorskip("torch")
+    from primo_loop.critics.compact import CompactConfig, CompactCritic
+    from primo_loop.tracker import TrackerConfig
+    from primo_loop.training.compact import TrainConfig, train
+    from primo_loop.training.online import CriticRefresher, RefreshConfig
+
+    model = CompactConfig(image_size=16, channels=(8, 16), dim=16, layers=1, heads=2, vocab_buckets=32)
+    train(TrainConfig(data=[str(two_view)], out=str(tmp_path / "side"), epochs=1, seed=0, batch_episodes=3,
+                      val_fraction=0.2, frame_every=5, model=model, views=["side"]), progress_bar=False)
+    refresher = CriticRefresher(CompactCritic(tmp_path / "side"), TrackerConfig(),
+                                RefreshConfig(rehearsal_data=str(two_view)), 10, 1)
+    assert {e.views for e in refresher.rehearsal} == {("side",)}  # not both views tiled
+    assert refresher.rehearsal[0].frames.shape[-2] == 16
