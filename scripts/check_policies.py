@@ -1,7 +1,8 @@
 """Success rates of the scripted policies, per task and robot, as a markdown table.
 
     MUJOCO_GL=egl OMP_NUM_THREADS=1 python scripts/check_policies.py --episodes 20
-    python scripts/check_policies.py --tasks Lift --robots Panda Sawyer --failures
+    python scripts/check_policies.py --tasks Lift --robots Panda Sawyer --failures            # every mode
+    python scripts/check_policies.py --tasks NutAssemblySquare --robots Panda --failures offset_grasp
     python scripts/check_policies.py --tasks NutAssemblySquare --robots Kinova3 Jaco --unlisted
 
 Nominal episodes count a success when the task is solved within the task's horizon; with ``--failures``
@@ -30,7 +31,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--robots", nargs="+", default=list(envs.ROBOTS))
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--failures", action="store_true", help="also run every injected failure mode")
+    parser.add_argument("--failures", nargs="*", default=None, metavar="MODE",
+                        help="also run injected failure modes: these, or every one when none is named")
     parser.add_argument("--unlisted", action="store_true",
                         help="also run robots a task does not list (how its list is decided); rows say so")
     args = parser.parse_args(argv)
@@ -52,8 +54,10 @@ def _table(args: argparse.Namespace, listed: dict) -> None:
     """Print the table; ``listed``: the task specs as registered (rows of robots they do not list say so)."""
     import envs
     from policies.scripted import FAILURE_MODES, evaluate, scripted_robots
+    from primo_loop.errors import check_choice
 
-    modes = [m for m in FAILURE_MODES] if args.failures else []
+    modes = [] if args.failures is None else [check_choice("failure mode", m, FAILURE_MODES)
+                                              for m in args.failures] or list(FAILURE_MODES)
     header = ["task", "robot", "horizon", "success", "mean steps to success", "steps/s"]
     header += [f"{m} (succ / flagged)" for m in modes]
     print("| " + " | ".join(header) + " |")

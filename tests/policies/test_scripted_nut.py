@@ -54,6 +54,20 @@ def test_offset_grasp_misses_the_handle(nut):
     assert p["peg_dist"] > 0.25  # the nut never left its side of the table
 
 
+def test_offset_grasp_closes_on_the_outer_side_of_the_handle(nut):
+    """Towards the nut the offset fingers would close on the ring and often hold it (and then succeed)."""
+    policy = ScriptedPolicy(nut, failure="offset_grasp", seed=0)
+    rel = []
+    for seed in range(12):
+        nut.reset(seed=seed)
+        policy.reset(seed=seed)
+        off = policy._offset
+        assert 0.04 <= np.linalg.norm(off[:2]) <= 0.05 and off[2] == 0.0
+        a = np.arctan2(off[1], off[0]) - policy.plan.object_yaw()
+        rel.append(np.degrees(np.arctan2(np.sin(a), np.cos(a))))
+    assert max(abs(r) for r in rel) <= 70.0 + 1e-6 and np.ptp(rel) > 40.0  # outward, and still drawn per seed
+
+
 @pytest.mark.slow
 def test_close_early_misses_the_handle(nut):
     policy = ScriptedPolicy(nut, failure="close_early", seed=1)
