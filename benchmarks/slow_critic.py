@@ -61,9 +61,10 @@ class DelayedCritic:
     name = "delayed"
 
     def __init__(self, inner, delay_s: float = 0.0):
-        from primo_loop.critics.base import capabilities
+        from primo_loop.critics.base import capabilities, critic_views
 
         self.inner, self.delay_s = inner, float(delay_s)
+        self.views = critic_views(inner)
         caps = capabilities(inner)
         self.needs_frames, self.needs_privileged = caps.needs_frames, caps.needs_privileged
         self.batch_s: list[float] = []

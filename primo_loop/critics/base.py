@@ -6,6 +6,9 @@ from its name; :func:`capabilities` reads them with the defaults a critic withou
 - ``needs_frames`` [True]: the critic looks at the frames (the oracle does not: it reads privileged state).
 - ``needs_privileged`` [False]: the critic reads ``CriticQuery.privileged`` and cannot answer without it.
 - ``refreshable`` [False]: the critic can be fine-tuned in place while an agent trains (online refresh).
+
+A critic that reads several cameras declares them as ``views`` (a tuple of camera names, tiled left to right in
+each frame in that order; :func:`critic_views`); the wrappers then render those cameras for it.
 """
 from __future__ import annotations
 
@@ -55,6 +58,18 @@ def capabilities(critic: object) -> Capabilities:
     defaults = Capabilities()
     return Capabilities(**{name: bool(getattr(critic, name, getattr(defaults, name)))
                            for name in Capabilities.__dataclass_fields__})
+
+
+def critic_views(critic: object) -> tuple[str, ...]:
+    """The cameras ``critic`` reads, in the order its frames tile them (its ``views`` attribute); ``()`` for a
+    critic that reads any one view (or no frames).
+
+    >>> class TwoCams:
+    ...     views = ("agentview", "robot0_eye_in_hand")
+    >>> critic_views(TwoCams()), critic_views(object())
+    (('agentview', 'robot0_eye_in_hand'), ())
+    """
+    return tuple(getattr(critic, "views", None) or ())
 
 
 def critic_name(critic: object) -> str:

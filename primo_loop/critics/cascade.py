@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from primo_loop.asynchronous import QueryPipeline, Runner
-from primo_loop.critics.base import Critic, capabilities, critic_name
+from primo_loop.critics.base import Critic, capabilities, critic_name, critic_views
 from primo_loop.errors import ConfigError, check_counts
 from primo_loop.types import CriticQuery, CriticVerdict
 
@@ -192,6 +192,7 @@ class CascadeCritic:
         self.override, self.teacher_delay_s = bool(override), float(teacher_delay_s)
         # frames are what the student reads; privileged state only where the teacher reads it
         self.needs_privileged = capabilities(self.teacher).needs_privileged
+        self.views = critic_views(self.student)  # both are handed the student's frames
         self._student_call = CriticCaller(self.student, "raise")
         self._teacher_call = CriticCaller(self.teacher, "hold")  # a failed teacher batch is unreadable labels
         self.pipeline = QueryPipeline(self._ask_teacher, max_pending, runner)

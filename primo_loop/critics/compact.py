@@ -234,6 +234,11 @@ class CompactCritic:
                                                          torch.tensor(offsets, device=self.device))
             return torch.sigmoid(p_logit).cpu().numpy(), torch.sigmoid(f_logit).cpu().numpy()
 
+    @property
+    def views(self) -> tuple[str, ...]:
+        """The cameras a multi-view checkpoint reads, in order (``()``: one view, any camera)."""
+        return self.config.views
+
     def frames_for(self, frames: np.ndarray, views: Sequence[str] = ()) -> np.ndarray:
         """Frames carrying ``views`` (:class:`CriticQuery.views`) as this critic's network reads them: each view
         at ``image_size``, tiled. A one-view critic reads the first view of a multi-view frame; a multi-view critic

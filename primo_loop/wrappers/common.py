@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from primo_loop.critics.base import Critic, capabilities, critic_name
+from primo_loop.critics.base import Critic, capabilities, critic_name, critic_views
 from primo_loop.errors import ConfigError, CriticOutputError, CriticUnavailableError, check_choice
 from primo_loop.tracker import TrackerConfig
 from primo_loop.types import CriticQuery, CriticVerdict, Frame
@@ -161,6 +161,27 @@ def resolve_views(views: Sequence[str] | None, env_cameras: Sequence[Any] = ()) 
         raise ConfigError(f"Expected every sub-env to render the same cameras, actually: {sorted(found)}; pass "
                           f"views=(...) or build the sub-envs alike")
     return found.pop() if found else ()
+
+
+def views_to_render(critic: Any, views: Sequence[str] | None, frame_views: tuple[str, ...],
+                    can_render: bool) -> tuple[str, ...]:
+    """The cameras a wrapper renders itself for ``critic``: the critic's own views (:func:`critic_views`) where
+    the caller named none (``views``) and the env's frames tile others (``frame_views``); ``()``: the env's frames
+    serve as they are. ``can_render``: the env draws a named camera with ``render_frame(camera=...)``.
+
+    Raises:
+        ConfigError: the critic needs cameras the env's frames lack and the env cannot draw them.
+    """
+    need = critic_views(critic)
+    if views is not None or not need or tuple(frame_views) == need:
+        return ()
+    if not can_render:
+        raise ConfigError(
+            f"The critic {critic_name(critic)!r} reads the cameras {list(need)} tiled in each frame; the env's "
+            f"frames hold {list(frame_views) or 'one unnamed view'} and it has no render_frame(camera=...) to draw "
+            f"others. Build the env with those cameras (envs.make_env(..., cameras={need!r})), or pass render_fn= "
+            f"returning the tiled frame together with views={list(need)!r}")
+    return need
 
 
 def as_frame(frame: Any, source: str) -> Frame:

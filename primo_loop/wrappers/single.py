@@ -27,6 +27,7 @@ from primo_loop.wrappers.common import (
     privileged_from_info,
     resolve_instruction,
     resolve_views,
+    views_to_render,
 )
 
 
@@ -41,6 +42,13 @@ def frame_source(env: gym.Env, render_fn: Callable[[], np.ndarray] | None = None
                           f"expected render_mode=\"rgb_array\" (gymnasium.make(id, render_mode=\"rgb_array\")) "
                           f"or pass render_fn= (a callable returning a uint8 [H, W, 3] frame)")
     return lambda: as_frame(env.render(), "env.render()")
+
+
+def views_frame_source(render_frame: Callable[..., np.ndarray], views: tuple[str, ...]) -> Callable[[], np.ndarray]:
+    """Frames tiling ``views`` left to right, each drawn by ``render_frame(camera=name)``."""
+    from primo_loop.views import tile_views
+
+    return lambda: tile_views([as_frame(render_frame(camera=c), "render_frame(camera=...)") for c in views])
 
 
 class CriticInTheLoop(AsyncQueries, gym.Wrapper, gym.utils.RecordConstructorArgs):
@@ -88,6 +96,10 @@ class CriticInTheLoop(AsyncQueries, gym.Wrapper, gym.utils.RecordConstructorArgs
         self.instruction: str = resolve_instruction(instruction, lambda: env.get_wrapper_attr("instruction"))
         cams = [env.get_wrapper_attr("cameras")] if render_fn is None and env.has_wrapper_attr("cameras") else []
         self.views: tuple[str, ...] = resolve_views(views, cams)
+        draws = render_fn is None and env.has_wrapper_attr("render_frame")
+        own = views_to_render(self.critic, views, self.views, draws)
+        if own:  # the critic reads cameras the env's frames lack: draw them for it
+            self._render, self.views = views_frame_source(env.get_wrapper_attr("render_frame"), own), own
         self.tracker.views = self.views
         cfg = self.tracker.config
         self._async = (AsyncCritic(self._call, [self.tracker], cfg.max_pending, async_runner)

@@ -24,6 +24,7 @@ from primo_loop.wrappers.common import (
     privileged_from_info,
     resolve_instruction,
     resolve_views,
+    views_to_render,
 )
 
 
@@ -94,6 +95,9 @@ class VecCriticInTheLoop(AsyncQueries, _vec_base()):  # type: ignore[misc]
         self._render_method = self._frame_method()
         cams = self.venv.get_attr("cameras") if views is None and self.venv.has_attr("cameras") else []
         self.views: tuple[str, ...] = resolve_views(views, cams)
+        # cameras the critic reads and the sub-envs' frames lack: drawn one by one with render_frame(camera=...)
+        self._own_views = views_to_render(self.critic, views, self.views, self._render_method == "render_frame")
+        self.views = self._own_views or self.views
         for tracker in self.trackers:
             tracker.views = self.views
         self.next_episode_id = 0
@@ -120,6 +124,12 @@ class VecCriticInTheLoop(AsyncQueries, _vec_base()):  # type: ignore[misc]
     def _render(self, indices: Sequence[int]) -> list[np.ndarray]:
         if not indices:
             return []
+        if self._own_views:
+            from primo_loop.views import tile_views
+
+            per_view = [self.venv.env_method("render_frame", camera=c, indices=list(indices)) for c in self._own_views]
+            return [tile_views([as_frame(f, "sub-env render_frame(camera=...)") for f in views])
+                    for views in zip(*per_view)]
         frames = self.venv.env_method(self._render_method, indices=list(indices))
         return [as_frame(f, f"sub-env {self._render_method}()") for f in frames]
 
