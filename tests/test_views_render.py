@@ -89,3 +89,49 @@ def test_critics_declare_their_views(tiny_ckpt, tmp_path):
     assert one.views == () and two.views == TWO
     cascade = make_critic("cascade", student=two, teacher="oracle")
     assert cascade.views == TWO
+
+
+class PlainEnv(gym.Env):
+    """Any Gymnasium env: one frame from render(), no cameras to ask for."""
+
+    metadata = {"render_modes": ["rgb_array"]}
+    render_mode = "rgb_array"
+    observation_space, action_space = OneCameraEnv.observation_space, OneCameraEnv.action_space
+    step = OneCameraEnv.step
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(1, np.float32), {}
+
+    def render(self):
+        return np.full((8, 8, 3), 90, np.uint8)
+
+
+def test_the_two_view_default_gives_way_to_its_one_view_twin_on_an_env_that_cannot_draw_cameras(
+        tiny_ckpt, tmp_path, monkeypatch, caplog):
+    import dataclasses
+
+    import primo_loop.critics.compact as compact
+    import primo_loop.wrappers.common as common
+    from primo_loop.critics import make_critic
+    from primo_loop.wrappers import CriticInTheLoop
+
+    one = make_critic("compact", checkpoint=str(tiny_ckpt))
+    cfg = dataclasses.replace(one.config, views=TWO)
+    two = compact.save_checkpoint(tmp_path / "two", cfg, compact.build_model(cfg).state_dict())
+    monkeypatch.setattr(compact, "DEFAULT_CHECKPOINT", two)
+    monkeypatch.setitem(compact.SHIPPED, "default", two)
+    monkeypatch.setitem(compact.SHIPPED, "one_view", tiny_ckpt)
+    monkeypatch.setattr(common, "_SAID_ONE_VIEW", False)
+    env = CriticInTheLoop(PlainEnv(), critic="compact", instruction="lift the block")
+    assert env.critic.checkpoint == tiny_ckpt and env.views == ()
+    assert "one-view twin" in caplog.text and env.reset(seed=0)[1]["critic/progress"] is not None
+    caplog.clear()
+    CriticInTheLoop(PlainEnv(), critic="compact", instruction="lift the block")
+    assert "one-view twin" not in caplog.text  # said once
+    # an env that draws cameras keeps the two-view default; a chosen checkpoint is never swapped
+    assert CriticInTheLoop(OneCameraEnv(), critic="compact").critic.checkpoint == two
+    with pytest.raises(ConfigError, match="reads the cameras"):
+        CriticInTheLoop(PlainEnv(), critic="compact", critic_options={"checkpoint": str(two)},
+                        instruction="lift the block")

@@ -48,7 +48,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "compact"
 #: Checkpoints shipped with the package, by name: ``checkpoint="hardened"`` (``./hardened`` is a folder).
-SHIPPED = {"default": DEFAULT_CHECKPOINT, "hardened": DEFAULT_CHECKPOINT.parent / "compact_hardened"}
+SHIPPED = {"default": DEFAULT_CHECKPOINT, "hardened": DEFAULT_CHECKPOINT.parent / "compact_hardened",
+           "one_view": DEFAULT_CHECKPOINT.parent / "compact_one_view"}
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "weights.pt"
 
 
@@ -141,7 +142,8 @@ class CompactCritic:
     Args:
         checkpoint: checkpoint folder, or the name of a shipped one: ``"default"`` (the embedded default in
             ``primo_loop/assets/compact/``, also what None gives) or ``"hardened"`` (the default fine-tuned on
-            trained agents' rollouts, ``primo_loop/assets/compact_hardened/``; docs/critic.md).
+            trained agents' rollouts, ``primo_loop/assets/compact_hardened/``; docs/critic.md) or ``"one_view"``
+            (where shipped: the default's twin reading one camera, for envs that give one frame of their own).
         device: torch device ("cpu" by default).
         threads: torch intra-op threads to use (None leaves torch's setting).
         **expect: architecture fields the caller requires (e.g. ``image_size=64``); a checkpoint whose config

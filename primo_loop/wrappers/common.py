@@ -184,6 +184,33 @@ def views_to_render(critic: Any, views: Sequence[str] | None, frame_views: tuple
     return need
 
 
+_SAID_ONE_VIEW = False
+
+
+def fit_default_to_frames(critic: Any, chosen: bool, views: Sequence[str] | None, frame_views: tuple[str, ...],
+                          can_render: bool) -> Any:
+    """The critic a wrapper uses: ``critic``, unless it is the embedded default that the wrapper built itself
+    (``chosen``: False when the caller gave an instance or a checkpoint), it reads cameras the env's frames lack
+    and the env cannot draw them (any Gymnasium env with only ``render()``): then the default's one-view twin,
+    trained on the same data from the first camera (shipped checkpoint ``"one_view"``), said once per process."""
+    global _SAID_ONE_VIEW
+    need = critic_views(critic)
+    if chosen or not need or views is not None or tuple(frame_views) == need or can_render:
+        return critic
+    from primo_loop.critics.compact import DEFAULT_CHECKPOINT, SHIPPED
+
+    twin = SHIPPED.get("one_view")
+    if getattr(critic, "checkpoint", None) != DEFAULT_CHECKPOINT or twin is None or not twin.is_dir():
+        return critic
+    from primo_loop.critics import make_critic
+
+    if not _SAID_ONE_VIEW:
+        log.warning("The default critic reads the cameras %s and this env gives one frame of its own: using the "
+                    "default's one-view twin (compact checkpoint 'one_view') instead", list(need))
+        _SAID_ONE_VIEW = True
+    return make_critic("compact", checkpoint="one_view")
+
+
 def as_frame(frame: Any, source: str) -> Frame:
     """A rendered frame as an owned uint8 [H, W, 3] array (renderers may reuse their buffer)."""
     if frame is None:

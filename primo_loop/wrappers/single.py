@@ -23,6 +23,7 @@ from primo_loop.wrappers.common import (
     AsyncQueries,
     CriticCaller,
     as_frame,
+    fit_default_to_frames,
     merge_tracker_config,
     privileged_from_info,
     resolve_instruction,
@@ -91,16 +92,18 @@ class CriticInTheLoop(AsyncQueries, gym.Wrapper, gym.utils.RecordConstructorArgs
         self.critic = resolve_critic(critic, **dict(critic_options or {}))
         self.owns_critic = critic is None or isinstance(critic, str)  # built here: close() closes it too
         self.tracker = EpisodeTracker(merge_tracker_config(config, tracker_options))
-        self._call = CriticCaller(self.critic, on_critic_error)
         self._render = frame_source(env, render_fn)
         self.instruction: str = resolve_instruction(instruction, lambda: env.get_wrapper_attr("instruction"))
         cams = [env.get_wrapper_attr("cameras")] if render_fn is None and env.has_wrapper_attr("cameras") else []
         self.views: tuple[str, ...] = resolve_views(views, cams)
         draws = render_fn is None and env.has_wrapper_attr("render_frame")
+        chosen = not self.owns_critic or "checkpoint" in (critic_options or {})
+        self.critic = fit_default_to_frames(self.critic, chosen, views, self.views, draws)
         own = views_to_render(self.critic, views, self.views, draws)
         if own:  # the critic reads cameras the env's frames lack: draw them for it
             self._render, self.views = views_frame_source(env.get_wrapper_attr("render_frame"), own), own
         self.tracker.views = self.views
+        self._call = CriticCaller(self.critic, on_critic_error)
         cfg = self.tracker.config
         self._async = (AsyncCritic(self._call, [self.tracker], cfg.max_pending, async_runner)
                        if cfg.async_critic else None)

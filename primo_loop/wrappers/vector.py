@@ -20,6 +20,7 @@ from primo_loop.wrappers.common import (
     AsyncQueries,
     CriticCaller,
     as_frame,
+    fit_default_to_frames,
     merge_tracker_config,
     privileged_from_info,
     resolve_instruction,
@@ -84,9 +85,6 @@ class VecCriticInTheLoop(AsyncQueries, _vec_base()):  # type: ignore[misc]
         self.owns_critic = critic is None or isinstance(critic, str)  # built here: close() closes it too
         cfg = merge_tracker_config(config, tracker_options)
         self.trackers = [EpisodeTracker(cfg) for _ in range(self.num_envs)]
-        self._call = CriticCaller(self.critic, on_critic_error)
-        self._async = (AsyncCritic(self._call, self.trackers, cfg.max_pending, async_runner)
-                       if cfg.async_critic else None)
         if instruction is not None or not self.venv.has_attr("instruction"):
             self.instructions = [resolve_instruction(instruction, lambda: None, "VecEnv's sub-env")] * self.num_envs
         else:
@@ -96,10 +94,16 @@ class VecCriticInTheLoop(AsyncQueries, _vec_base()):  # type: ignore[misc]
         cams = self.venv.get_attr("cameras") if views is None and self.venv.has_attr("cameras") else []
         self.views: tuple[str, ...] = resolve_views(views, cams)
         # cameras the critic reads and the sub-envs' frames lack: drawn one by one with render_frame(camera=...)
-        self._own_views = views_to_render(self.critic, views, self.views, self._render_method == "render_frame")
+        draws = self._render_method == "render_frame"
+        chosen = not self.owns_critic or "checkpoint" in (critic_options or {})
+        self.critic = fit_default_to_frames(self.critic, chosen, views, self.views, draws)
+        self._own_views = views_to_render(self.critic, views, self.views, draws)
         self.views = self._own_views or self.views
         for tracker in self.trackers:
             tracker.views = self.views
+        self._call = CriticCaller(self.critic, on_critic_error)
+        self._async = (AsyncCritic(self._call, self.trackers, cfg.max_pending, async_runner)
+                       if cfg.async_critic else None)
         self.next_episode_id = 0
         self.episode_ids = [-1] * self.num_envs
         self.episode_sink: Callable[[int, int, EpisodeTracker], None] | None = None
