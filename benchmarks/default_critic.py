@@ -135,9 +135,9 @@ def measure_latency(critic: Any, queries: Sequence[Any], batch: int = 8, warmup:
             "load_average_1min": os.getloadavg()[0]}  # other jobs on the machine slow it: say how busy it was
 
 
-def sample_queries(data: Path | None, size: int = 128, n: int = 8) -> list[Any]:
+def sample_queries(data: Path | None, size: int = 128, n: int = 8, views: Sequence[str] = ()) -> list[Any]:
     """Queries as the in-loop tracker makes them: from the first episode of dataset ``data`` (its frames, its
-    views) when there is one, else from random ``size`` px frames."""
+    views) when there is one, else from random frames of ``size`` px per view tiling ``views``."""
     import numpy as np
 
     from primo_loop.types import CriticQuery
@@ -154,9 +154,9 @@ def sample_queries(data: Path | None, size: int = 128, n: int = 8) -> list[Any]:
                 if qs:
                     return qs[-n:]
     rng = np.random.default_rng(0)
-    frames = rng.integers(0, 255, (12, size, size, 3), dtype=np.uint8)
+    frames = rng.integers(0, 255, (12, size, size * max(1, len(views)), 3), dtype=np.uint8)
     return [CriticQuery(instruction="pick up the cube and lift it", initial=frames[0], clip=frames[:8],
-                        current=frames[7], step=10 * i) for i in range(n)]
+                        current=frames[7], step=10 * i, views=tuple(views)) for i in range(n)]
 
 
 # --------------------------------------------------------------------------------------------- targets
@@ -297,8 +297,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.no_latency:
             continue
         try:
-            details[name] = measure_latency(critic, sample_queries(data if data.is_dir() else None),
-                                            repeats=args.repeats)
+            queries = sample_queries(data if data.is_dir() else None, views=critic.config.views)
+            details[name] = measure_latency(critic, queries, repeats=args.repeats)
             latency[name] = details[name]["ms_per_query"]
         except Exception as exc:  # noqa: BLE001 - e.g. the shipped one-view model refusing multi-view frames
             details[name] = {"error": f"{type(exc).__name__}: {exc}"}

@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 
 from primo_loop.critics import make_critic  # noqa: E402
 from primo_loop.critics.compact import (  # noqa: E402
-    DEFAULT_CHECKPOINT,
+    SHIPPED,
     CompactConfig,
     build_model,
     inference_encoder,
@@ -25,9 +25,9 @@ TWO = ("agentview", "robot0_eye_in_hand")
 
 
 def test_a_checkpoint_without_the_field_keeps_its_5x5_stride_2_layer():
-    saved = json.loads((DEFAULT_CHECKPOINT / "config.json").read_text())
+    saved = json.loads((SHIPPED["hardened"] / "config.json").read_text())
     assert "stem" not in saved  # made before the field existed
-    critic = make_critic("compact")
+    critic = make_critic("compact", checkpoint="hardened")
     assert critic.config.stem == "conv"
     conv = critic.model.encoder.convs[0]
     assert conv.kernel_size == (5, 5) and conv.stride == (2, 2)
