@@ -57,7 +57,7 @@ class NutSquarePolicy(ScriptedPolicy, task="NutAssemblySquare"):
 
     def _draw_failure(self) -> None:
         """The shared draws, with ``offset_grasp``'s direction kept to the handle's outer side: closing 4-5 cm
-        off the handle towards the nut closes on the ring and often holds it (12 of 20 Panda episodes held it,
+        off the handle towards the nut closes on the ring and often holds it (11 of 20 Panda episodes held it,
         2 succeeded; none of the 6 within 82 degrees of the outward direction did)."""
         super()._draw_failure()
         turn = (np.arctan2(self._offset[1], self._offset[0]) + np.pi) / (2 * np.pi)  # the drawn direction, in [0, 1]
