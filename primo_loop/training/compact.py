@@ -85,6 +85,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress_bar: bool = True,
                                       views=cfg.views)
     cfg.model = _model_views(cfg.model, episodes[0].views)
     train_idx, val_idx = split_episodes(episodes, cfg.val_fraction, cfg.seed)
+    if cfg.init:
+        train_idx, val_idx = keep_init_split(episodes, cfg.init, train_idx, val_idx)
     if not train_idx:
         raise DatasetError(f"No training episodes left after holding out {len(val_idx)} for validation")
     batcher = Batcher(cfg, episodes)
@@ -220,6 +222,26 @@ def _load_state(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"Cannot resume from {path}: expected a training state with {sorted(keys)}, "
                               f"actually: {sorted(state) if isinstance(state, dict) else type(state).__name__}")
     return state
+
+
+def keep_init_split(episodes: Sequence[EpisodeArrays], init: str, train_idx: Sequence[int],
+                    val_idx: Sequence[int]) -> tuple[list[int], list[int]]:
+    """A fine-tune's split that validates only on episodes its starting checkpoint ``init`` never trained on:
+    episodes of the (task, robot) pairs ``init`` trained on are validation exactly when ``init`` recorded them as
+    its validation episodes (``train_info["val_episode_ids"]``); the others keep the split given. Without that
+    record, the split given (and a warning: validation may then hold episodes the start was trained on)."""
+    from primo_loop.critics.compact import CONFIG_FILE, resolve_checkpoint
+
+    info = json.loads((resolve_checkpoint(init) / CONFIG_FILE).read_text()).get("train_info", {})
+    if "val_episode_ids" not in info:
+        logger.warning("%s records no validation episodes: this fine-tune's validation may hold episodes it was "
+                       "trained on, and then favours the start", init)
+        return list(train_idx), list(val_idx)
+    seen = {(t, r) for t in info.get("tasks", []) for r in info.get("robots", [])}
+    init_val, val = set(info["val_episode_ids"]), set(val_idx)
+    is_val = [episodes[i].episode_id in init_val if (episodes[i].task, episodes[i].robot) in seen else i in val
+              for i in range(len(episodes))]
+    return [i for i, v in enumerate(is_val) if not v], [i for i, v in enumerate(is_val) if v]
 
 
 def _warm_start(model, cfg: TrainConfig, batcher: Batcher, val_idx: Sequence[int],

@@ -226,3 +226,23 @@ def test_cli_refuses_a_used_out_folder_unless_resume_or_overwrite(data, tmp_path
     assert [r["epoch"] for r in _log(out)] == [1, 2]
     assert main([*args, "--out", str(out), "--seed", "5", "--overwrite"]) == 0
     assert [r["epoch"] for r in _log(out)] == [1] and (out / "weights.pt").read_bytes() != weights
+
+
+def test_a_fine_tune_on_added_data_validates_on_what_its_start_never_trained_on(data, tmp_path):
+    """The split of a fine-tune with new data mixed in: the start's own pairs keep its validation episodes (a
+    fresh split would put episodes the start trained on into validation, where it scores best and wins), the
+    new pair is split as usual."""
+    from primo_loop.training.compact_batches import split_episodes
+
+    extra = tmp_path / "other_robot"
+    make_dataset(extra, n_episodes=8, seed=500, image_size=32, n_steps=40, frame_every=5, robot="OtherBot")
+    train(_cfg(data, tmp_path / "base", 1), progress_bar=False)
+    base_val = set(json.loads((tmp_path / "base" / "config.json").read_text())["train_info"]["val_episode_ids"])
+    cfg = _cfg(data, tmp_path / "ft", 1, init=str(tmp_path / "base"))
+    cfg.data = [str(extra), str(data)]  # another order and another pair: a fresh split would differ
+    train(cfg, progress_bar=False)
+    val = set(json.loads((tmp_path / "ft" / "config.json").read_text())["train_info"]["val_episode_ids"])
+    episodes, _ = load_episodes(cfg.data, 32)
+    fresh = {episodes[i].episode_id for i in split_episodes(episodes, 0.25, 1)[1]}
+    assert {v for v in val if "OtherBot" not in v} == base_val != {v for v in fresh if "OtherBot" not in v}
+    assert sum("OtherBot" in v for v in val) == 2  # a quarter of the new pair's 8
