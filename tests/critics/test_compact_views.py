@@ -18,8 +18,8 @@ TINY = dict(image_size=32, channels=(8, 16, 32), dim=32, layers=1, heads=2, voca
 
 # Outputs of the shipped checkpoints on the queries below, computed with the code before views existed
 # (commit f139259): a checkpoint without `views` must still load as one view and answer the same.
+# (The one-view default pinned here until issue 33 rebuilt it; its fine-tune "hardened" keeps that format.)
 PINNED = {
-    "default": ([0.275349, 0.165584, 0.247395, 0.190908], [0.024928, 0.208812, 0.04654, 0.1168]),
     "hardened": ([0.221468, 0.168448, 0.237748, 0.20948], [0.080391, 0.144593, 0.09449, 0.187994]),
 }
 
@@ -39,7 +39,7 @@ def _queries(frames, views=()):
     return qs
 
 
-@pytest.mark.parametrize("name", ["default", "hardened"])
+@pytest.mark.parametrize("name", ["hardened"])
 def test_shipped_one_view_checkpoints_answer_as_before(name):
     critic = CompactCritic(name)
     assert critic.config.views == ()
@@ -95,3 +95,18 @@ def test_config_views():
     assert CompactConfig(views=TWO).arch_diff(CompactConfig()) == {"views": (list(TWO), [])}
     with pytest.raises(ConfigError, match="distinct"):
         CompactConfig(views=("a", "a"))
+
+
+def test_the_shipped_default_reads_two_views_and_its_twin_one():
+    default, twin = CompactCritic("default"), CompactCritic("one_view")
+    assert default.views == TWO and twin.views == () and twin.config.train_info["camera"] == "agentview"
+    frames = _frames()
+    other = np.ascontiguousarray(frames[:, ::-1])
+    two = _queries(tile_views([frames, other]), TWO)
+    seen = [v.progress for v in default.assess(two)]
+    assert all(0.0 <= p <= 1.0 for p in seen)
+    swapped = [v.progress for v in default.assess(_queries(tile_views([frames, frames]), TWO))]
+    assert seen != pytest.approx(swapped, abs=1e-4)  # the hand camera counts
+    # the twin reads its agentview out of the tiled frames: the same answers as from that view alone
+    np.testing.assert_allclose([v.progress for v in twin.assess(two)],
+                               [v.progress for v in twin.assess(_queries(frames))], atol=1e-6)
