@@ -39,7 +39,8 @@ FORMULAS = {
              "median over detected failures; negative = before the event (metrics.failure_detection)",
     "latency": "wall time of CompactCritic.assess on 8 queries / 8, torch.set_num_threads(1), after warm-up, median "
                "of N repeats, on this machine; the queries are the last 8 of the first in-domain nominal held-out "
-               "episode, frames as stored (random 128 px frames when that set is missing)",
+               "episode, frames as stored (random 128 px frames of the critic's views when that set is missing or "
+               "holds other views)",
 }
 
 
@@ -137,7 +138,8 @@ def measure_latency(critic: Any, queries: Sequence[Any], batch: int = 8, warmup:
 
 def sample_queries(data: Path | None, size: int = 128, n: int = 8, views: Sequence[str] = ()) -> list[Any]:
     """Queries as the in-loop tracker makes them: from the first episode of dataset ``data`` (its frames, its
-    views) when there is one, else from random frames of ``size`` px per view tiling ``views``."""
+    views) when there is one that a critic reading ``views`` can read, else from random frames of ``size`` px per
+    view tiling ``views``."""
     import numpy as np
 
     from primo_loop.types import CriticQuery
@@ -147,7 +149,7 @@ def sample_queries(data: Path | None, size: int = 128, n: int = 8, views: Sequen
         from primo_loop.evaluate import EvalConfig, _episode_queries
 
         ds = EpisodeDataset(data)
-        for eid in ds.ids:
+        for eid in ds.ids if not views or tuple(views) == ds.views else ():
             ep = ds.load(eid)
             if ep is not None:
                 qs = _episode_queries(ep, EvalConfig())[0]

@@ -157,8 +157,11 @@ def render_markdown(result: Mapping[str, Any], command: str) -> str:
     def g(x: float | None) -> str:
         return "n/a" if x is None else f"{x:.1f}"
 
-    lines = ["# Grasp versus hover: how critics read grasps against hovering at the cube", "", f"Written by `{command}`.", "",
-             f"Policy: `{result.get('run')}`{_failure_note(result)}; {result.get('episodes')} episodes, seeds {result.get('seeds')}; "
+    at = f" at {result['policy_steps']} steps" if result.get("policy_steps") else ""
+    lines = ["# Grasp versus hover: how critics read grasps against hovering at the cube", "",
+             f"Written by `{command}`.", "",
+             f"Policy: `{result.get('run')}`{at}{_failure_note(result)}; {result.get('episodes')} episodes, "
+             f"seeds {result.get('seeds')}; "
              f"{result['queries']} queried states. Classes from privileged state (near = {result.get('near')} m, "
              f"on the table = within {result.get('on_table')} m of the resting height): "
              + ", ".join(f"{c} {n}" for c, n in result["class_counts"].items()) + ".", "",
@@ -175,6 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--policy", "--run", dest="policy", required=True,
                    help="run folder of scripts/train_agent.py (a Lift agent), or scripted")
+    p.add_argument("--policy-steps", type=int, default=None,
+                   help="with a run folder: its checkpoint at this many env steps (default: the final model)")
     p.add_argument("--inject-failure", nargs="+", default=["none"], metavar="MODE",
                    help="scripted policy only: failure modes taken in turn over the episodes (none: nominal)")
     p.add_argument("--robot", default="Panda", help="scripted policy only (an agent acts on its own robot)")
@@ -202,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from primo_loop.errors import ConfigError, check_choice
     from primo_loop.outputs import write_text_atomic
 
-    spec = check_policy_spec(args.policy)
+    spec = check_policy_spec(args.policy, args.policy_steps)
     modes = [None if m == "none" else check_choice("failure mode", m, FAILURE_MODES) for m in args.inject_failure]
     if any(modes) and not spec.injects_failures:
         raise ConfigError(f"--inject-failure needs --policy scripted, actually: --policy {args.policy}")
@@ -228,7 +233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         rollouts.append(roll_out(acting, policy, s, args.critic_every, args.horizon, env.render_frame,
                                  env.privileged, views))
     env.close()
-    result = {"run": args.policy, "task": task, "robot": robot, "episodes": args.episodes,
+    result = {"run": args.policy, "policy_steps": args.policy_steps, "task": task, "robot": robot,
+              "episodes": args.episodes,
               "failures": [f or "none" for f in failures],
               "seeds": f"{seeds[0]}..{seeds[-1]}", "near": args.near, "on_table": args.on_table,
               "critic_checkpoints": dict(zip(names, args.critic)),

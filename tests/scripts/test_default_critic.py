@@ -152,3 +152,14 @@ def test_the_first_view_side_model_is_reported_beside_the_main_one(dc, build):
     f1 = rows[("views", "in-domain failure F1, agentview only (side model; main: agentview + robot0_eye_in_hand)")]
     assert (mae.figure, mae.shipped, mae.met) == (3.8, 5.4, None) and mae.note == "main model: 2.90"
     assert (f1.figure, f1.note) == (0.9, "main model: 0.940")
+
+
+def test_latency_queries_come_from_the_data_when_the_critic_can_read_its_views(dc, tmp_path):
+    from primo_loop.data.synthetic import make_dataset
+
+    make_dataset(tmp_path / "one_view", n_episodes=1, seed=0, image_size=32, n_steps=40, frame_every=10)
+    from_data = dc.sample_queries(tmp_path / "one_view", size=16)
+    assert from_data[-1].current.shape == (32, 32, 3) and from_data[-1].views == ()
+    two = ("agentview", "robot0_eye_in_hand")  # a two-view critic cannot read one-view data: random frames
+    tiled = dc.sample_queries(tmp_path / "one_view", size=16, views=two)
+    assert tiled[0].current.shape == (16, 32, 3) and tiled[0].views == two
