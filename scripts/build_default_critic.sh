@@ -240,6 +240,12 @@ if [ "${INSTALL:-0}" = 1 ]; then  # replace the embedded default, with its repor
     SHIP=${INSTALL_MODEL:-model}  # model_humanoid if the report shows it costs the arms nothing
     evaluate "$OUT/eval/$SHIP/all" "$OUT/$SHIP" auto "${IN_DOMAIN[@]}" "${ROBOT_SETS[@]}" "$DATA/eval_gr1" \
         $([ -n "$APPEARANCE" ] && echo "$DATA/eval_appearance")
+    rm -f primo_loop/assets/compact/*.png  # the new report's plots only
     cp "$OUT/$SHIP/config.json" "$OUT/$SHIP/weights.pt" primo_loop/assets/compact/
     cp "$OUT/eval/$SHIP/all"/report.* "$OUT/eval/$SHIP/all"/*.png primo_loop/assets/compact/
+    if [ -f "$OUT/model_first_view/.built" ]; then  # the one-camera twin, for envs that give one frame of their own
+        mkdir -p primo_loop/assets/compact_one_view
+        cp "$OUT/model_first_view/config.json" "$OUT/model_first_view/weights.pt" primo_loop/assets/compact_one_view/
+        cp "$OUT/eval/model_first_view/in_domain"/report.* primo_loop/assets/compact_one_view/
+    fi
 fi
