@@ -11,8 +11,8 @@ with square pixels).
 
 ``critic``: the same scripted episodes (Lift/Panda by default; the collection settings of docs/critic.md: 128 px
 frames area-resized to 64, a frame every 10 steps, failure rate 0.5) are rolled out once per profile from the
-same seeds, so the states are identical and only the pictures differ; the shipped compact critic is scored on
-each set with ``primo_loop.evaluate`` and the MAE, VOC and failure F1 are compared. Writes the datasets to
+same seeds, so the states are identical and only the pictures differ; the shipped compact critic's one-camera
+twin (``checkpoint="one_view"``; the earlier one-view default until 2026-12-02) is scored on each set with ``primo_loop.evaluate`` and the MAE, VOC and failure F1 are compared. Writes the datasets to
 ``<out>/<profile>/``, the reports to ``<out>/report_<profile>/`` and the comparison to ``<out>/summary.json``.
 """
 from __future__ import annotations
@@ -98,7 +98,7 @@ def critic(out: Path, episodes: int, seed: int, profiles: list[str], tasks: list
                                                 max_mesh_faces=PROFILES["fast"].max_mesh_faces, multisample=True)}
     cfg = CollectConfig(image_size=64, render_size=128, frame_every=10)
     plan = plan_episodes(tasks, robots, episodes, seed=seed, failure_rate=0.5)
-    scorer = make_critic("compact")
+    scorer = make_critic("compact", checkpoint="one_view")  # these frames are one camera
     summary: dict = {"tasks": tasks, "robots": robots, "episodes": episodes, "seed": seed, "profiles": {},
                      "collect": {"render_size": 128, "image_size": 64, "frame_every": 10}}
     progress_by_profile = {}
