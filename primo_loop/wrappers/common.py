@@ -163,52 +163,45 @@ def resolve_views(views: Sequence[str] | None, env_cameras: Sequence[Any] = ()) 
     return found.pop() if found else ()
 
 
-def views_to_render(critic: Any, views: Sequence[str] | None, frame_views: tuple[str, ...],
-                    can_render: bool) -> tuple[str, ...]:
-    """The cameras a wrapper renders itself for ``critic``: the critic's own views (:func:`critic_views`) where
-    the caller named none (``views``) and the env's frames tile others (``frame_views``); ``()``: the env's frames
-    serve as they are. ``can_render``: the env draws a named camera with ``render_frame(camera=...)``.
+_SAID_ONE_VIEW = False
+
+
+def critic_for_frames(critic: Any, chosen: bool, views: Sequence[str] | None, frame_views: tuple[str, ...],
+                      can_render: bool) -> tuple[Any, tuple[str, ...]]:
+    """The critic a wrapper uses and the cameras the wrapper draws for it itself (``()``: the env's frames serve).
+
+    A critic reading cameras (:func:`critic_views`) that the env's frames (``frame_views``) lack, where the caller
+    named no ``views``, gets them drawn with ``render_frame(camera=...)`` if the env can (``can_render``). If it
+    cannot (any Gymnasium env with only ``render()``) and the critic is the embedded default the wrapper built
+    itself (``chosen``: False when the caller gave an instance or a checkpoint), the default's one-camera twin
+    (shipped checkpoint ``"one_view"``) replaces it, said once per process.
 
     Raises:
         ConfigError: the critic needs cameras the env's frames lack and the env cannot draw them.
     """
-    need = critic_views(critic)
-    if views is not None or not need or tuple(frame_views) == need:
-        return ()
-    if not can_render:
-        raise ConfigError(
-            f"The critic {critic_name(critic)!r} reads the cameras {list(need)} tiled in each frame; the env's "
-            f"frames hold {list(frame_views) or 'one unnamed view'} and it has no render_frame(camera=...) to draw "
-            f"others. Build the env with those cameras (envs.make_env(..., cameras={need!r})), or pass render_fn= "
-            f"returning the tiled frame together with views={list(need)!r}")
-    return need
-
-
-_SAID_ONE_VIEW = False
-
-
-def fit_default_to_frames(critic: Any, chosen: bool, views: Sequence[str] | None, frame_views: tuple[str, ...],
-                          can_render: bool) -> Any:
-    """The critic a wrapper uses: ``critic``, unless it is the embedded default that the wrapper built itself
-    (``chosen``: False when the caller gave an instance or a checkpoint), it reads cameras the env's frames lack
-    and the env cannot draw them (any Gymnasium env with only ``render()``): then the default's one-view twin,
-    trained on the same data from the first camera (shipped checkpoint ``"one_view"``), said once per process."""
     global _SAID_ONE_VIEW
     need = critic_views(critic)
-    if chosen or not need or views is not None or tuple(frame_views) == need or can_render:
-        return critic
-    from primo_loop.critics.compact import DEFAULT_CHECKPOINT, SHIPPED
+    if views is not None or not need or tuple(frame_views) == need:
+        return critic, ()
+    if can_render:
+        return critic, need
+    if not chosen:
+        from primo_loop.critics.compact import DEFAULT_CHECKPOINT, SHIPPED
 
-    twin = SHIPPED.get("one_view")
-    if getattr(critic, "checkpoint", None) != DEFAULT_CHECKPOINT or twin is None or not twin.is_dir():
-        return critic
-    from primo_loop.critics import make_critic
+        twin = SHIPPED.get("one_view")
+        if getattr(critic, "checkpoint", None) == DEFAULT_CHECKPOINT and twin is not None and twin.is_dir():
+            from primo_loop.critics import make_critic
 
-    if not _SAID_ONE_VIEW:
-        log.warning("The default critic reads the cameras %s and this env gives one frame of its own: using the "
-                    "default's one-view twin (compact checkpoint 'one_view') instead", list(need))
-        _SAID_ONE_VIEW = True
-    return make_critic("compact", checkpoint="one_view")
+            if not _SAID_ONE_VIEW:
+                log.warning("The default critic reads the cameras %s and this env gives one frame of its own: using "
+                            "the default's one-view twin (compact checkpoint 'one_view') instead", list(need))
+                _SAID_ONE_VIEW = True
+            return make_critic("compact", checkpoint="one_view"), ()
+    raise ConfigError(
+        f"The critic {critic_name(critic)!r} reads the cameras {list(need)} tiled in each frame; the env's "
+        f"frames hold {list(frame_views) or 'one unnamed view'} and it has no render_frame(camera=...) to draw "
+        f"others. Build the env with those cameras (envs.make_env(..., cameras={need!r})), or pass render_fn= "
+        f"returning the tiled frame together with views={list(need)!r}")
 
 
 def as_frame(frame: Any, source: str) -> Frame:

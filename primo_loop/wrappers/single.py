@@ -23,12 +23,11 @@ from primo_loop.wrappers.common import (
     AsyncQueries,
     CriticCaller,
     as_frame,
-    fit_default_to_frames,
+    critic_for_frames,
     merge_tracker_config,
     privileged_from_info,
     resolve_instruction,
     resolve_views,
-    views_to_render,
 )
 
 
@@ -98,8 +97,7 @@ class CriticInTheLoop(AsyncQueries, gym.Wrapper, gym.utils.RecordConstructorArgs
         self.views: tuple[str, ...] = resolve_views(views, cams)
         draws = render_fn is None and env.has_wrapper_attr("render_frame")
         chosen = not self.owns_critic or "checkpoint" in (critic_options or {})
-        self.critic = fit_default_to_frames(self.critic, chosen, views, self.views, draws)
-        own = views_to_render(self.critic, views, self.views, draws)
+        self.critic, own = critic_for_frames(self.critic, chosen, views, self.views, draws)
         if own:  # the critic reads cameras the env's frames lack: draw them for it
             self._render, self.views = views_frame_source(env.get_wrapper_attr("render_frame"), own), own
         self.tracker.views = self.views

@@ -20,12 +20,11 @@ from primo_loop.wrappers.common import (
     AsyncQueries,
     CriticCaller,
     as_frame,
-    fit_default_to_frames,
+    critic_for_frames,
     merge_tracker_config,
     privileged_from_info,
     resolve_instruction,
     resolve_views,
-    views_to_render,
 )
 
 
@@ -96,8 +95,7 @@ class VecCriticInTheLoop(AsyncQueries, _vec_base()):  # type: ignore[misc]
         # cameras the critic reads and the sub-envs' frames lack: drawn one by one with render_frame(camera=...)
         draws = self._render_method == "render_frame"
         chosen = not self.owns_critic or "checkpoint" in (critic_options or {})
-        self.critic = fit_default_to_frames(self.critic, chosen, views, self.views, draws)
-        self._own_views = views_to_render(self.critic, views, self.views, draws)
+        self.critic, self._own_views = critic_for_frames(self.critic, chosen, views, self.views, draws)
         self.views = self._own_views or self.views
         for tracker in self.trackers:
             tracker.views = self.views
