@@ -4,13 +4,13 @@
     OMP_NUM_THREADS=1 MUJOCO_GL=egl python benchmarks/grasp_vs_hover.py --run runs/sac_lift \\
         --critic default runs/default_critic/model --names shipped rebuilt --episodes 10 \\
         --out docs/results/grasp_vs_hover
-    python benchmarks/grasp_vs_hover.py --policy scripted --inject-failure none close_early freeze \
+    python benchmarks/grasp_vs_hover.py --policy scripted --inject-failure none offset_grasp --near 0.06 \
         --critic default runs/default_critic/model --episodes 30 --out runs/gvh_scripted
 
 Rolls out the agent of a ``scripts/train_agent.py`` run folder (deterministic actions, fixed seeds ``--seed`` ..),
-or the scripted policy with the failure modes of ``--inject-failure`` taken in turn (``none``: nominal; the
-closest stand-in for an agent's hovering when no trained agent is at hand: ``close_early`` closes on nothing
-beside the cube, ``freeze`` stops moving),
+or the scripted policy with the failure modes of ``--inject-failure`` taken in turn (``none``: nominal; a
+stand-in for an agent's hovering when no trained agent is at hand: ``offset_grasp`` closes 4-5 cm beside the
+cube, which ``--near 0.06`` counts as hover; ``close_early`` and ``freeze`` gave no hover states at 0.04),
 keeps a frame every ``--critic-every`` steps and the privileged sim state there, and asks every critic the
 in-loop tracker's queries at those steps (the same frames for every critic). Each queried state is classified
 from privileged state (:func:`classify`):
